@@ -1,0 +1,28 @@
+"""`python -m services.intake`: the HTTP API and the AMQP command consumer."""
+
+import uvicorn
+
+from services.intake.app import create_app
+from shared import logs
+from shared.config import Settings
+from shared.runtime import adapters
+
+DEFAULT_PORT = 8080
+
+
+def main() -> None:
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    app = create_app(settings, adapters)
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.port_for(DEFAULT_PORT),
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Operator operations on campaigns and codes (the service layer of the admin API)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from shared.clock import Clock
+from shared.domain import model
+from shared.domain.model import Campaign, Change, Code, CodeUseType, NewId
+from shared.domain.reasons import DomainError, ReasonCode
+from shared.domain.scancode import checked
+from shared.domain.states import CodeState
+from shared.ports import Store
+
+# How often an operator edit re-reads a code that changed under it.
+_EDIT_ATTEMPTS = 5
+
+
+class Admin:
+    def __init__(self, store: Store, clock: Clock, new_id: NewId) -> None:
+        self._store = store
+        self._clock = clock
+        self._new_id = new_id
+
+    async def create_campaign(self, fields: Mapping[str, Any]) -> Campaign:
+        now = self._clock()
+        campaign = Campaign(
+            created_at=now, updated_at=now, code_use_type=CodeUseType.SINGLE, **fields
+        )
+        if (
+            campaign.valid_start
+            and campaign.valid_end
+            and campaign.valid_end <= campaign.valid_start
+        ):
+            raise DomainError(
+                ReasonCode.INVALID_PARAMETER_VALUE, "validEnd must be after validStart"
+            )
+        await self._store.create_campaign(campaign)
+        return campaign
+
+    async def campaign(self, code_type: str) -> Campaign:
+        campaign = await self._store.get_campaign(code_type)
+        if campaign is None:
+            raise DomainError(ReasonCode.REDEMPTION_CODE_TYPE_NOT_FOUND, f"no campaign {code_type}")
+        return campaign
+
+    async def campaigns(self, *, page: int, rows: int) -> tuple[list[Campaign], int]:
+        count = await self._store.count_campaigns()
+        items = await self._store.list_campaigns(skip=(page - 1) * rows, limit=rows)
+        return items, count
+
+    async def add_code(
+        self, code_type: str, scan_code: str, state: CodeState, info: Mapping[str, Any] | None
+    ) -> Code:
+        campaign = await self.campaign(code_type)
+        checked(scan_code)
+        now = self._clock()
+        code = Code(
+            redemption_code_id=self._new_id(),
+            code_type=campaign.code_type,
+            scan_code=scan_code.strip().upper(),
+            code_state=state,
+            created_at=now,
+            updated_at=now,
+            activated_at=now if state is CodeState.AVAILABLE else None,
+            custom_code_info=info,
+        )
+        await self._store.add_code(code)
+        return code
+
+    async def code(self, code_type: str, scan_code: str) -> Code:
+        code = await self._store.get_code(code_type, checked(scan_code))
+        if code is None:
+            await self.campaign(code_type)
+            raise DomainError(
+                ReasonCode.REDEMPTION_CODE_NOT_FOUND, f"campaign {code_type} has no such code"
+            )
+        return code
+
+    async def activate(
+        self, code_type: str, scan_code: str, info: Mapping[str, Any] | None, by: str
+    ) -> Code:
+        return await self._edit(
+            code_type,
+            scan_code,
+            lambda code: model.activate(code, info, now=self._clock(), new_id=self._new_id, by=by),
+        )
+
+    async def invalidate(self, code_type: str, scan_code: str, reason: str | None, by: str) -> Code:
+        return await self._edit(
+            code_type,
+            scan_code,
+            lambda code: model.invalidate(
+                code, reason, now=self._clock(), new_id=self._new_id, by=by
+            ),
+        )
+
+    async def update_custom_info(
+        self, code_type: str, scan_code: str, version: int, info: Mapping[str, Any], by: str
+    ) -> Code:
+        code = await self.code(code_type, scan_code)
+        model.check_version(code, version)
+        updated = await self._store.set_custom_code_info(
+            code_type, checked(scan_code), version, info, by
+        )
+        if updated is None:
+            model.check_version(await self.code(code_type, scan_code), version)
+            raise DomainError(ReasonCode.REDEMPTION_CODE_VERSION_MISMATCH, "code changed meanwhile")
+        return updated
+
+    async def redeemed_codes(self, user_id: str, code_type: str | None) -> list[Code]:
+        return await self._store.redeemed_codes(user_id, code_type)
+
+    async def _edit(self, code_type: str, scan_code: str, change: Callable[[Code], Change]) -> Code:
+        """Read, decide in the domain, write if nothing changed meanwhile."""
+        for _ in range(_EDIT_ATTEMPTS):
+            code = await self.code(code_type, scan_code)
+            applied = await self._store.apply(
+                code_type, checked(scan_code), [change(code)], version=code.version
+            )
+            if applied is not None:
+                return applied
+        raise DomainError(ReasonCode.REDEMPTION_CODE_VERSION_MISMATCH, "code keeps changing; retry")

@@ -1,0 +1,239 @@
+"""The intake's HTTP API: the routes of DESIGN section 10 that issue 2 covers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+
+from services.intake import errors
+from services.intake.admin import Admin
+from services.intake.auth import Keys, requires
+from services.intake.commands import CommandConsumer
+from services.intake.redemptions import Outcomes, job_for, submit
+from services.intake.schemas import (
+    Accepted,
+    ActivateIn,
+    AddCodeIn,
+    CampaignIn,
+    CampaignList,
+    CampaignOut,
+    CampaignPage,
+    CodeWithHistory,
+    InvalidateIn,
+    RedeemedCodes,
+    RedeemIn,
+    UpdateCustomInfoIn,
+    instant,
+)
+from shared.clock import Clock, new_id, utcnow
+from shared.config import Settings
+from shared.domain.model import RedemptionStatus
+from shared.domain.reasons import DomainError, ReasonCode
+from shared.domain.states import CodeState
+from shared.messages import CodeRecord, ErrorBody, RedemptionRecord
+from shared.ops import ops_router
+from shared.runtime import Adapters
+
+Connect = Callable[[Settings, str], AbstractAsyncContextManager[Adapters]]
+Admin_ = Annotated[str, Depends(requires("admin"))]
+Redeemer = Annotated[str, Depends(requires("redeem"))]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (401, 403, 404, 409, 422)
+}
+
+
+@dataclass
+class Intake:
+    adapters: Adapters
+    admin: Admin
+    outcomes: Outcomes
+    clock: Clock
+    max_wait_s: float
+
+
+def create_app(settings: Settings, connect: Connect, clock: Clock = utcnow) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with connect(settings, "intake") as a:
+            outcomes = Outcomes()
+            await outcomes.start(a.broker)
+            commands = CommandConsumer(a.broker, clock)
+            await commands.start()
+            app.state.intake = Intake(
+                a, Admin(a.store, clock, new_id), outcomes, clock, settings.max_wait_s
+            )
+            app.include_router(ops_router([("store", a.store.ping), ("broker", a.broker.ping)]))
+            yield
+            await commands.stop()
+
+    app = FastAPI(title="Redemption codes", version="1", lifespan=lifespan, responses=ERRORS)
+    app.state.keys = Keys(settings.api_key_roles())
+    errors.install(app)
+    app.add_middleware(errors.BodyLimit)
+    _campaign_routes(app)
+    _code_routes(app)
+    _redemption_routes(app)
+    return app
+
+
+def intake_of(request: Request) -> Intake:
+    intake: Intake = request.app.state.intake
+    return intake
+
+
+Deps = Annotated[Intake, Depends(intake_of)]
+
+
+def _campaign_routes(app: FastAPI) -> None:
+    @app.post("/v1/campaigns", status_code=201, tags=["campaigns"])
+    async def create_campaign(body: CampaignIn, deps: Deps, _: Admin_) -> CampaignOut:
+        fields = {
+            "code_type": body.codeType,
+            "description": body.description,
+            "valid_start": instant(body.validStart),
+            "valid_end": instant(body.validEnd),
+            "custom_code_info": body.customCodeInfo,
+            "handler": body.handler,
+            "handler_transport": body.handlerTransport,
+            "timeout_s": body.timeout,
+            "is_disabled": body.isDisabled,
+        }
+        return CampaignOut.of(await deps.admin.create_campaign(fields))
+
+    @app.get("/v1/campaigns", tags=["campaigns"])
+    async def list_campaigns(
+        deps: Deps,
+        _: Admin_,
+        rowsPerPage: Annotated[int, Query(ge=1, le=500)] = 50,
+        pageNumber: Annotated[int, Query(ge=1)] = 1,
+    ) -> CampaignList:
+        items, count = await deps.admin.campaigns(page=pageNumber, rows=rowsPerPage)
+        page = CampaignPage(
+            count=count,
+            page=pageNumber,
+            items=[CampaignOut.of(c) for c in items],
+            moreAfter=pageNumber * rowsPerPage < count,
+            moreBefore=pageNumber > 1,
+        )
+        return CampaignList(results=page)
+
+    @app.get("/v1/campaigns/{codeType}", tags=["campaigns"])
+    async def get_campaign(codeType: str, deps: Deps, _: Admin_) -> CampaignOut:
+        return CampaignOut.of(await deps.admin.campaign(codeType))
+
+
+def _code_routes(app: FastAPI) -> None:
+    base = "/v1/campaigns/{codeType}/codes"
+
+    @app.post(base, status_code=201, tags=["codes"])
+    async def add_code(codeType: str, body: AddCodeIn, deps: Deps, _: Admin_) -> CodeRecord:
+        code = await deps.admin.add_code(
+            codeType, body.scanCode, CodeState(body.codeState), body.customCodeInfo
+        )
+        return CodeRecord.of(code)
+
+    @app.get(base + "/{scanCode}", tags=["codes"])
+    async def get_code(codeType: str, scanCode: str, deps: Deps, _: Admin_) -> CodeWithHistory:
+        return CodeWithHistory.with_history(await deps.admin.code(codeType, scanCode))
+
+    @app.patch(base + "/{scanCode}", tags=["codes"])
+    async def update_custom_info(
+        codeType: str, scanCode: str, body: UpdateCustomInfoIn, deps: Deps, who: Admin_
+    ) -> CodeRecord:
+        code = await deps.admin.update_custom_info(
+            codeType, scanCode, body.version, body.customCodeInfo, who
+        )
+        return CodeRecord.of(code)
+
+    @app.post(base + "/{scanCode}/activate", tags=["codes"])
+    async def activate(
+        codeType: str, scanCode: str, deps: Deps, who: Admin_, body: ActivateIn | None = None
+    ) -> CodeRecord:
+        info = body.customCodeInfo if body else None
+        return CodeRecord.of(await deps.admin.activate(codeType, scanCode, info, who))
+
+    @app.post(base + "/{scanCode}/invalidate", tags=["codes"])
+    async def invalidate(
+        codeType: str, scanCode: str, deps: Deps, who: Admin_, body: InvalidateIn | None = None
+    ) -> CodeRecord:
+        reason = body.invalidationReason if body else None
+        return CodeRecord.of(await deps.admin.invalidate(codeType, scanCode, reason, who))
+
+
+def _redemption_routes(app: FastAPI) -> None:
+    @app.post(
+        "/v1/redemptions",
+        status_code=202,
+        tags=["redemptions"],
+        responses={200: {"model": CodeRecord}, 202: {"model": Accepted}},
+    )
+    async def redeem(
+        body: RedeemIn,
+        deps: Deps,
+        _: Redeemer,
+        wait: Annotated[float, Query(ge=0, description="seconds to wait for the outcome")] = 0,
+    ) -> JSONResponse:
+        wait = min(wait, deps.max_wait_s)
+        job = job_for(
+            user_id=body.userId,
+            scan_code=body.scanCode,
+            code_type=body.codeType,
+            custom_redemption_info=body.customRedemptionInfo,
+            request_id=body.requestId,
+            clock=deps.clock,
+            reply_to=deps.outcomes.queue_name if wait else None,
+        )
+        accepted = Accepted(redemptionId=job.redemptionId, requestId=job.requestId)
+        if not wait:
+            await submit(deps.adapters.broker, job, via="http")
+            return JSONResponse(accepted.model_dump(), status_code=202)
+        future = deps.outcomes.expect(job.redemptionId)
+        try:
+            await submit(deps.adapters.broker, job, via="http")
+            record = await _outcome(deps, job.redemptionId, future, wait)
+        finally:
+            deps.outcomes.forget(job.redemptionId, future)
+        return _answer(record, accepted)
+
+    @app.get("/v1/redemptions/{redemptionId}", tags=["redemptions"])
+    async def get_redemption(redemptionId: str, deps: Deps, _: Redeemer) -> RedemptionRecord:
+        redemption = await deps.adapters.store.get_redemption(redemptionId)
+        if redemption is None:
+            raise DomainError(ReasonCode.REDEMPTION_NOT_FOUND, "no such redemption (yet)")
+        return RedemptionRecord.of(redemption)
+
+    @app.get("/v1/users/{userId}/redeemed-codes", tags=["redemptions"])
+    async def redeemed_codes(
+        userId: str, deps: Deps, _: Redeemer, codeType: str | None = None
+    ) -> RedeemedCodes:
+        codes = await deps.admin.redeemed_codes(userId, codeType)
+        return RedeemedCodes(codes=[CodeRecord.of(c) for c in codes])
+
+
+async def _outcome(
+    deps: Intake, redemption_id: str, future: asyncio.Future[RedemptionRecord], wait: float
+) -> RedemptionRecord | None:
+    """The outcome as results sends it, or as stored when the wait ends first."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(future), wait)
+    except TimeoutError:
+        stored = await deps.adapters.store.get_redemption(redemption_id)
+        return RedemptionRecord.of(stored) if stored else None
+
+
+def _answer(record: RedemptionRecord | None, accepted: Accepted) -> JSONResponse:
+    if record is None or not record.status.is_terminal:
+        return JSONResponse(accepted.model_dump(), status_code=202)
+    if record.status is RedemptionStatus.REDEEMED and record.code is not None:
+        body = record.code.model_copy(update={"redemptionId": record.redemptionId})
+        return JSONResponse(body.model_dump(mode="json"), status_code=200)
+    reason = ReasonCode(record.reasonCode or ReasonCode.REDEMPTION_FAILED)
+    response = errors.error_response(reason, record.message or record.status.value)
+    response.headers["x-redemption-id"] = record.redemptionId
+    return response

@@ -1,0 +1,109 @@
+"""Every refusal as `{status, reasonCode, reasonName, message}`, with its HTTP status."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.domain.reasons import DomainError, ReasonCode
+from shared.messages import MAX_BODY_BYTES, ErrorBody
+
+R = ReasonCode
+_STATUS: dict[ReasonCode, int] = {
+    R.REDEMPTION_CODE_NOT_FOUND: 404,
+    R.REDEMPTION_CODE_TYPE_NOT_FOUND: 404,
+    R.REDEMPTION_CODE_BY_ID_NOT_FOUND: 404,
+    R.REDEMPTION_NOT_FOUND: 404,
+    R.UNAUTHENTICATED: 401,
+    R.FORBIDDEN: 403,
+    R.SERVICE_UNAVAILABLE: 503,
+    **{
+        reason: 422
+        for reason in (
+            R.INVALID_SCAN_CODE,
+            R.INVALID_PARAMETER_VALUE,
+            R.INVALID_SCAN_CODE_FOR_TYPE,
+            R.REDEMPTION_CODE_TYPE_MISMATCH,
+            R.REDEMPTION_CODE_ASYNC_BAD_RESPONSE,
+            R.REDEMPTION_CODE_TYPE_NOT_ASYNC,
+            R.CODE_TYPE_SCAN_CODE_MISMATCH_FOR_MULTI_USE_CODE,
+            R.REDEMPTION_CODE_TYPE_CODE_USE_ERROR,
+            R.REDEMPTION_CODE_TYPE_MUST_BE_SINGLE_USE,
+            R.INVALID_SCAN_CODE_LENGTH,
+        )
+    },
+}
+
+
+def http_status(reason: ReasonCode) -> int:
+    """404 not found, 422 bad input, 401/403 credentials; any other refusal is a 409 conflict."""
+    return _STATUS.get(reason, 409)
+
+
+def error_response(reason: ReasonCode, message: str, status: int | None = None) -> JSONResponse:
+    status = status or http_status(reason)
+    body = ErrorBody(status=status, reasonCode=int(reason), reasonName=reason.name, message=message)
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        return error_response(exc.reason, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for item in exc.errors()[:5]:
+            where = ".".join(str(p) for p in item.get("loc", ())) or "body"
+            parts.append(f"{where}: {item.get('msg')}")
+        return error_response(R.INVALID_PARAMETER_VALUE, "; ".join(parts))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        reason = R.REDEMPTION_NOT_FOUND if exc.status_code == 404 else R.INVALID_PARAMETER_VALUE
+        return error_response(reason, str(exc.detail), exc.status_code)
+
+
+class BodyLimit:
+    """Refuse bodies over MAX_BODY_BYTES before they are read into memory."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            R.INVALID_PARAMETER_VALUE, f"body is larger than {self.limit} bytes", 422
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass

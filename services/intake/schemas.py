@@ -1,0 +1,151 @@
+"""HTTP request and response bodies of the intake API (reference field names)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.clock import from_ms, to_ms
+from shared.domain.model import Campaign, Code, HistoryEntry
+from shared.messages import CodeRecord, EpochMs, Id, Info, ScanCodeText
+
+CodeTypeName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CampaignIn(Body):
+    """A new personal campaign."""
+
+    codeType: CodeTypeName
+    codeUseType: Literal["SINGLE"] = "SINGLE"
+    description: str | None = Field(None, max_length=1000)
+    validStart: EpochMs | None = None
+    validEnd: EpochMs | None = None
+    customCodeInfo: Info | None = None
+    handler: Id | None = Field(None, description="fulfillment handler name; none redeems at once")
+    handlerTransport: Literal["local"] = "local"
+    timeout: float = Field(30.0, gt=0, le=3600, description="allowed processing time, seconds")
+    isDisabled: bool = False
+
+
+class CampaignOut(BaseModel):
+    codeType: str
+    codeUseType: str
+    description: str | None
+    validStart: EpochMs | None
+    validEnd: EpochMs | None
+    customCodeInfo: Info | None
+    handler: str | None
+    handlerTransport: str
+    timeout: float
+    isDisabled: bool
+    version: int
+    createdAt: EpochMs
+    updatedAt: EpochMs
+
+    @classmethod
+    def of(cls, c: Campaign) -> CampaignOut:
+        return cls(
+            codeType=c.code_type,
+            codeUseType=c.code_use_type.value,
+            description=c.description,
+            validStart=to_ms(c.valid_start),
+            validEnd=to_ms(c.valid_end),
+            customCodeInfo=dict(c.custom_code_info) if c.custom_code_info else None,
+            handler=c.handler,
+            handlerTransport=c.handler_transport,
+            timeout=c.timeout_s,
+            isDisabled=c.is_disabled,
+            version=c.version,
+            createdAt=to_ms(c.created_at) or 0,
+            updatedAt=to_ms(c.updated_at) or 0,
+        )
+
+
+class CampaignPage(BaseModel):
+    count: int
+    page: int
+    items: list[CampaignOut]
+    moreAfter: bool
+    moreBefore: bool
+
+
+class CampaignList(BaseModel):
+    results: CampaignPage
+
+
+class AddCodeIn(Body):
+    scanCode: ScanCodeText
+    codeState: Literal["Inactive", "Available"] = "Inactive"
+    customCodeInfo: Info | None = None
+
+
+class ActivateIn(Body):
+    customCodeInfo: Info | None = None
+
+
+class InvalidateIn(Body):
+    invalidationReason: str | None = Field(None, max_length=500)
+
+
+class UpdateCustomInfoIn(Body):
+    version: int = Field(ge=1)
+    customCodeInfo: Info
+
+
+class RedeemIn(Body):
+    userId: Id
+    scanCode: ScanCodeText
+    codeType: Id | None = None
+    customRedemptionInfo: Info | None = None
+    requestId: Id | None = None
+
+
+class Accepted(BaseModel):
+    redemptionId: str
+    requestId: str
+    status: str = "Pending"
+
+
+class HistoryOut(BaseModel):
+    at: EpochMs
+    action: str
+    fromState: str | None
+    toState: str
+    by: str
+    redemptionId: str | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, h: HistoryEntry) -> HistoryOut:
+        return cls(
+            at=to_ms(h.at) or 0,
+            action=h.action.value,
+            fromState=h.from_state.value if h.from_state else None,
+            toState=h.to_state.value,
+            by=h.by,
+            redemptionId=h.redemption_id,
+            reason=h.reason,
+        )
+
+
+class CodeWithHistory(CodeRecord):
+    history: list[HistoryOut]
+
+    @classmethod
+    def with_history(cls, code: Code) -> CodeWithHistory:
+        record = CodeRecord.of(code).model_dump()
+        return cls(**record, history=[HistoryOut.of(h) for h in code.history])
+
+
+class RedeemedCodes(BaseModel):
+    codes: list[CodeRecord]
+
+
+def instant(ms: int | None) -> datetime | None:
+    return None if ms is None else from_ms(ms)

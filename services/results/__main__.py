@@ -1,0 +1,39 @@
+"""`python -m services.results`: relay events and outcomes until SIGTERM."""
+
+import asyncio
+
+import structlog
+
+from services.results.relay import Relay
+from shared import logs
+from shared.config import Settings
+from shared.ops import OpsServer, ops_app
+from shared.runtime import adapters, until_stopped
+
+DEFAULT_PORT = 8082
+
+
+async def main() -> None:
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    log = structlog.get_logger().bind(service="results")
+    async with adapters(settings, "results") as a:
+        relay = Relay(a.store, a.broker, batch=settings.relay_batch, idle_s=settings.relay_idle_s)
+        ops = OpsServer(
+            ops_app([("store", a.store.ping), ("broker", a.broker.ping)]),
+            settings.http_host,
+            settings.port_for(DEFAULT_PORT),
+        )
+        await ops.start()
+        running = asyncio.create_task(relay.run())
+        log.info("results started")
+        await until_stopped()
+        log.info("results stopping")
+        relay.stop()
+        await running
+        await ops.stop()
+    log.info("results stopped")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

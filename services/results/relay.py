@@ -1,0 +1,112 @@
+"""The outbox relay: stored events out to `redemption.events`, outcomes to callers.
+
+At least once: an event leaves its outbox only after the broker confirmed
+it, so a crash between the two sends it again with the same `eventId`.
+A code's events go out in order, one after another; codes go in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from prometheus_client import Counter
+
+from shared import topology
+from shared.adapters.rabbitmq import Broker, Unroutable
+from shared.clock import to_ms
+from shared.domain.model import Redemption
+from shared.messages import CodeEventMessage, CodeRecord, RedemptionRecord
+from shared.ports import PendingEvent, PendingEvents, Store
+
+log = structlog.get_logger()
+RELAYED = Counter("redemption_events_relayed", "Events confirmed by the broker", ["routing_key"])
+REPLIED = Counter("redemption_replies_sent", "Outcomes sent to callers that asked")
+
+
+def event_body(pending: PendingEvent) -> bytes:
+    event = pending.event
+    message = CodeEventMessage(
+        eventId=event.event_id,
+        eventType=event.event_type,
+        occurredAt=to_ms(event.occurred_at) or 0,
+        redemptionId=event.redemption_id,
+        userId=event.user_id,
+        code=CodeRecord.of(pending.code),
+    )
+    return message.model_dump_json().encode()
+
+
+class Relay:
+    def __init__(self, store: Store, broker: Broker, *, batch: int, idle_s: float) -> None:
+        self._store = store
+        self._broker = broker
+        self._batch = batch
+        self._idle_s = idle_s
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Relay until `stop()`; pause only when there was nothing to do."""
+        while not self._stopping.is_set():
+            try:
+                busy = await self.relay_once()
+            except Exception:
+                log.exception("relay pass failed; trying again")
+                busy = False
+            if not busy:
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), self._idle_s)
+                except TimeoutError:
+                    pass
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def relay_once(self) -> bool:
+        """One pass over events and replies; True if a batch was full."""
+        pending = await self._store.pending_events(limit=self._batch)
+        published = await asyncio.gather(*(self._publish_in_order(p) for p in pending))
+        await self._store.mark_relayed([p for p in published if p.events])
+        waiting = await self._store.pending_replies(limit=self._batch)
+        replied = await asyncio.gather(*(self._reply(r) for r in waiting))
+        await self._store.mark_replied([r for r in replied if r is not None])
+        return len(pending) == self._batch or len(waiting) == self._batch
+
+    async def _publish_in_order(self, item: PendingEvents) -> PendingEvents:
+        """Publish a code's events in order; return the prefix the broker confirmed."""
+        done: list[PendingEvent] = []
+        for pending in item.events:
+            try:
+                await self._broker.publish(
+                    topology.EVENTS_EXCHANGE,
+                    pending.event.routing_key,
+                    event_body(pending),
+                    message_id=pending.event.event_id,
+                    # An event that no observer subscribed to is not an error.
+                    mandatory=False,
+                )
+            except Exception:
+                log.warning("event not confirmed", eventId=pending.event.event_id, exc_info=True)
+                break
+            RELAYED.labels(pending.event.routing_key).inc()
+            done.append(pending)
+        return PendingEvents(item.code_id, tuple(done))
+
+    async def _reply(self, redemption: Redemption) -> Redemption | None:
+        body = RedemptionRecord.of(redemption).model_dump_json().encode()
+        for reply in redemption.replies:
+            try:
+                await self._broker.publish(
+                    "",
+                    reply.queue,
+                    body,
+                    correlation_id=reply.correlation_id,
+                    message_id=redemption.redemption_id,
+                )
+                REPLIED.inc()
+            except Unroutable:
+                log.info("caller's reply queue is gone", queue=reply.queue)
+            except Exception:
+                log.warning("reply not confirmed", exc_info=True)
+                return None
+        return redemption

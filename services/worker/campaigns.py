@@ -1,0 +1,34 @@
+"""Campaigns as a worker sees them: read through a short-lived cache."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from shared.domain.model import Campaign
+from shared.domain.reasons import DomainError, ReasonCode
+from shared.ports import Store
+
+
+class CampaignCache:
+    """Reuses a campaign read for `ttl_s`; campaign edits reach workers within it."""
+
+    def __init__(
+        self, store: Store, ttl_s: float, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._monotonic = monotonic
+        self._entries: dict[str, tuple[float, Campaign]] = {}
+
+    async def get(self, code_type: str) -> Campaign:
+        """The campaign, or REDEMPTION_CODE_TYPE_NOT_FOUND."""
+        now = self._monotonic()
+        hit = self._entries.get(code_type)
+        if hit and now - hit[0] < self._ttl_s:
+            return hit[1]
+        campaign = await self._store.get_campaign(code_type)
+        if campaign is None:
+            raise DomainError(ReasonCode.REDEMPTION_CODE_TYPE_NOT_FOUND, f"no campaign {code_type}")
+        self._entries[code_type] = (now, campaign)
+        return campaign

@@ -1,0 +1,104 @@
+"""The work queue, consumed: one redemption job per message.
+
+Ack policy: a job is acked once its outcome is stored. A body that is not a
+job is dead-lettered at once with the reason. A job that fails for want of
+the store or broker is requeued after a pause; at `max_deliveries` it is
+ended as failed and dead-lettered, so that no redemption waits forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from prometheus_client import Counter
+
+from services.worker.redeem import RedeemService
+from shared import topology
+from shared.adapters.rabbitmq import Broker, delivery_count
+from shared.clock import Clock, from_ms
+from shared.domain.model import Redemption, ReplyTo
+from shared.domain.reasons import DomainError, ReasonCode
+from shared.messages import RedemptionJob, parse
+
+log = structlog.get_logger()
+OUTCOMES = Counter("redemption_outcomes", "Redemptions ended by a worker", ["status", "reason"])
+
+
+def pending_from_job(job: RedemptionJob, clock: Clock) -> Redemption:
+    """Translate the wire job into the domain's pending redemption."""
+    replies = (ReplyTo(job.replyTo, job.correlationId or job.redemptionId),) if job.replyTo else ()
+    return Redemption(
+        redemption_id=job.redemptionId,
+        request_id=job.requestId,
+        user_id=job.userId,
+        scan_code=job.scanCode,
+        code_type=job.codeType,
+        custom_redemption_info=job.customRedemptionInfo,
+        accepted_at=from_ms(job.acceptedAt),
+        updated_at=clock(),
+        replies=replies,
+    )
+
+
+class WorkConsumer:
+    def __init__(
+        self, service: RedeemService, broker: Broker, clock: Clock, *, max_deliveries: int
+    ) -> None:
+        self._service = service
+        self._broker = broker
+        self._clock = clock
+        self._max_deliveries = max_deliveries
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._queue = await self._broker.queue(topology.WORK_QUEUE)
+        self._tag = await self._queue.consume(self._on_message)
+
+    async def stop(self) -> None:
+        """Stop taking jobs, then let the ones in hand finish."""
+        if self._queue and self._tag:
+            await self._queue.cancel(self._tag)
+        current = asyncio.current_task()
+        await asyncio.gather(*(t for t in self._in_flight if t is not current))
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        try:
+            job = parse(RedemptionJob, message.body)
+        except DomainError as error:
+            log.warning("dead-lettering a malformed job", reason=error.message)
+            await self._broker.dead_letter(message, error)
+            return
+        with structlog.contextvars.bound_contextvars(
+            redemptionId=job.redemptionId, requestId=job.requestId
+        ):
+            await self._handle(message, pending_from_job(job, self._clock))
+
+    async def _handle(self, message: AbstractIncomingMessage, pending: Redemption) -> None:
+        deliveries = delivery_count(message)
+        if deliveries >= self._max_deliveries:
+            error = DomainError(
+                ReasonCode.DELIVERY_LIMIT_EXCEEDED,
+                f"could not be carried out in {deliveries} deliveries",
+            )
+            await self._service.give_up(pending, error)
+            await self._broker.dead_letter(message, error)
+            return
+        try:
+            outcome = await self._service.redeem(pending)
+        except Exception:
+            log.exception("redemption interrupted; requeueing", deliveries=deliveries)
+            await asyncio.sleep(min(0.5 * 2**deliveries, 10.0))
+            await message.nack(requeue=True)
+            return
+        reason = outcome.reason_code.name if outcome.reason_code else ""
+        OUTCOMES.labels(outcome.status.value, reason).inc()
+        log.info("redemption ended", status=outcome.status.value, reason=reason)
+        await message.ack()

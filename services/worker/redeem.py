@@ -1,0 +1,210 @@
+"""RedeemCode, carried out: claim a code atomically, fulfil, record the outcome.
+
+Idempotent per redemption id: a repeated or redelivered job finds its
+redemption (and, once claimed, its code) and resumes where the last delivery
+stopped; it never claims twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Mapping
+
+import structlog
+
+from services.worker.campaigns import CampaignCache
+from shared.clock import Clock
+from shared.domain import fulfillment, model
+from shared.domain.model import Campaign, Code, CodeUseType, NewId, Redemption, RedemptionStatus
+from shared.domain.reasons import DomainError, ReasonCode
+from shared.domain.scancode import checked
+from shared.domain.states import CodeState
+from shared.ports import FulfillmentHandler, Store
+
+log = structlog.get_logger()
+
+
+class RedeemService:
+    def __init__(
+        self,
+        store: Store,
+        campaigns: CampaignCache,
+        handlers: Mapping[str, FulfillmentHandler],
+        clock: Clock,
+        new_id: NewId,
+    ) -> None:
+        self._store = store
+        self._campaigns = campaigns
+        self._handlers = handlers
+        self._clock = clock
+        self._new_id = new_id
+
+    async def redeem(self, pending: Redemption) -> Redemption:
+        """Carry out `pending` to a terminal state, or resume it if known."""
+        existing = await self._store.open_redemption(pending)
+        if existing is not None:
+            for reply in set(pending.replies) - set(existing.replies):
+                await self._store.add_reply(existing.redemption_id, reply)
+            if existing.status.is_terminal:
+                return existing
+            pending = existing
+        try:
+            campaign, code = await self._claim(pending)
+            if code.code_state is CodeState.IN_PROGRESS:
+                code = await self._fulfil(campaign, code, pending)
+        except DomainError as refusal:
+            return await self._finish(
+                pending, RedemptionStatus.REJECTED, refusal.reason, refusal.message
+            )
+        status, reason, message = fulfillment.outcome_of(code)
+        return await self._finish(
+            pending, status, reason, message, code=code, code_type=campaign.code_type
+        )
+
+    async def give_up(self, pending: Redemption, error: DomainError) -> Redemption:
+        """End a redemption that cannot be carried out, failing any code it holds."""
+        existing = await self._store.open_redemption(pending)
+        if existing is not None and existing.status.is_terminal:
+            return existing
+        held = [
+            code
+            for code in await self._store.find_codes(checked(pending.scan_code), limit=16)
+            if code.redemption_id == pending.redemption_id
+        ]
+        for code in held:
+            if code.code_state is CodeState.IN_PROGRESS:
+                change = model.fail(
+                    pending.claim,
+                    error.reason.name,
+                    error.message,
+                    now=self._clock(),
+                    new_id=self._new_id,
+                )
+                await self._store.apply(
+                    code.code_type,
+                    checked(code.scan_code),
+                    [change],
+                    redemption_id=pending.redemption_id,
+                )
+        return await self._finish(pending, RedemptionStatus.FAILED, error.reason, error.message)
+
+    async def _claim(self, pending: Redemption) -> tuple[Campaign, Code]:
+        scan_norm = checked(pending.scan_code)
+        campaign = await self._campaign_for(pending.code_type, scan_norm)
+        now = self._clock()
+        campaign.check_redeemable(now)
+        if campaign.code_use_type is not CodeUseType.SINGLE:
+            raise DomainError(
+                ReasonCode.REDEMPTION_CODE_TYPE_MUST_BE_SINGLE_USE,
+                f"campaign {campaign.code_type} holds shared codes, not personal ones",
+            )
+        changes = [model.claim(pending.claim, now=now, new_id=self._new_id)]
+        if campaign.handler is None:
+            changes.append(model.succeed(pending.claim, None, now=now, new_id=self._new_id))
+        code = await self._store.apply(campaign.code_type, scan_norm, changes)
+        if code is None:
+            code = await self._held_by(pending, campaign.code_type, scan_norm)
+        return campaign, code
+
+    async def _campaign_for(self, code_type: str | None, scan_norm: str) -> Campaign:
+        if code_type is not None:
+            return await self._campaigns.get(code_type)
+        codes = await self._store.find_codes(scan_norm, limit=2)
+        if not codes:
+            raise DomainError(ReasonCode.REDEMPTION_CODE_NOT_FOUND, "no such code")
+        if len(codes) > 1:
+            raise DomainError(
+                ReasonCode.INVALID_PARAMETER_VALUE,
+                "this scan code exists in several campaigns: give its codeType",
+            )
+        return await self._campaigns.get(codes[0].code_type)
+
+    async def _held_by(self, pending: Redemption, code_type: str, scan_norm: str) -> Code:
+        """The code this redemption holds already, or why it cannot have it."""
+        code = await self._store.get_code(code_type, scan_norm)
+        if code is None:
+            raise DomainError(
+                ReasonCode.REDEMPTION_CODE_NOT_FOUND, f"campaign {code_type} has no such code"
+            )
+        if code.redemption_id != pending.redemption_id:
+            raise model.refusal(code, pending.user_id)
+        return code
+
+    async def _fulfil(self, campaign: Campaign, code: Code, pending: Redemption) -> Code:
+        result = await self._call_handler(campaign, code, pending)
+        now = self._clock()
+        if result.success:
+            change = model.succeed(
+                pending.claim, result.custom_redemption_info, now=now, new_id=self._new_id
+            )
+        else:
+            change = model.fail(
+                pending.claim,
+                result.error_code or "",
+                result.error_msg or "",
+                now=now,
+                new_id=self._new_id,
+            )
+        done = await self._store.apply(
+            code.code_type,
+            checked(code.scan_code),
+            [change],
+            redemption_id=pending.redemption_id,
+        )
+        # None: a redelivered copy of this job finished it first.
+        return done or await self._held_by(pending, code.code_type, checked(code.scan_code))
+
+    async def _call_handler(
+        self, campaign: Campaign, code: Code, pending: Redemption
+    ) -> fulfillment.Result:
+        handler = self._handlers.get(campaign.handler or "")
+        if handler is None:
+            return fulfillment.Result(
+                False,
+                True,
+                None,
+                fulfillment.HANDLER_MISSING,
+                f"no handler named {campaign.handler!r} is installed",
+            )
+        request = fulfillment.request_for(campaign, code, pending)
+        try:
+            answer = await asyncio.wait_for(handler(request), timeout=campaign.timeout_s)
+        except TimeoutError:
+            return fulfillment.Result(
+                False,
+                True,
+                None,
+                fulfillment.HANDLER_TIMED_OUT,
+                f"no answer within {campaign.timeout_s} s",
+            )
+        except Exception as exc:
+            log.warning("handler crashed", handler=campaign.handler, exc_info=True)
+            return fulfillment.Result(
+                False, True, None, fulfillment.HANDLER_CRASHED, f"{type(exc).__name__}: {exc}"[:500]
+            )
+        return fulfillment.interpret(answer, is_async=campaign.is_async)
+
+    async def _finish(
+        self,
+        pending: Redemption,
+        status: RedemptionStatus,
+        reason: ReasonCode | None,
+        message: str | None,
+        *,
+        code: Code | None = None,
+        code_type: str | None = None,
+    ) -> Redemption:
+        now = self._clock()
+        outcome = dataclasses.replace(
+            pending,
+            status=status,
+            reason_code=reason,
+            message=message,
+            code=code,
+            code_type=code_type or pending.code_type,
+            attempt=code.attempt if code else 0,
+            updated_at=now,
+            completed_at=now if status.is_terminal else None,
+        )
+        return await self._store.finish_redemption(outcome)

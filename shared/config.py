@@ -1,0 +1,42 @@
+"""Configuration from the environment (prefix `REDEEM_`), one model for all services."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REDEEM_", extra="ignore")
+
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    mongodb_url: str = "mongodb://127.0.0.1:27017/"
+    mongodb_db: str = "redemption"
+    http_host: str = "127.0.0.1"
+    http_port: int | None = Field(
+        None, description="intake 8080, worker 8081, results 8082 unless set; 0 turns it off"
+    )
+    api_keys: str = Field(
+        "", description="key=role,role;key=role (roles: redeem, fulfillment, admin)"
+    )
+    prefetch: int = Field(32, ge=1, description="unacked messages a worker holds at once")
+    max_deliveries: int = Field(
+        5, ge=1, description="deliveries of one message before it is dead-lettered"
+    )
+    campaign_cache_ttl_s: float = Field(
+        1.0, ge=0, description="how long a worker reuses a campaign it read"
+    )
+    publish_timeout_s: float = Field(5.0, gt=0)
+    max_wait_s: float = Field(30.0, gt=0, description="upper bound of ?wait= on RedeemCode")
+    relay_batch: int = Field(256, ge=1)
+    relay_idle_s: float = Field(0.05, gt=0, description="relay pause when nothing is pending")
+    log_level: str = "INFO"
+    log_format: str = Field("auto", description="json, console, or auto (console on a terminal)")
+
+    def port_for(self, default: int) -> int:
+        return default if self.http_port is None else self.http_port
+
+    def api_key_roles(self) -> dict[str, frozenset[str]]:
+        keys: dict[str, frozenset[str]] = {}
+        for entry in filter(None, (part.strip() for part in self.api_keys.split(";"))):
+            key, _, roles = entry.partition("=")
+            keys[key.strip()] = frozenset(r.strip() for r in roles.split(",") if r.strip())
+        return keys

@@ -1,0 +1,1 @@
+"""The pure domain: no I/O libraries are imported below this package."""

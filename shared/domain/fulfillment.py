@@ -1,0 +1,87 @@
+"""The fulfillment handler contract of the design, section 4: data in, result out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shared.domain.model import Campaign, Code, Redemption, RedemptionStatus
+from shared.domain.reasons import ReasonCode
+from shared.domain.states import CodeState
+
+# errorCode values the service itself records when a handler misbehaves.
+HANDLER_MISSING = "HANDLER_NOT_FOUND"
+HANDLER_CRASHED = "HANDLER_ERROR"
+HANDLER_TIMED_OUT = "HANDLER_TIMEOUT"
+BAD_RESPONSE = "BAD_RESPONSE"
+SERVICE_ERRORS = frozenset({HANDLER_MISSING, HANDLER_CRASHED, HANDLER_TIMED_OUT, BAD_RESPONSE})
+
+
+def request_for(
+    campaign: Campaign, code: Code, redemption: Redemption, operation: str = "redeem"
+) -> dict[str, Any]:
+    """The data map a handler is called with."""
+    return {
+        "scanCode": code.scan_code,
+        "operation": operation,
+        "redemptionCodeId": code.redemption_code_id,
+        "attempt": code.attempt,
+        "async": campaign.is_async,
+        "codeType": campaign.code_type,
+        "codeUseType": campaign.code_use_type.value,
+        "customCodeInfo": dict(code.custom_code_info or {}),
+        "customRedemptionInfo": dict(code.custom_redemption_info or {}),
+        "redemptionId": redemption.redemption_id,
+        "userId": redemption.user_id,
+    }
+
+
+@dataclass(frozen=True)
+class Result:
+    """A handler's answer, checked."""
+
+    success: bool
+    complete: bool
+    custom_redemption_info: Mapping[str, Any] | None = None
+    error_code: str | None = None
+    error_msg: str | None = None
+
+
+def interpret(answer: object, *, is_async: bool) -> Result:
+    """Check a handler's answer; anything malformed is a failed attempt."""
+    if not isinstance(answer, Mapping) or not isinstance(answer.get("success"), bool):
+        return _bad("the handler's answer has no boolean 'success'")
+    complete = answer.get("complete", True)
+    info = answer.get("customRedemptionInfo")
+    if not isinstance(complete, bool) or not (info is None or isinstance(info, Mapping)):
+        return _bad("'complete' must be boolean and 'customRedemptionInfo' an object")
+    if not complete and not is_async:
+        return _bad("a synchronous handler answered complete: false")
+    if answer["success"]:
+        return Result(True, complete, info)
+    return Result(
+        False,
+        True,
+        info,
+        str(answer.get("errorCode") or "FULFILLMENT_FAILED"),
+        str(answer.get("errorMsg") or "the handler reported failure"),
+    )
+
+
+def _bad(why: str) -> Result:
+    return Result(False, True, None, BAD_RESPONSE, why)
+
+
+def outcome_of(code: Code) -> tuple[RedemptionStatus, ReasonCode | None, str | None]:
+    """A redemption's status, given the code it holds."""
+    if code.code_state is CodeState.REDEEMED:
+        return RedemptionStatus.REDEEMED, None, None
+    if code.code_state is CodeState.FAILED:
+        reason = (
+            ReasonCode.REDEMPTION_CODE_SCRIPT_FAILURE
+            if code.error_code in SERVICE_ERRORS
+            else ReasonCode.REDEMPTION_FAILED
+        )
+        return RedemptionStatus.FAILED, reason, f"{code.error_code}: {code.error_msg}"
+    return RedemptionStatus.IN_PROGRESS, None, None

@@ -1,0 +1,336 @@
+"""Campaigns, codes and redemptions, and the transitions between their states.
+
+Pure: no I/O. Every operation returns the `Change` a store must apply
+atomically, together with the event it records; nothing here sends anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from shared.domain.reasons import DomainError, ReasonCode
+from shared.domain.states import EVENT_NAMES, Action, CodeState, target
+
+JsonMap = Mapping[str, Any]
+NewId = Callable[[], str]
+
+
+class CodeUseType(StrEnum):
+    SINGLE = "SINGLE"
+    MULTI = "MULTI"
+
+
+class RedemptionStatus(StrEnum):
+    PENDING = "Pending"
+    IN_PROGRESS = "InProgress"
+    REDEEMED = "Redeemed"
+    FAILED = "Failed"
+    REJECTED = "Rejected"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (
+            RedemptionStatus.REDEEMED,
+            RedemptionStatus.FAILED,
+            RedemptionStatus.REJECTED,
+        )
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A code type: a named set of codes and the rules for redeeming them."""
+
+    code_type: str
+    code_use_type: CodeUseType
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1
+    description: str | None = None
+    scan_code: str | None = None
+    valid_start: datetime | None = None
+    valid_end: datetime | None = None
+    max_redemptions: int | None = None
+    custom_code_info: JsonMap | None = None
+    handler: str | None = None
+    handler_transport: str = "local"
+    webhook_url: str | None = None
+    is_async: bool = False
+    max_retries: int = 0
+    timeout_s: float = 30.0
+    poll_interval_s: float | None = None
+    is_disabled: bool = False
+
+    def check_redeemable(self, now: datetime) -> None:
+        """Refuse a redemption the campaign does not allow at `now`."""
+        if self.is_disabled:
+            raise DomainError(
+                ReasonCode.REDEMPTION_CODE_TYPE_DISABLED, f"campaign {self.code_type} is disabled"
+            )
+        before = self.valid_start is not None and now < self.valid_start
+        after = self.valid_end is not None and now >= self.valid_end
+        if self.code_use_type is CodeUseType.SINGLE and (before or after):
+            raise DomainError(
+                ReasonCode.SINGLE_USE_CODE_REDEMPTION_ATTEMPTED_OUTSIDE_TIMEFRAME,
+                f"campaign {self.code_type} is outside its validity window",
+            )
+        if before:
+            raise DomainError(
+                ReasonCode.MULTI_USE_CODE_REDEMPTION_ATTEMPTED_BEFORE_START,
+                f"campaign {self.code_type} has not started",
+            )
+        if after:
+            raise DomainError(
+                ReasonCode.MULTI_USE_CODE_REDEMPTION_ATTEMPTED_AFTER_END,
+                f"campaign {self.code_type} has ended",
+            )
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One transition in a code's life: when, what, by whom, why."""
+
+    at: datetime
+    action: Action
+    from_state: CodeState | None
+    to_state: CodeState
+    by: str
+    redemption_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Code:
+    """A personal code, as stored."""
+
+    redemption_code_id: str
+    code_type: str
+    scan_code: str
+    code_state: CodeState
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1
+    custom_code_info: JsonMap | None = None
+    custom_redemption_info: JsonMap | None = None
+    redeemed_by_user_id: str | None = None
+    redemption_id: str | None = None
+    invalidation_reason: str | None = None
+    activated_at: datetime | None = None
+    redeemed_at: datetime | None = None
+    invalidated_at: datetime | None = None
+    attempt: int = 0
+    attempted_at: datetime | None = None
+    error_code: str | None = None
+    error_msg: str | None = None
+    history: tuple[HistoryEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class CodeEvent:
+    """What a change of state tells observers; the code record is added on relay."""
+
+    event_id: str
+    name: str
+    occurred_at: datetime
+    redemption_id: str | None = None
+    user_id: str | None = None
+
+    @property
+    def routing_key(self) -> str:
+        return f"code.{self.name}"
+
+    @property
+    def event_type(self) -> str:
+        return "Code" + self.name.capitalize()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One transition of one code, to be applied atomically with its event.
+
+    `fields` names `Code` attributes; the store sets them, `code_state` and
+    `updated_at`, increments `version`, appends `history` and the event, all in
+    one update whose filter expects `source`.
+    """
+
+    source: CodeState
+    target: CodeState
+    fields: JsonMap
+    event: CodeEvent
+    history: HistoryEntry
+
+
+def _change(
+    state: CodeState,
+    action: Action,
+    *,
+    now: datetime,
+    new_id: NewId,
+    by: str,
+    fields: JsonMap,
+    redemption_id: str | None = None,
+    user_id: str | None = None,
+    reason: str | None = None,
+) -> Change:
+    to_state = target(state, action)
+    event = CodeEvent(new_id(), EVENT_NAMES[to_state], now, redemption_id, user_id)
+    entry = HistoryEntry(now, action, state, to_state, by, redemption_id, reason)
+    return Change(state, to_state, fields, event, entry)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who asks to redeem, on whose behalf, with what."""
+
+    redemption_id: str
+    user_id: str
+    custom_redemption_info: JsonMap | None = None
+
+
+def claim(claim: Claim, *, now: datetime, new_id: NewId) -> Change:
+    """Available -> InProgress: the code is leased to this redemption."""
+    fields = {
+        "redemption_id": claim.redemption_id,
+        "redeemed_by_user_id": claim.user_id,
+        "custom_redemption_info": claim.custom_redemption_info,
+        "attempt": 0,
+        "attempted_at": now,
+        "error_code": None,
+        "error_msg": None,
+    }
+    return _change(
+        CodeState.AVAILABLE,
+        Action.REDEEM,
+        now=now,
+        new_id=new_id,
+        by=claim.user_id,
+        fields=fields,
+        redemption_id=claim.redemption_id,
+        user_id=claim.user_id,
+    )
+
+
+def succeed(claim: Claim, info: JsonMap | None, *, now: datetime, new_id: NewId) -> Change:
+    """InProgress -> Redeemed, keeping what fulfillment granted."""
+    fields: dict[str, Any] = {"redeemed_at": now}
+    if info is not None:
+        fields["custom_redemption_info"] = info
+    return _change(
+        CodeState.IN_PROGRESS,
+        Action.SUCCEED,
+        now=now,
+        new_id=new_id,
+        by=claim.user_id,
+        fields=fields,
+        redemption_id=claim.redemption_id,
+        user_id=claim.user_id,
+    )
+
+
+def fail(claim: Claim, error_code: str, error_msg: str, *, now: datetime, new_id: NewId) -> Change:
+    """InProgress -> Failed, with the error recorded."""
+    return _change(
+        CodeState.IN_PROGRESS,
+        Action.FAIL,
+        now=now,
+        new_id=new_id,
+        by=claim.user_id,
+        fields={"error_code": error_code, "error_msg": error_msg},
+        redemption_id=claim.redemption_id,
+        user_id=claim.user_id,
+        reason=error_msg,
+    )
+
+
+def activate(code: Code, info: JsonMap | None, *, now: datetime, new_id: NewId, by: str) -> Change:
+    """Inactive -> Available; `info`, when given, replaces `customCodeInfo`."""
+    fields: dict[str, Any] = {"activated_at": now}
+    if info is not None:
+        fields["custom_code_info"] = info
+    return _change(code.code_state, Action.ACTIVATE, now=now, new_id=new_id, by=by, fields=fields)
+
+
+def invalidate(code: Code, reason: str | None, *, now: datetime, new_id: NewId, by: str) -> Change:
+    """Any non-terminal, unleased state -> Invalidated, with the reason kept."""
+    return _change(
+        code.code_state,
+        Action.INVALIDATE,
+        now=now,
+        new_id=new_id,
+        by=by,
+        fields={"invalidated_at": now, "invalidation_reason": reason},
+        reason=reason,
+    )
+
+
+def check_version(code: Code, version: int) -> None:
+    """Optimistic concurrency for operator edits."""
+    if code.version != version:
+        raise DomainError(
+            ReasonCode.REDEMPTION_CODE_VERSION_MISMATCH,
+            f"code is at version {code.version}, not {version}",
+        )
+
+
+def refusal(code: Code, user_id: str) -> DomainError:
+    """Why `user_id` cannot claim `code`, which is not Available."""
+    state = code.code_state
+    if state in (CodeState.INACTIVE, CodeState.INVALIDATED):
+        return DomainError(_STATE_REFUSALS[state], f"code is {state.value}")
+    if code.redeemed_by_user_id != user_id:
+        return DomainError(
+            ReasonCode.REDEMPTION_CODE_REDEEMED_BY_OTHER, "code was redeemed by another user"
+        )
+    return DomainError(_STATE_REFUSALS[state], _SELF_MESSAGES[state])
+
+
+_STATE_REFUSALS = {
+    CodeState.INACTIVE: ReasonCode.REDEMPTION_CODE_NOT_ACTIVE,
+    CodeState.INVALIDATED: ReasonCode.REDEMPTION_CODE_INVALID,
+    CodeState.REDEEMED: ReasonCode.REDEMPTION_CODE_REDEEMED_BY_SELF,
+    CodeState.IN_PROGRESS: ReasonCode.REDEMPTION_IN_PROGRESS,
+    CodeState.FAILED: ReasonCode.REDEMPTION_FAILED_MAX_RETRIES,
+    CodeState.AVAILABLE: ReasonCode.REDEMPTION_CODE_ACTIVE,
+}
+_SELF_MESSAGES = {
+    CodeState.REDEEMED: "you have already redeemed this code",
+    CodeState.IN_PROGRESS: "your redemption of this code is in progress",
+    CodeState.FAILED: "your redemption of this code failed and has no retries left",
+    CodeState.AVAILABLE: "code is available",
+}
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """One redemption attempt: a user's request to redeem a scan code."""
+
+    redemption_id: str
+    request_id: str
+    user_id: str
+    scan_code: str
+    accepted_at: datetime
+    updated_at: datetime
+    code_type: str | None = None
+    status: RedemptionStatus = RedemptionStatus.PENDING
+    custom_redemption_info: JsonMap | None = None
+    reason_code: ReasonCode | None = None
+    message: str | None = None
+    attempt: int = 0
+    code: Code | None = None
+    completed_at: datetime | None = None
+    replies: tuple[ReplyTo, ...] = field(default=())
+
+    @property
+    def claim(self) -> Claim:
+        return Claim(self.redemption_id, self.user_id, self.custom_redemption_info)
+
+
+@dataclass(frozen=True)
+class ReplyTo:
+    """A caller that asked to be told the outcome (AMQP `reply_to`)."""
+
+    queue: str
+    correlation_id: str

@@ -1,0 +1,1 @@
+"""Fulfillment handlers shipped with the service, registered as entry points."""

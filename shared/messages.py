@@ -1,0 +1,193 @@
+"""Wire models: every body that crosses HTTP or AMQP, with its schema version.
+
+Within a schema version, changes only add optional fields; inbound models
+ignore fields they do not know so that newer senders stay readable.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+
+from shared.clock import to_ms
+from shared.domain.model import Code, Redemption, RedemptionStatus
+from shared.domain.reasons import DomainError, ReasonCode
+from shared.domain.states import CodeState
+
+SCHEMA_VERSION = 1
+MAX_BODY_BYTES = 64 * 1024
+
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+ScanCodeText = Annotated[str, Field(min_length=1, max_length=128)]
+Info = dict[str, JsonValue]
+EpochMs = Annotated[int, Field(description="epoch milliseconds")]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class CodeRecord(WireModel):
+    """A code as callers and observers see it (reference field names)."""
+
+    scanCode: str
+    codeType: str
+    redemptionCodeId: str
+    version: int
+    codeState: CodeState
+    customCodeInfo: Info | None = None
+    customRedemptionInfo: Info | None = None
+    redeemedByUserId: str | None = None
+    redemptionId: str | None = None
+    invalidationReason: str | None = None
+    createdAt: EpochMs | None = None
+    activatedAt: EpochMs | None = None
+    redeemedAt: EpochMs | None = None
+    invalidatedAt: EpochMs | None = None
+    updatedAt: EpochMs | None = None
+    attempt: int = 0
+    attemptedAt: EpochMs | None = None
+    errorCode: str | None = None
+    errorMsg: str | None = None
+
+    @classmethod
+    def of(cls, code: Code) -> CodeRecord:
+        return cls(
+            scanCode=code.scan_code,
+            codeType=code.code_type,
+            redemptionCodeId=code.redemption_code_id,
+            version=code.version,
+            codeState=code.code_state,
+            customCodeInfo=_info(code.custom_code_info),
+            customRedemptionInfo=_info(code.custom_redemption_info),
+            redeemedByUserId=code.redeemed_by_user_id,
+            redemptionId=code.redemption_id,
+            invalidationReason=code.invalidation_reason,
+            createdAt=to_ms(code.created_at),
+            activatedAt=to_ms(code.activated_at),
+            redeemedAt=to_ms(code.redeemed_at),
+            invalidatedAt=to_ms(code.invalidated_at),
+            updatedAt=to_ms(code.updated_at),
+            attempt=code.attempt,
+            attemptedAt=to_ms(code.attempted_at),
+            errorCode=code.error_code,
+            errorMsg=code.error_msg,
+        )
+
+
+def _info(info: Any) -> Info | None:
+    return dict(info) if info is not None else None
+
+
+class RedeemCommand(WireModel):
+    """`RedeemCode` from another service, on `redemption.commands` with key `redeem`."""
+
+    schemaVersion: Literal[1] = SCHEMA_VERSION
+    userId: Id = Field(description="the user on whose behalf the code is redeemed")
+    scanCode: ScanCodeText = Field(description="the code as the user typed it")
+    codeType: Id | None = Field(None, description="the campaign; found from the code if absent")
+    customRedemptionInfo: Info | None = None
+    requestId: Id | None = Field(
+        None, description="idempotency key: the same userId and requestId redeem once"
+    )
+
+
+class RedemptionJob(WireModel):
+    """A validated redemption on the work queue, for a worker to carry out."""
+
+    schemaVersion: Literal[1] = SCHEMA_VERSION
+    redemptionId: Id
+    requestId: Id
+    userId: Id
+    scanCode: ScanCodeText
+    codeType: Id | None = None
+    customRedemptionInfo: Info | None = None
+    acceptedAt: EpochMs
+    replyTo: str | None = Field(None, description="queue to send the outcome to")
+    correlationId: str | None = None
+
+
+class RedemptionRecord(WireModel):
+    """One redemption attempt, as `GET /v1/redemptions/{id}` and replies give it."""
+
+    schemaVersion: Literal[1] = SCHEMA_VERSION
+    redemptionId: str
+    requestId: str
+    userId: str
+    scanCode: str
+    codeType: str | None = None
+    status: RedemptionStatus
+    reasonCode: int | None = None
+    reasonName: str | None = None
+    message: str | None = None
+    attempt: int = 0
+    acceptedAt: EpochMs
+    updatedAt: EpochMs
+    completedAt: EpochMs | None = None
+    code: CodeRecord | None = None
+
+    @classmethod
+    def of(cls, r: Redemption) -> RedemptionRecord:
+        return cls(
+            redemptionId=r.redemption_id,
+            requestId=r.request_id,
+            userId=r.user_id,
+            scanCode=r.scan_code,
+            codeType=r.code_type,
+            status=r.status,
+            reasonCode=int(r.reason_code) if r.reason_code else None,
+            reasonName=r.reason_code.name if r.reason_code else None,
+            message=r.message,
+            attempt=r.attempt,
+            acceptedAt=to_ms(r.accepted_at) or 0,
+            updatedAt=to_ms(r.updated_at) or 0,
+            completedAt=to_ms(r.completed_at),
+            code=CodeRecord.of(r.code) if r.code else None,
+        )
+
+
+class CodeEventMessage(WireModel):
+    """A code's change of state, on `redemption.events` with key `code.<state>`."""
+
+    eventId: str = Field(description="stable: a redelivered event carries the same id")
+    eventType: str = Field(description="e.g. CodeRedeemed")
+    occurredAt: EpochMs
+    schemaVersion: Literal[1] = SCHEMA_VERSION
+    redemptionId: str | None = None
+    userId: str | None = None
+    code: CodeRecord
+
+
+class ErrorBody(WireModel):
+    """Every refusal: HTTP status, stable reason code, and what to do about it."""
+
+    status: int
+    reasonCode: int
+    reasonName: str
+    message: str
+
+
+def describe(error: ValidationError) -> str:
+    """A one-line account of what is wrong with a body, for the caller."""
+    parts = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or "body"
+        parts.append(f"{where}: {item['msg']}")
+    more = error.error_count() - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def parse(model: type[M], body: bytes) -> M:
+    """Parse a message body, or raise INVALID_PARAMETER_VALUE saying why."""
+    if len(body) > MAX_BODY_BYTES:
+        raise DomainError(
+            ReasonCode.INVALID_PARAMETER_VALUE, f"body is larger than {MAX_BODY_BYTES} bytes"
+        )
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, describe(exc)) from None

@@ -1,0 +1,101 @@
+"""The ports the services depend on; adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from shared.domain.model import Campaign, Change, Code, CodeEvent, Redemption, ReplyTo
+
+FulfillmentHandler = Callable[[Mapping[str, Any]], Awaitable[Mapping[str, Any]]]
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event waiting in a code's outbox, with the code as of that event."""
+
+    event: CodeEvent
+    code: Code
+
+
+@dataclass(frozen=True)
+class PendingEvents:
+    """The unrelayed events of one code, oldest first."""
+
+    code_id: str
+    events: tuple[PendingEvent, ...]
+
+
+class Store(Protocol):
+    """Campaigns, codes and redemptions, with the outbox of their events.
+
+    Every state transition is one atomic conditional write that also records
+    the transition's event; nothing is read before it is written to decide it.
+    """
+
+    async def ping(self) -> None: ...
+
+    async def create_campaign(self, campaign: Campaign) -> None:
+        """Store a new campaign; CODE_TYPE_EXISTS if the code type is taken."""
+
+    async def get_campaign(self, code_type: str) -> Campaign | None: ...
+
+    async def list_campaigns(self, *, skip: int, limit: int) -> list[Campaign]:
+        """Campaigns in code-type order."""
+
+    async def count_campaigns(self) -> int: ...
+
+    async def add_code(self, code: Code) -> None:
+        """Store a new code; SCAN_CODE_EXISTS if its campaign has it already."""
+
+    async def get_code(self, code_type: str, scan_norm: str) -> Code | None: ...
+
+    async def find_codes(self, scan_norm: str, *, limit: int) -> list[Code]:
+        """Codes of any campaign with this normalised scan code."""
+
+    async def apply(
+        self,
+        code_type: str,
+        scan_norm: str,
+        changes: Sequence[Change],
+        *,
+        redemption_id: str | None = None,
+        version: int | None = None,
+    ) -> Code | None:
+        """Apply `changes` in order, atomically, with their events.
+
+        Only if the code is in the first change's source state (and, when
+        given, holds `redemption_id` and is at `version`); returns the code
+        as changed, or None when it was not in the expected state.
+        """
+
+    async def set_custom_code_info(
+        self, code_type: str, scan_norm: str, version: int, info: Mapping[str, Any], by: str
+    ) -> Code | None:
+        """Replace `customCodeInfo` if the code is at `version`; None if not."""
+
+    async def redeemed_codes(self, user_id: str, code_type: str | None) -> list[Code]: ...
+
+    async def open_redemption(self, redemption: Redemption) -> Redemption | None:
+        """Record a new redemption; if its id exists, return the stored one instead."""
+
+    async def add_reply(self, redemption_id: str, reply: ReplyTo) -> None:
+        """Ask for the outcome of a redemption to be sent (again) to `reply`."""
+
+    async def finish_redemption(self, redemption: Redemption) -> Redemption:
+        """Record the outcome; the first recorded terminal outcome wins and is returned."""
+
+    async def get_redemption(self, redemption_id: str) -> Redemption | None: ...
+
+    async def pending_events(self, *, limit: int) -> list[PendingEvents]:
+        """Codes with unrelayed events, each with its events in order."""
+
+    async def mark_relayed(self, relayed: Sequence[PendingEvents]) -> None:
+        """Drop relayed events from their outboxes."""
+
+    async def pending_replies(self, *, limit: int) -> list[Redemption]:
+        """Terminal redemptions with callers still waiting to be told."""
+
+    async def mark_replied(self, replied: Sequence[Redemption]) -> None:
+        """Drop the replies sent for these redemptions."""

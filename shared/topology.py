@@ -1,0 +1,22 @@
+"""Every name the services share: exchanges, queues, collections, indexes."""
+
+COMMANDS_EXCHANGE = "redemption.commands"
+EVENTS_EXCHANGE = "redemption.events"
+FULFILLMENT_EXCHANGE = "redemption.fulfillment"
+DEAD_LETTER_EXCHANGE = "redemption.dead-letter"
+DEAD_LETTER_QUEUE = "redemption.dead-letter"
+WORK_EXCHANGE = "redemption.work"
+
+REDEEM_ROUTING_KEY = "redeem"
+ASYNC_RESPONSE_ROUTING_KEY = "async-response"
+
+INTAKE_QUEUE = "redemption.intake"
+WORK_QUEUE = "redemption.work"
+
+# Header naming why a message was dead-lettered: "<reasonCode> <reasonName>: <message>".
+DEAD_LETTER_REASON_HEADER = "x-redemption-reason"
+DEAD_LETTER_REASON_CODE_HEADER = "x-redemption-reason-code"
+
+CAMPAIGNS = "campaigns"
+CODES = "codes"
+REDEMPTIONS = "redemptions"
