@@ -1,0 +1,85 @@
+"""Servers once per session; a database and a virtual host per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from shared.adapters.mongo_store import Doc, MongoStore
+from shared.adapters.rabbitmq import Broker
+from tests.support import servers
+from tests.support.processes import System, system_env
+
+USED: dict[str, str] = {}
+ADMIN_KEY = "test-admin-key"
+REDEEM_KEY = "test-redeem-key"
+API_KEYS = f"{ADMIN_KEY}=admin;{REDEEM_KEY}=redeem;test-partner-key=fulfillment"
+MAX_DELIVERIES = 5
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for what, kind in USED.items():
+        terminalreporter.write_line(f"{what} used by this run: {kind}")
+
+
+@pytest.fixture(scope="session")
+def mongo() -> Iterator[servers.Mongo]:
+    with servers.mongodb() as found:
+        USED["MongoDB"] = found.kind
+        yield found
+
+
+@pytest.fixture(scope="session")
+def rabbit() -> Iterator[servers.Rabbit]:
+    with servers.rabbitmq() as found:
+        USED["RabbitMQ"] = found.kind
+        yield found
+
+
+@pytest.fixture(scope="session")
+async def mongo_client(mongo: servers.Mongo) -> AsyncIterator[AsyncMongoClient[Doc]]:
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(mongo.url, tz_aware=True)
+    await client.admin.command("ping")
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+def db_name() -> str:
+    return f"t_{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture
+async def store(mongo_client: AsyncMongoClient[Doc], db_name: str) -> MongoStore:
+    store = MongoStore(mongo_client[db_name])
+    await store.create_indexes()
+    return store
+
+
+@pytest.fixture
+def amqp_url(rabbit: servers.Rabbit) -> str:
+    return rabbit.new_vhost()
+
+
+@pytest.fixture
+async def broker(amqp_url: str) -> AsyncIterator[Broker]:
+    broker = await Broker.connect(amqp_url, prefetch=32, publish_timeout_s=5.0, name="test")
+    await broker.declare_topology(max_deliveries=MAX_DELIVERIES)
+    yield broker
+    await broker.close()
+
+
+@pytest.fixture
+def system(
+    amqp_url: str, mongo: servers.Mongo, db_name: str, tmp_path: Path
+) -> Iterator[System]:
+    env = system_env(rabbitmq_url=amqp_url, mongodb_url=mongo.url, db=db_name, api_keys=API_KEYS)
+    env["REDEEM_MAX_DELIVERIES"] = str(MAX_DELIVERIES)
+    running = System(env, tmp_path)
+    yield running
+    running.stop()
+    print(running.dump_logs())

@@ -1,0 +1,47 @@
+"""Listening on the broker as an observer or caller would."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+
+from shared.adapters.rabbitmq import Broker
+from tests.support.wait import eventually
+
+
+class Tap:
+    """An exclusive queue bound to an exchange, keeping what arrives."""
+
+    def __init__(self, channel: AbstractChannel, queue: AbstractQueue) -> None:
+        self._channel = channel
+        self.queue = queue
+        self.messages: list[AbstractIncomingMessage] = []
+
+    @classmethod
+    async def on(cls, broker: Broker, exchange: str | None, routing_key: str = "#") -> Tap:
+        channel = await broker.connection.channel()
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        if exchange is not None:
+            await queue.bind(exchange, routing_key=routing_key)
+        tap = cls(channel, queue)
+        await queue.consume(tap._keep, no_ack=True)
+        return tap
+
+    async def _keep(self, message: AbstractIncomingMessage) -> None:
+        self.messages.append(message)
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(m.body) for m in self.messages]
+
+    async def wait_for(self, count: int, timeout_s: float = 20.0) -> list[dict[str, Any]]:
+        async def probe() -> int:
+            return len(self.messages)
+
+        await eventually(probe, until=lambda n: n >= count, timeout_s=timeout_s,
+                         what=f"{count} messages on {self.queue.name}")
+        return self.bodies()
+
+    async def close(self) -> None:
+        await self._channel.close()

@@ -1,0 +1,101 @@
+"""The services as separate OS processes, started from their real entrypoints."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.servers import free_port
+
+SERVICES = ("intake", "worker", "results")
+
+
+@dataclass
+class Service:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no cleanup, as a crash would leave things."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@dataclass
+class System:
+    """Intake, workers and results against one store database and one vhost."""
+
+    env: dict[str, str]
+    logs: Path
+    services: list[Service] = field(default_factory=list)
+
+    def start(self, name: str) -> Service:
+        port = free_port()
+        log_path = self.logs / f"{name}-{len(self.services)}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"],
+                env={**self.env, "REDEEM_HTTP_PORT": str(port)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        service = Service(name, port, process, log_path)
+        self.services.append(service)
+        self._wait_ready(service)
+        return service
+
+    def _wait_ready(self, service: Service, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if service.process.poll() is not None:
+                raise RuntimeError(f"{service.name} exited:\n{service.log()}")
+            try:
+                with urllib.request.urlopen(service.url + "/readyz", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{service.name} not ready in {timeout_s} s:\n{service.log()}")
+
+    def stop(self) -> None:
+        for service in self.services:
+            if service.process.poll() is None:
+                service.process.terminate()
+        for service in self.services:
+            try:
+                service.process.wait(15)
+            except subprocess.TimeoutExpired:
+                service.kill()
+
+    def dump_logs(self) -> str:
+        return "\n".join(f"--- {s.name} ---\n{s.log()[-4000:]}" for s in self.services)
+
+
+def system_env(*, rabbitmq_url: str, mongodb_url: str, db: str, api_keys: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REDEEM_")}
+    env.update(
+        REDEEM_RABBITMQ_URL=rabbitmq_url,
+        REDEEM_MONGODB_URL=mongodb_url,
+        REDEEM_MONGODB_DB=db,
+        REDEEM_API_KEYS=api_keys,
+        REDEEM_LOG_FORMAT="json",
+        REDEEM_CAMPAIGN_CACHE_TTL_S="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env

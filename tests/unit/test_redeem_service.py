@@ -1,0 +1,203 @@
+"""RedeemCode in the worker's service layer, on the in-memory store."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.worker.bootstrap import bootstrap
+from services.worker.redeem import RedeemService
+from shared.domain.model import Campaign, Code, CodeUseType, Redemption, RedemptionStatus, ReplyTo
+from shared.domain.reasons import DomainError, ReasonCode
+from shared.domain.states import CodeState
+from shared.fulfillment.grant_reward import grant_reward
+from shared.ports import FulfillmentHandler
+from tests.fakes import FakeStore
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+REWARD = {"reward": {"item": "gems", "quantity": 50}}
+
+
+async def _crash(request: Mapping[str, Any]) -> Mapping[str, Any]:
+    raise RuntimeError("partner down")
+
+
+async def _half(request: Mapping[str, Any]) -> Mapping[str, Any]:
+    return {"success": True, "complete": False}
+
+
+HANDLERS: dict[str, FulfillmentHandler] = {
+    "grant-reward": grant_reward, "crash": _crash, "half": _half,
+}
+
+
+def service(store: FakeStore) -> RedeemService:
+    counter = itertools.count()
+    return bootstrap(store, HANDLERS, campaign_cache_ttl_s=0, clock=lambda: NOW,
+                     ids=lambda: f"id-{next(counter)}")
+
+
+async def campaign(store: FakeStore, code_type: str = "gems", **fields: Any) -> None:
+    await store.create_campaign(
+        Campaign(code_type, CodeUseType.SINGLE, NOW, NOW, **fields)
+    )
+
+
+async def code(store: FakeStore, scan: str, state: CodeState = CodeState.AVAILABLE,
+               code_type: str = "gems", info: Mapping[str, Any] | None = None) -> None:
+    await store.add_code(Code(f"c-{code_type}-{scan}", code_type, scan, state, NOW, NOW,
+                              custom_code_info=info))
+
+
+def request(user: str, scan: str, rid: str | None = None, code_type: str | None = "gems",
+            reply: ReplyTo | None = None) -> Redemption:
+    rid = rid or f"r-{user}-{scan}-{code_type}"
+    return Redemption(rid, rid, user, scan, NOW, NOW,
+                      code_type=code_type, replies=(reply,) if reply else ())
+
+
+async def test_a_campaign_without_handler_redeems_at_once_with_two_events() -> None:
+    store = FakeStore()
+    await campaign(store)
+    await code(store, "ABC-123")
+    outcome = await service(store).redeem(request("u1", "abc 123"))
+    assert outcome.status is RedemptionStatus.REDEEMED
+    assert outcome.code is not None and outcome.code.redeemed_by_user_id == "u1"
+    assert store.events() == ["code.inprogress", "code.redeemed"]
+
+
+async def test_the_example_handler_grants_the_reward() -> None:
+    store = FakeStore()
+    await campaign(store, handler="grant-reward")
+    await code(store, "ABC", info=REWARD)
+    outcome = await service(store).redeem(request("u1", "ABC"))
+    assert outcome.code is not None
+    assert outcome.code.custom_redemption_info == {
+        "granted": {"item": "gems", "quantity": 50}, "grantedTo": "u1"}
+
+
+@pytest.mark.parametrize(
+    ("handler", "info", "reason", "error_code"),
+    [
+        ("grant-reward", None, ReasonCode.REDEMPTION_FAILED, "NO_REWARD"),
+        ("crash", REWARD, ReasonCode.REDEMPTION_CODE_SCRIPT_FAILURE, "HANDLER_ERROR"),
+        ("half", REWARD, ReasonCode.REDEMPTION_CODE_SCRIPT_FAILURE, "BAD_RESPONSE"),
+        ("missing", REWARD, ReasonCode.REDEMPTION_CODE_SCRIPT_FAILURE, "HANDLER_NOT_FOUND"),
+    ],
+)
+async def test_a_failing_fulfillment_ends_failed_with_the_error(
+    handler: str, info: Mapping[str, Any] | None, reason: ReasonCode, error_code: str
+) -> None:
+    store = FakeStore()
+    await campaign(store, handler=handler)
+    await code(store, "ABC", info=info)
+    outcome = await service(store).redeem(request("u1", "ABC"))
+    assert (outcome.status, outcome.reason_code) == (RedemptionStatus.FAILED, reason)
+    stored = await store.get_code("gems", "ABC")
+    assert stored is not None and stored.code_state is CodeState.FAILED
+    assert stored.error_code == error_code
+    assert store.events() == ["code.inprogress", "code.failed"]
+    again = await service(store).redeem(request("u1", "ABC", rid="again"))
+    assert again.reason_code is ReasonCode.REDEMPTION_FAILED_MAX_RETRIES
+
+
+async def test_refusals_carry_the_reference_reason_codes() -> None:
+    store = FakeStore()
+    await campaign(store)
+    await campaign(store, "off", is_disabled=True)
+    await campaign(store, "later", valid_start=NOW + timedelta(days=1))
+    await code(store, "INACTIVE", CodeState.INACTIVE)
+    await code(store, "GONE", CodeState.INVALIDATED)
+    await code(store, "TAKEN")
+    await code(store, "X", code_type="off")
+    await code(store, "Y", code_type="later")
+    svc = service(store)
+    await svc.redeem(request("owner", "TAKEN"))
+
+    async def reason(user: str, scan: str, code_type: str | None = "gems") -> ReasonCode | None:
+        return (await svc.redeem(request(user, scan, code_type=code_type))).reason_code
+
+    assert await reason("u", "INACTIVE") is ReasonCode.REDEMPTION_CODE_NOT_ACTIVE
+    assert await reason("u", "GONE") is ReasonCode.REDEMPTION_CODE_INVALID
+    assert await reason("u", "NOPE") is ReasonCode.REDEMPTION_CODE_NOT_FOUND
+    assert await reason("u", "TAKEN") is ReasonCode.REDEMPTION_CODE_REDEEMED_BY_OTHER
+    assert await reason("u", "TAKEN", None) is ReasonCode.REDEMPTION_CODE_REDEEMED_BY_OTHER
+    assert (await svc.redeem(request("owner", "TAKEN", rid="second"))).reason_code is (
+        ReasonCode.REDEMPTION_CODE_REDEEMED_BY_SELF)
+    assert await reason("u", "X", "off") is ReasonCode.REDEMPTION_CODE_TYPE_DISABLED
+    assert await reason("u", "Y", "later") is (
+        ReasonCode.SINGLE_USE_CODE_REDEMPTION_ATTEMPTED_OUTSIDE_TIMEFRAME)
+    assert await reason("u", "TAKEN", "nope") is ReasonCode.REDEMPTION_CODE_TYPE_NOT_FOUND
+    assert await reason("u", "BAD$") is ReasonCode.INVALID_SCAN_CODE
+
+
+async def test_a_scan_code_in_two_campaigns_needs_its_code_type() -> None:
+    store = FakeStore()
+    await campaign(store, "a")
+    await campaign(store, "b")
+    await code(store, "SAME", code_type="a")
+    await code(store, "SAME", code_type="b")
+    outcome = await service(store).redeem(request("u", "SAME", code_type=None))
+    assert outcome.reason_code is ReasonCode.INVALID_PARAMETER_VALUE
+    assert "codeType" in (outcome.message or "")
+
+
+async def test_a_repeated_request_returns_the_first_outcome_and_claims_once() -> None:
+    store = FakeStore()
+    await campaign(store)
+    await code(store, "ONCE", CodeState.INACTIVE)
+    svc = service(store)
+    first = await svc.redeem(request("u1", "ONCE"))
+    assert first.reason_code is ReasonCode.REDEMPTION_CODE_NOT_ACTIVE
+    stored = await store.get_code("gems", "ONCE")
+    assert stored is not None
+    store.codes[("gems", "ONCE")] = stored.__class__(**{**stored.__dict__,
+                                                       "code_state": CodeState.AVAILABLE})
+    repeated = await svc.redeem(request("u1", "ONCE"))
+    assert repeated == first
+    assert store.events() == []
+
+
+async def test_a_redelivered_job_resumes_a_claim_it_holds() -> None:
+    store = FakeStore()
+    await campaign(store, handler="grant-reward")
+    await code(store, "HALF", info=REWARD)
+    pending = request("u1", "HALF")
+    svc = service(store)
+    # The first delivery claimed the code and died before fulfilment.
+    await store.open_redemption(pending)
+    from shared.domain import model
+    await store.apply("gems", "HALF", [model.claim(pending.claim, now=NOW, new_id=lambda: "e0")])
+    outcome = await svc.redeem(pending)
+    assert outcome.status is RedemptionStatus.REDEEMED
+    assert store.events() == ["code.inprogress", "code.redeemed"]
+
+
+async def test_a_caller_asking_again_is_added_to_those_told() -> None:
+    store = FakeStore()
+    await campaign(store)
+    await code(store, "ABC")
+    svc = service(store)
+    await svc.redeem(request("u1", "ABC", reply=ReplyTo("q1", "c1")))
+    await svc.redeem(request("u1", "ABC", reply=ReplyTo("q2", "c2")))
+    waiting = await store.pending_replies(limit=10)
+    assert [r.replies for r in waiting] == [(ReplyTo("q1", "c1"), ReplyTo("q2", "c2"))]
+
+
+async def test_give_up_fails_the_code_it_holds() -> None:
+    store = FakeStore()
+    await campaign(store, handler="grant-reward")
+    await code(store, "STUCK", info=REWARD)
+    pending = request("u1", "STUCK")
+    await store.open_redemption(pending)
+    from shared.domain import model
+    await store.apply("gems", "STUCK", [model.claim(pending.claim, now=NOW, new_id=lambda: "e0")])
+    error = DomainError(ReasonCode.DELIVERY_LIMIT_EXCEEDED, "too many deliveries")
+    outcome = await service(store).give_up(pending, error)
+    assert outcome.status is RedemptionStatus.FAILED
+    stored = await store.get_code("gems", "STUCK")
+    assert stored is not None and stored.code_state is CodeState.FAILED
