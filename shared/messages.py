@@ -15,7 +15,7 @@ from shared.domain.model import Code, Redemption, RedemptionStatus
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 MAX_BODY_BYTES = 64 * 1024
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]

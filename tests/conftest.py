@@ -74,9 +74,7 @@ async def broker(amqp_url: str) -> AsyncIterator[Broker]:
 
 
 @pytest.fixture
-def system(
-    amqp_url: str, mongo: servers.Mongo, db_name: str, tmp_path: Path
-) -> Iterator[System]:
+def system(amqp_url: str, mongo: servers.Mongo, db_name: str, tmp_path: Path) -> Iterator[System]:
     env = system_env(rabbitmq_url=amqp_url, mongodb_url=mongo.url, db=db_name, api_keys=API_KEYS)
     env["REDEEM_MAX_DELIVERIES"] = str(MAX_DELIVERIES)
     running = System(env, tmp_path)

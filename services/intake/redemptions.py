@@ -13,7 +13,7 @@ from shared import topology
 from shared.adapters.rabbitmq import Broker
 from shared.clock import Clock, new_id, to_ms
 from shared.domain.scancode import checked
-from shared.messages import RedemptionJob, RedemptionRecord
+from shared.messages import Info, RedemptionJob, RedemptionRecord
 
 log = structlog.get_logger()
 ACCEPTED = Counter("redemptions_accepted", "Redemptions published to the work queue", ["via"])
@@ -30,7 +30,7 @@ def job_for(
     user_id: str,
     scan_code: str,
     code_type: str | None,
-    custom_redemption_info: dict[str, object] | None,
+    custom_redemption_info: Info | None,
     request_id: str | None,
     clock: Clock,
     reply_to: str | None = None,

@@ -8,6 +8,7 @@ A code's events go out in order, one after another; codes go in parallel.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import structlog
 from prometheus_client import Counter
@@ -54,10 +55,8 @@ class Relay:
                 log.exception("relay pass failed; trying again")
                 busy = False
             if not busy:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self._idle_s)
-                except TimeoutError:
-                    pass
 
     def stop(self) -> None:
         self._stopping.set()

@@ -74,7 +74,7 @@ def _code_from_doc(doc: Mapping[str, Any]) -> Code:
         redemption_code_id=doc.get("redemptionCodeId") or doc["_id"],
         code_state=CodeState(doc["codeState"]),
         history=tuple(_history_from_doc(h) for h in doc.get("history", ())),
-        **{name: doc.get(key) for name, key in _CODE_FIELDS if key in doc},
+        **{name: doc[key] for name, key in _CODE_FIELDS if key in doc},
     )
 
 

@@ -10,8 +10,15 @@ import pytest
 
 from shared.adapters.mongo_store import MongoStore
 from shared.domain import model
-from shared.domain.model import Campaign, Claim, Code, CodeUseType, Redemption, RedemptionStatus
-from shared.domain.model import ReplyTo
+from shared.domain.model import (
+    Campaign,
+    Claim,
+    Code,
+    CodeUseType,
+    Redemption,
+    RedemptionStatus,
+    ReplyTo,
+)
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
 
@@ -23,8 +30,9 @@ def new_id() -> str:
     return next(ids)
 
 
-async def seed(store: MongoStore, scan: str = "ABC-123", state: CodeState = CodeState.AVAILABLE
-               ) -> None:
+async def seed(
+    store: MongoStore, scan: str = "ABC-123", state: CodeState = CodeState.AVAILABLE
+) -> None:
     await store.create_campaign(Campaign("gems", CodeUseType.SINGLE, NOW, NOW))
     await store.add_code(Code("code-1", "gems", scan, state, NOW, NOW, custom_code_info={"a": 1}))
 
@@ -61,23 +69,33 @@ async def test_a_transition_from_the_wrong_state_changes_nothing(store: MongoSto
 async def test_each_event_carries_the_code_as_of_that_event(store: MongoStore) -> None:
     await seed(store)
     claim = Claim("r1", "u1", {"note": "$not-a-field-path"})
-    changes = [model.claim(claim, now=NOW, new_id=new_id),
-               model.succeed(claim, {"granted": 5}, now=NOW, new_id=new_id)]
+    changes = [
+        model.claim(claim, now=NOW, new_id=new_id),
+        model.succeed(claim, {"granted": 5}, now=NOW, new_id=new_id),
+    ]
     code = await store.apply("gems", "ABC123", changes)
     assert code is not None and code.code_state is CodeState.REDEEMED and code.version == 3
     [item] = await store.pending_events(limit=10)
     first, second = item.events
     assert (first.event.name, first.code.code_state, first.code.version) == (
-        "inprogress", CodeState.IN_PROGRESS, 2)
+        "inprogress",
+        CodeState.IN_PROGRESS,
+        2,
+    )
     assert first.code.custom_redemption_info == {"note": "$not-a-field-path"}
     assert (second.event.name, second.code.code_state, second.code.version) == (
-        "redeemed", CodeState.REDEEMED, 3)
+        "redeemed",
+        CodeState.REDEEMED,
+        3,
+    )
     assert second.code.custom_redemption_info == {"granted": 5}
     assert second.code.redemption_code_id == "code-1"
     stored = await store.get_code("gems", "ABC123")
     assert stored is not None
     assert [(h.action.value, h.to_state) for h in stored.history] == [
-        ("redeem", CodeState.IN_PROGRESS), ("succeed", CodeState.REDEEMED)]
+        ("redeem", CodeState.IN_PROGRESS),
+        ("succeed", CodeState.REDEEMED),
+    ]
 
 
 async def test_marking_relayed_keeps_events_added_since(store: MongoStore) -> None:
@@ -85,8 +103,9 @@ async def test_marking_relayed_keeps_events_added_since(store: MongoStore) -> No
     claim = Claim("r1", "u1")
     await store.apply("gems", "ABC123", [model.claim(claim, now=NOW, new_id=new_id)])
     seen = await store.pending_events(limit=10)
-    await store.apply("gems", "ABC123", [model.succeed(claim, None, now=NOW, new_id=new_id)],
-                      redemption_id="r1")
+    await store.apply(
+        "gems", "ABC123", [model.succeed(claim, None, now=NOW, new_id=new_id)], redemption_id="r1"
+    )
     await store.mark_relayed(seen)
     [item] = await store.pending_events(limit=10)
     assert [p.event.name for p in item.events] == ["redeemed"]
@@ -115,8 +134,16 @@ async def test_a_redemption_opens_once_and_its_first_outcome_stands(store: Mongo
     assert again is not None and again.status is RedemptionStatus.PENDING
     assert await store.pending_replies(limit=10) == []
     first = await store.finish_redemption(
-        Redemption("r1", "q1", "u1", "ABC", NOW, NOW, status=RedemptionStatus.REJECTED,
-                   reason_code=ReasonCode.REDEMPTION_CODE_NOT_ACTIVE)
+        Redemption(
+            "r1",
+            "q1",
+            "u1",
+            "ABC",
+            NOW,
+            NOW,
+            status=RedemptionStatus.REJECTED,
+            reason_code=ReasonCode.REDEMPTION_CODE_NOT_ACTIVE,
+        )
     )
     second = await store.finish_redemption(
         Redemption("r1", "q1", "u1", "ABC", NOW, NOW, status=RedemptionStatus.REDEEMED)

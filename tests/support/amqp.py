@@ -35,13 +35,17 @@ class Tap:
     def bodies(self) -> list[dict[str, Any]]:
         return [json.loads(m.body) for m in self.messages]
 
-    async def wait_for(self, count: int, timeout_s: float = 20.0) -> list[dict[str, Any]]:
+    async def wait_for(self, count: int, timeout_s: float = 20.0) -> list[AbstractIncomingMessage]:
         async def probe() -> int:
             return len(self.messages)
 
-        await eventually(probe, until=lambda n: n >= count, timeout_s=timeout_s,
-                         what=f"{count} messages on {self.queue.name}")
-        return self.bodies()
+        await eventually(
+            probe,
+            until=lambda n: n >= count,
+            timeout_s=timeout_s,
+            what=f"{count} messages on {self.queue.name}",
+        )
+        return list(self.messages)
 
     async def close(self) -> None:
         await self._channel.close()

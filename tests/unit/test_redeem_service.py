@@ -31,33 +31,50 @@ async def _half(request: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 HANDLERS: dict[str, FulfillmentHandler] = {
-    "grant-reward": grant_reward, "crash": _crash, "half": _half,
+    "grant-reward": grant_reward,
+    "crash": _crash,
+    "half": _half,
 }
 
 
 def service(store: FakeStore) -> RedeemService:
     counter = itertools.count()
-    return bootstrap(store, HANDLERS, campaign_cache_ttl_s=0, clock=lambda: NOW,
-                     ids=lambda: f"id-{next(counter)}")
-
-
-async def campaign(store: FakeStore, code_type: str = "gems", **fields: Any) -> None:
-    await store.create_campaign(
-        Campaign(code_type, CodeUseType.SINGLE, NOW, NOW, **fields)
+    return bootstrap(
+        store,
+        HANDLERS,
+        campaign_cache_ttl_s=0,
+        clock=lambda: NOW,
+        ids=lambda: f"id-{next(counter)}",
     )
 
 
-async def code(store: FakeStore, scan: str, state: CodeState = CodeState.AVAILABLE,
-               code_type: str = "gems", info: Mapping[str, Any] | None = None) -> None:
-    await store.add_code(Code(f"c-{code_type}-{scan}", code_type, scan, state, NOW, NOW,
-                              custom_code_info=info))
+async def campaign(store: FakeStore, code_type: str = "gems", **fields: Any) -> None:
+    await store.create_campaign(Campaign(code_type, CodeUseType.SINGLE, NOW, NOW, **fields))
 
 
-def request(user: str, scan: str, rid: str | None = None, code_type: str | None = "gems",
-            reply: ReplyTo | None = None) -> Redemption:
+async def code(
+    store: FakeStore,
+    scan: str,
+    state: CodeState = CodeState.AVAILABLE,
+    code_type: str = "gems",
+    info: Mapping[str, Any] | None = None,
+) -> None:
+    await store.add_code(
+        Code(f"c-{code_type}-{scan}", code_type, scan, state, NOW, NOW, custom_code_info=info)
+    )
+
+
+def request(
+    user: str,
+    scan: str,
+    rid: str | None = None,
+    code_type: str | None = "gems",
+    reply: ReplyTo | None = None,
+) -> Redemption:
     rid = rid or f"r-{user}-{scan}-{code_type}"
-    return Redemption(rid, rid, user, scan, NOW, NOW,
-                      code_type=code_type, replies=(reply,) if reply else ())
+    return Redemption(
+        rid, rid, user, scan, NOW, NOW, code_type=code_type, replies=(reply,) if reply else ()
+    )
 
 
 async def test_a_campaign_without_handler_redeems_at_once_with_two_events() -> None:
@@ -77,7 +94,9 @@ async def test_the_example_handler_grants_the_reward() -> None:
     outcome = await service(store).redeem(request("u1", "ABC"))
     assert outcome.code is not None
     assert outcome.code.custom_redemption_info == {
-        "granted": {"item": "gems", "quantity": 50}, "grantedTo": "u1"}
+        "granted": {"item": "gems", "quantity": 50},
+        "grantedTo": "u1",
+    }
 
 
 @pytest.mark.parametrize(
@@ -127,10 +146,12 @@ async def test_refusals_carry_the_reference_reason_codes() -> None:
     assert await reason("u", "TAKEN") is ReasonCode.REDEMPTION_CODE_REDEEMED_BY_OTHER
     assert await reason("u", "TAKEN", None) is ReasonCode.REDEMPTION_CODE_REDEEMED_BY_OTHER
     assert (await svc.redeem(request("owner", "TAKEN", rid="second"))).reason_code is (
-        ReasonCode.REDEMPTION_CODE_REDEEMED_BY_SELF)
+        ReasonCode.REDEMPTION_CODE_REDEEMED_BY_SELF
+    )
     assert await reason("u", "X", "off") is ReasonCode.REDEMPTION_CODE_TYPE_DISABLED
     assert await reason("u", "Y", "later") is (
-        ReasonCode.SINGLE_USE_CODE_REDEMPTION_ATTEMPTED_OUTSIDE_TIMEFRAME)
+        ReasonCode.SINGLE_USE_CODE_REDEMPTION_ATTEMPTED_OUTSIDE_TIMEFRAME
+    )
     assert await reason("u", "TAKEN", "nope") is ReasonCode.REDEMPTION_CODE_TYPE_NOT_FOUND
     assert await reason("u", "BAD$") is ReasonCode.INVALID_SCAN_CODE
 
@@ -155,8 +176,9 @@ async def test_a_repeated_request_returns_the_first_outcome_and_claims_once() ->
     assert first.reason_code is ReasonCode.REDEMPTION_CODE_NOT_ACTIVE
     stored = await store.get_code("gems", "ONCE")
     assert stored is not None
-    store.codes[("gems", "ONCE")] = stored.__class__(**{**stored.__dict__,
-                                                       "code_state": CodeState.AVAILABLE})
+    store.codes[("gems", "ONCE")] = stored.__class__(
+        **{**stored.__dict__, "code_state": CodeState.AVAILABLE}
+    )
     repeated = await svc.redeem(request("u1", "ONCE"))
     assert repeated == first
     assert store.events() == []
@@ -171,6 +193,7 @@ async def test_a_redelivered_job_resumes_a_claim_it_holds() -> None:
     # The first delivery claimed the code and died before fulfilment.
     await store.open_redemption(pending)
     from shared.domain import model
+
     await store.apply("gems", "HALF", [model.claim(pending.claim, now=NOW, new_id=lambda: "e0")])
     outcome = await svc.redeem(pending)
     assert outcome.status is RedemptionStatus.REDEEMED
@@ -195,6 +218,7 @@ async def test_give_up_fails_the_code_it_holds() -> None:
     pending = request("u1", "STUCK")
     await store.open_redemption(pending)
     from shared.domain import model
+
     await store.apply("gems", "STUCK", [model.claim(pending.claim, now=NOW, new_id=lambda: "e0")])
     error = DomainError(ReasonCode.DELIVERY_LIMIT_EXCEEDED, "too many deliveries")
     outcome = await service(store).give_up(pending, error)

@@ -67,5 +67,8 @@ def test_every_forbidden_transition_is_a_typed_refusal(edge: tuple[CodeState, Ac
 
 def test_forbidden_transitions_cover_every_pair_not_allowed() -> None:
     assert len(FORBIDDEN) + len(EXPECTED_EDGES) == len(S) * len(A)
-    assert all(pair in EXPECTED_REFUSALS for pair in FORBIDDEN
-               if pair[1] not in (A.SUCCEED, A.FAIL, A.RETRY))
+    assert all(
+        pair in EXPECTED_REFUSALS
+        for pair in FORBIDDEN
+        if pair[1] not in (A.SUCCEED, A.FAIL, A.RETRY)
+    )

@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.support.api import Api
+from tests.support.processes import System
+
+
+@pytest.fixture
+async def api(system: System) -> AsyncIterator[Api]:
+    intake = system.start("intake")
+    system.start("worker")
+    system.start("results")
+    client = Api(intake.url)
+    yield client
+    await client.close()
