@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from pymongo import AsyncMongoClient
 
-from shared.adapters.mongo_store import Doc, MongoStore
+from shared.adapters.documents import Doc
+from shared.adapters.mongo_store import MongoStore
 from shared.adapters.rabbitmq import Broker
 from shared.config import Settings
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from pymongo import AsyncMongoClient
 
-from shared.adapters.mongo_store import Doc, MongoStore
+from shared.adapters.documents import Doc
+from shared.adapters.mongo_store import MongoStore
 from shared.adapters.rabbitmq import Broker
 from tests.support import servers
 from tests.support.processes import System, system_env

@@ -8,7 +8,6 @@ and its event are committed together or not at all, without transactions.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,44 +17,40 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from shared import topology
+from shared.adapters.documents import (
+    CODE_FIELDS,
+    Doc,
+    camel,
+    campaign_from_doc,
+    campaign_to_doc,
+    code_from_doc,
+    code_to_doc,
+    history_to_doc,
+    redemption_from_doc,
+    redemption_to_doc,
+)
 from shared.domain.model import (
     Campaign,
     Change,
     Code,
     CodeEvent,
-    CodeUseType,
-    HistoryEntry,
     Redemption,
     RedemptionStatus,
     ReplyTo,
 )
 from shared.domain.reasons import DomainError, ReasonCode
-from shared.domain.scancode import normalise
-from shared.domain.states import Action, CodeState
+from shared.domain.states import CodeState
 from shared.ports import PendingEvent, PendingEvents
 
-Doc = dict[str, Any]
 _HIDDEN = {"outbox": 0, "history": 0}
 _TERMINAL = [s.value for s in RedemptionStatus if s.is_terminal]
 
 
-def camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
-
-
-def _plain_fields(cls: type, *special: str) -> list[tuple[str, str]]:
-    names = (f.name for f in dataclasses.fields(cls))
-    return [(name, camel(name)) for name in names if name not in special]
-
-
-_CODE_FIELDS = _plain_fields(Code, "redemption_code_id", "code_state", "history")
-_CAMPAIGN_FIELDS = _plain_fields(Campaign, "code_type", "code_use_type")
 # The code record as of a transition, taken inside the update that makes it.
 _SNAPSHOT = {
     "redemptionCodeId": "$_id",
     "codeState": "$codeState",
-    **{key: f"${key}" for _, key in _CODE_FIELDS},
+    **{key: f"${key}" for _, key in CODE_FIELDS},
 }
 _REPLY_PENDING = {
     "$and": [
@@ -67,108 +62,6 @@ _REPLY_PENDING = {
 
 def _append(array: str, item: Any) -> Doc:
     return {"$concatArrays": [{"$ifNull": [f"${array}", []]}, [item]]}
-
-
-def _code_from_doc(doc: Mapping[str, Any]) -> Code:
-    return Code(
-        redemption_code_id=doc.get("redemptionCodeId") or doc["_id"],
-        code_state=CodeState(doc["codeState"]),
-        history=tuple(_history_from_doc(h) for h in doc.get("history", ())),
-        **{name: doc[key] for name, key in _CODE_FIELDS if key in doc},
-    )
-
-
-def _code_to_doc(code: Code) -> Doc:
-    doc: Doc = {key: getattr(code, name) for name, key in _CODE_FIELDS}
-    doc.update(
-        _id=code.redemption_code_id,
-        codeState=code.code_state.value,
-        scanNorm=normalise(code.scan_code),
-        history=[_history_to_doc(h) for h in code.history],
-    )
-    return doc
-
-
-def _history_to_doc(entry: HistoryEntry) -> Doc:
-    return {
-        "at": entry.at,
-        "action": entry.action.value,
-        "from": entry.from_state.value if entry.from_state else None,
-        "to": entry.to_state.value,
-        "by": entry.by,
-        "redemptionId": entry.redemption_id,
-        "reason": entry.reason,
-    }
-
-
-def _history_from_doc(doc: Mapping[str, Any]) -> HistoryEntry:
-    return HistoryEntry(
-        at=doc["at"],
-        action=Action(doc["action"]),
-        from_state=CodeState(doc["from"]) if doc.get("from") else None,
-        to_state=CodeState(doc["to"]),
-        by=doc["by"],
-        redemption_id=doc.get("redemptionId"),
-        reason=doc.get("reason"),
-    )
-
-
-def _campaign_to_doc(campaign: Campaign) -> Doc:
-    doc: Doc = {key: getattr(campaign, name) for name, key in _CAMPAIGN_FIELDS}
-    doc.update(_id=campaign.code_type, codeUseType=campaign.code_use_type.value)
-    return doc
-
-
-def _campaign_from_doc(doc: Mapping[str, Any]) -> Campaign:
-    return Campaign(
-        code_type=doc["_id"],
-        code_use_type=CodeUseType(doc["codeUseType"]),
-        **{name: doc[key] for name, key in _CAMPAIGN_FIELDS if key in doc},
-    )
-
-
-def _redemption_to_doc(r: Redemption) -> Doc:
-    return {
-        "_id": r.redemption_id,
-        "requestId": r.request_id,
-        "userId": r.user_id,
-        "scanCode": r.scan_code,
-        "codeType": r.code_type,
-        "status": r.status.value,
-        "customRedemptionInfo": r.custom_redemption_info,
-        "reasonCode": int(r.reason_code) if r.reason_code else None,
-        "message": r.message,
-        "attempt": r.attempt,
-        "acceptedAt": r.accepted_at,
-        "updatedAt": r.updated_at,
-        "completedAt": r.completed_at,
-        "code": _code_to_doc(r.code) | {"redemptionCodeId": r.code.redemption_code_id}
-        if r.code
-        else None,
-        "replies": [{"queue": x.queue, "correlationId": x.correlation_id} for x in r.replies],
-    }
-
-
-def _redemption_from_doc(doc: Mapping[str, Any]) -> Redemption:
-    code = doc.get("code")
-    reason = doc.get("reasonCode")
-    return Redemption(
-        redemption_id=doc["_id"],
-        request_id=doc["requestId"],
-        user_id=doc["userId"],
-        scan_code=doc["scanCode"],
-        code_type=doc.get("codeType"),
-        status=RedemptionStatus(doc["status"]),
-        custom_redemption_info=doc.get("customRedemptionInfo"),
-        reason_code=ReasonCode(reason) if reason else None,
-        message=doc.get("message"),
-        attempt=doc.get("attempt", 0),
-        accepted_at=doc["acceptedAt"],
-        updated_at=doc["updatedAt"],
-        completed_at=doc.get("completedAt"),
-        code=_code_from_doc(code) if code else None,
-        replies=tuple(ReplyTo(x["queue"], x["correlationId"]) for x in doc.get("replies", ())),
-    )
 
 
 def _stages(change: Change) -> list[Doc]:
@@ -193,7 +86,7 @@ def _stages(change: Change) -> list[Doc]:
         },
         {
             "$set": {
-                "history": _append("history", {"$literal": _history_to_doc(change.history)}),
+                "history": _append("history", {"$literal": history_to_doc(change.history)}),
                 "outbox": _append(
                     "outbox", {"$mergeObjects": [{"$literal": envelope}, {"code": _SNAPSHOT}]}
                 ),
@@ -253,7 +146,7 @@ class MongoStore:
 
     async def create_campaign(self, campaign: Campaign) -> None:
         try:
-            await self._campaigns.insert_one(_campaign_to_doc(campaign))
+            await self._campaigns.insert_one(campaign_to_doc(campaign))
         except DuplicateKeyError:
             raise DomainError(
                 ReasonCode.CODE_TYPE_EXISTS, f"campaign {campaign.code_type} exists"
@@ -261,18 +154,18 @@ class MongoStore:
 
     async def get_campaign(self, code_type: str) -> Campaign | None:
         doc = await self._campaigns.find_one({"_id": code_type})
-        return _campaign_from_doc(doc) if doc else None
+        return campaign_from_doc(doc) if doc else None
 
     async def list_campaigns(self, *, skip: int, limit: int) -> list[Campaign]:
         cursor = self._campaigns.find({}).sort("_id", ASCENDING).skip(skip).limit(limit)
-        return [_campaign_from_doc(doc) async for doc in cursor]
+        return [campaign_from_doc(doc) async for doc in cursor]
 
     async def count_campaigns(self) -> int:
         return await self._campaigns.count_documents({})
 
     async def add_code(self, code: Code) -> None:
         try:
-            await self._codes.insert_one(_code_to_doc(code))
+            await self._codes.insert_one(code_to_doc(code))
         except DuplicateKeyError:
             raise DomainError(
                 ReasonCode.SCAN_CODE_EXISTS,
@@ -283,11 +176,11 @@ class MongoStore:
         doc = await self._codes.find_one(
             {"codeType": code_type, "scanNorm": scan_norm}, {"outbox": 0}
         )
-        return _code_from_doc(doc) if doc else None
+        return code_from_doc(doc) if doc else None
 
     async def find_codes(self, scan_norm: str, *, limit: int) -> list[Code]:
         cursor = self._codes.find({"scanNorm": scan_norm}, _HIDDEN).limit(limit)
-        return [_code_from_doc(doc) async for doc in cursor]
+        return [code_from_doc(doc) async for doc in cursor]
 
     async def apply(
         self,
@@ -314,7 +207,7 @@ class MongoStore:
             projection=_HIDDEN,
             return_document=ReturnDocument.AFTER,
         )
-        return _code_from_doc(doc) if doc else None
+        return code_from_doc(doc) if doc else None
 
     async def set_custom_code_info(
         self, code_type: str, scan_norm: str, version: int, info: Mapping[str, Any], by: str
@@ -329,24 +222,24 @@ class MongoStore:
             projection=_HIDDEN,
             return_document=ReturnDocument.AFTER,
         )
-        return _code_from_doc(doc) if doc else None
+        return code_from_doc(doc) if doc else None
 
     async def redeemed_codes(self, user_id: str, code_type: str | None) -> list[Code]:
         query: Doc = {"redeemedByUserId": user_id, "codeState": CodeState.REDEEMED.value}
         if code_type is not None:
             query["codeType"] = code_type
         cursor = self._codes.find(query, _HIDDEN).sort("redeemedAt", ASCENDING)
-        return [_code_from_doc(doc) async for doc in cursor]
+        return [code_from_doc(doc) async for doc in cursor]
 
     async def open_redemption(self, redemption: Redemption) -> Redemption | None:
-        doc = _redemption_to_doc(redemption)
+        doc = redemption_to_doc(redemption)
         existing = await self._redemptions.find_one_and_update(
             {"_id": redemption.redemption_id},
             {"$setOnInsert": {k: v for k, v in doc.items() if k != "_id"}},
             upsert=True,
             return_document=ReturnDocument.BEFORE,
         )
-        return _redemption_from_doc(existing) if existing else None
+        return redemption_from_doc(existing) if existing else None
 
     async def add_reply(self, redemption_id: str, reply: ReplyTo) -> None:
         item = {"queue": reply.queue, "correlationId": reply.correlation_id}
@@ -359,7 +252,7 @@ class MongoStore:
         )
 
     async def finish_redemption(self, redemption: Redemption) -> Redemption:
-        doc = _redemption_to_doc(redemption)
+        doc = redemption_to_doc(redemption)
         outcome = {
             key: {"$literal": doc[key]}
             for key in (
@@ -382,11 +275,11 @@ class MongoStore:
             stored = await self._redemptions.find_one({"_id": redemption.redemption_id})
         if stored is None:
             raise LookupError(f"redemption {redemption.redemption_id} was never opened")
-        return _redemption_from_doc(stored)
+        return redemption_from_doc(stored)
 
     async def get_redemption(self, redemption_id: str) -> Redemption | None:
         doc = await self._redemptions.find_one({"_id": redemption_id})
-        return _redemption_from_doc(doc) if doc else None
+        return redemption_from_doc(doc) if doc else None
 
     async def pending_events(self, *, limit: int) -> list[PendingEvents]:
         cursor = self._codes.find({"outboxPending": {"$gt": 0}}, {"outbox": 1}).limit(limit)
@@ -412,7 +305,7 @@ class MongoStore:
 
     async def pending_replies(self, *, limit: int) -> list[Redemption]:
         cursor = self._redemptions.find({"replyPending": True}).limit(limit)
-        return [_redemption_from_doc(doc) async for doc in cursor]
+        return [redemption_from_doc(doc) async for doc in cursor]
 
     async def mark_replied(self, replied: Sequence[Redemption]) -> None:
         if not replied:
@@ -444,4 +337,4 @@ def _pending_event(doc: Mapping[str, Any]) -> PendingEvent:
         redemption_id=doc.get("redemptionId"),
         user_id=doc.get("userId"),
     )
-    return PendingEvent(event, _code_from_doc(doc["code"]))
+    return PendingEvent(event, code_from_doc(doc["code"]))

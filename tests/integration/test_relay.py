@@ -11,8 +11,15 @@ from shared import topology
 from shared.adapters.mongo_store import MongoStore
 from shared.adapters.rabbitmq import Broker
 from shared.domain import model
-from shared.domain.model import Campaign, Claim, Code, CodeUseType, Redemption, RedemptionStatus
-from shared.domain.model import ReplyTo
+from shared.domain.model import (
+    Campaign,
+    Claim,
+    Code,
+    CodeUseType,
+    Redemption,
+    RedemptionStatus,
+    ReplyTo,
+)
 from shared.domain.states import CodeState
 from tests.support.amqp import Tap
 
@@ -39,9 +46,11 @@ async def redeem_codes(store: MongoStore, count: int) -> None:
     for n in range(count):
         await store.add_code(Code(f"c{n}", "gems", f"CODE{n}", CodeState.AVAILABLE, NOW, NOW))
         claim = Claim(f"r{n}", f"u{n}")
-        ids = iter([f"ev{n}-1", f"ev{n}-2"])
-        changes = [model.claim(claim, now=NOW, new_id=lambda: next(ids)),
-                   model.succeed(claim, None, now=NOW, new_id=lambda: next(ids))]
+        first, second = f"ev{n}-1", f"ev{n}-2"
+        changes = [
+            model.claim(claim, now=NOW, new_id=first.__str__),
+            model.succeed(claim, None, now=NOW, new_id=second.__str__),
+        ]
         await store.apply("gems", f"CODE{n}", changes)
 
 
@@ -82,8 +91,15 @@ async def test_an_unconfirmed_event_stays_and_goes_again_with_the_same_id(
 
 async def test_callers_that_asked_are_told_the_outcome(store: MongoStore, broker: Broker) -> None:
     replies = await Tap.on(broker, None)
-    pending = Redemption("r1", "q1", "u1", "ABC", NOW, NOW,
-                         replies=(ReplyTo(replies.queue.name, "c-1"), ReplyTo("gone", "c-2")))
+    pending = Redemption(
+        "r1",
+        "q1",
+        "u1",
+        "ABC",
+        NOW,
+        NOW,
+        replies=(ReplyTo(replies.queue.name, "c-1"), ReplyTo("gone", "c-2")),
+    )
     await store.open_redemption(pending)
     await store.finish_redemption(
         Redemption("r1", "q1", "u1", "ABC", NOW, NOW, status=RedemptionStatus.REJECTED)

@@ -1,0 +1,142 @@
+"""Campaigns, codes and redemptions as documents: the stored shape, shared by the stores.
+
+Field names are the API's (camelCase), so that a document reads like the
+record a caller sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from shared.domain.model import (
+    Campaign,
+    Code,
+    CodeUseType,
+    HistoryEntry,
+    Redemption,
+    RedemptionStatus,
+    ReplyTo,
+)
+from shared.domain.reasons import ReasonCode
+from shared.domain.scancode import normalise
+from shared.domain.states import Action, CodeState
+
+Doc = dict[str, Any]
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _plain_fields(cls: type, *special: str) -> list[tuple[str, str]]:
+    names = (f.name for f in dataclasses.fields(cls))
+    return [(name, camel(name)) for name in names if name not in special]
+
+
+CODE_FIELDS = _plain_fields(Code, "redemption_code_id", "code_state", "history")
+CAMPAIGN_FIELDS = _plain_fields(Campaign, "code_type", "code_use_type")
+
+
+def code_from_doc(doc: Mapping[str, Any]) -> Code:
+    return Code(
+        redemption_code_id=doc.get("redemptionCodeId") or doc["_id"],
+        code_state=CodeState(doc["codeState"]),
+        history=tuple(history_from_doc(h) for h in doc.get("history", ())),
+        **{name: doc[key] for name, key in CODE_FIELDS if key in doc},
+    )
+
+
+def code_to_doc(code: Code) -> Doc:
+    doc: Doc = {key: getattr(code, name) for name, key in CODE_FIELDS}
+    doc.update(
+        _id=code.redemption_code_id,
+        codeState=code.code_state.value,
+        scanNorm=normalise(code.scan_code),
+        history=[history_to_doc(h) for h in code.history],
+    )
+    return doc
+
+
+def history_to_doc(entry: HistoryEntry) -> Doc:
+    return {
+        "at": entry.at,
+        "action": entry.action.value,
+        "from": entry.from_state.value if entry.from_state else None,
+        "to": entry.to_state.value,
+        "by": entry.by,
+        "redemptionId": entry.redemption_id,
+        "reason": entry.reason,
+    }
+
+
+def history_from_doc(doc: Mapping[str, Any]) -> HistoryEntry:
+    return HistoryEntry(
+        at=doc["at"],
+        action=Action(doc["action"]),
+        from_state=CodeState(doc["from"]) if doc.get("from") else None,
+        to_state=CodeState(doc["to"]),
+        by=doc["by"],
+        redemption_id=doc.get("redemptionId"),
+        reason=doc.get("reason"),
+    )
+
+
+def campaign_to_doc(campaign: Campaign) -> Doc:
+    doc: Doc = {key: getattr(campaign, name) for name, key in CAMPAIGN_FIELDS}
+    doc.update(_id=campaign.code_type, codeUseType=campaign.code_use_type.value)
+    return doc
+
+
+def campaign_from_doc(doc: Mapping[str, Any]) -> Campaign:
+    return Campaign(
+        code_type=doc["_id"],
+        code_use_type=CodeUseType(doc["codeUseType"]),
+        **{name: doc[key] for name, key in CAMPAIGN_FIELDS if key in doc},
+    )
+
+
+def redemption_to_doc(r: Redemption) -> Doc:
+    return {
+        "_id": r.redemption_id,
+        "requestId": r.request_id,
+        "userId": r.user_id,
+        "scanCode": r.scan_code,
+        "codeType": r.code_type,
+        "status": r.status.value,
+        "customRedemptionInfo": r.custom_redemption_info,
+        "reasonCode": int(r.reason_code) if r.reason_code else None,
+        "message": r.message,
+        "attempt": r.attempt,
+        "acceptedAt": r.accepted_at,
+        "updatedAt": r.updated_at,
+        "completedAt": r.completed_at,
+        "code": code_to_doc(r.code) | {"redemptionCodeId": r.code.redemption_code_id}
+        if r.code
+        else None,
+        "replies": [{"queue": x.queue, "correlationId": x.correlation_id} for x in r.replies],
+    }
+
+
+def redemption_from_doc(doc: Mapping[str, Any]) -> Redemption:
+    code = doc.get("code")
+    reason = doc.get("reasonCode")
+    return Redemption(
+        redemption_id=doc["_id"],
+        request_id=doc["requestId"],
+        user_id=doc["userId"],
+        scan_code=doc["scanCode"],
+        code_type=doc.get("codeType"),
+        status=RedemptionStatus(doc["status"]),
+        custom_redemption_info=doc.get("customRedemptionInfo"),
+        reason_code=ReasonCode(reason) if reason else None,
+        message=doc.get("message"),
+        attempt=doc.get("attempt", 0),
+        accepted_at=doc["acceptedAt"],
+        updated_at=doc["updatedAt"],
+        completed_at=doc.get("completedAt"),
+        code=code_from_doc(code) if code else None,
+        replies=tuple(ReplyTo(x["queue"], x["correlationId"]) for x in doc.get("replies", ())),
+    )
