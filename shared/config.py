@@ -1,5 +1,7 @@
 """Configuration from the environment (prefix `REDEEM_`), one model for all services."""
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -8,8 +10,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REDEEM_", extra="ignore")
 
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    mongodb_url: str = "mongodb://127.0.0.1:27017/"
+    mongodb_url: str | None = Field(
+        None, description="the MongoDB store; unset: the embedded SQLite store in data_dir"
+    )
     mongodb_db: str = "redemption"
+    data_dir: Path = Field(Path(".redeem"), description="embedded store, logs, generated keys")
     http_host: str = "127.0.0.1"
     http_port: int | None = Field(
         None, description="intake 8080, worker 8081, results 8082 unless set; 0 turns it off"
@@ -30,6 +35,10 @@ class Settings(BaseSettings):
     relay_idle_s: float = Field(0.05, gt=0, description="relay pause when nothing is pending")
     log_level: str = "INFO"
     log_format: str = Field("auto", description="json, console, or auto (console on a terminal)")
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "redeem.sqlite3"
 
     def port_for(self, default: int) -> int:
         return default if self.http_port is None else self.http_port

@@ -34,6 +34,11 @@ class Store(Protocol):
     the transition's event; nothing is read before it is written to decide it.
     """
 
+    async def prepare(self) -> None:
+        """Create what the store needs (indexes, tables); idempotent."""
+
+    async def close(self) -> None: ...
+
     async def ping(self) -> None: ...
 
     async def create_campaign(self, campaign: Campaign) -> None:

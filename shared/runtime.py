@@ -8,27 +8,41 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from pymongo import AsyncMongoClient
+import structlog
 
-from shared.adapters.documents import Doc
 from shared.adapters.mongo_store import MongoStore
 from shared.adapters.rabbitmq import Broker
+from shared.adapters.sqlite_store import SqliteStore
 from shared.config import Settings
+from shared.ports import Store
+
+log = structlog.get_logger()
 
 
 @dataclass
 class Adapters:
-    store: MongoStore
+    store: Store
     broker: Broker
+
+
+def open_store(settings: Settings, name: str) -> Store:
+    """MongoDB when `REDEEM_MONGODB_URL` is set, else the embedded SQLite store."""
+    if settings.mongodb_url:
+        return MongoStore.connect(settings.mongodb_url, settings.mongodb_db, appname=name)
+    return SqliteStore(settings.sqlite_path)
 
 
 @asynccontextmanager
 async def adapters(settings: Settings, name: str) -> AsyncIterator[Adapters]:
     """Connect the store and the broker, declare what they need, close them after."""
-    client: AsyncMongoClient[Doc]
-    store, client = MongoStore.connect(settings.mongodb_url, settings.mongodb_db, appname=name)
+    store = open_store(settings, name)
+    log.info(
+        "store",
+        kind=type(store).__name__,
+        where=settings.mongodb_db if settings.mongodb_url else str(settings.sqlite_path),
+    )
     try:
-        await store.create_indexes()
+        await store.prepare()
         broker = await Broker.connect(
             settings.rabbitmq_url,
             prefetch=settings.prefetch,
@@ -41,7 +55,7 @@ async def adapters(settings: Settings, name: str) -> AsyncIterator[Adapters]:
         finally:
             await broker.close()
     finally:
-        await client.close()
+        await store.close()
 
 
 async def until_stopped() -> None:

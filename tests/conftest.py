@@ -12,6 +12,8 @@ from pymongo import AsyncMongoClient
 from shared.adapters.documents import Doc
 from shared.adapters.mongo_store import MongoStore
 from shared.adapters.rabbitmq import Broker
+from shared.adapters.sqlite_store import SqliteStore
+from shared.ports import Store
 from tests.support import servers
 from tests.support.processes import System, system_env
 
@@ -57,8 +59,26 @@ def db_name() -> str:
 @pytest.fixture
 async def store(mongo_client: AsyncMongoClient[Doc], db_name: str) -> MongoStore:
     store = MongoStore(mongo_client[db_name])
-    await store.create_indexes()
+    await store.prepare()
     return store
+
+
+@pytest.fixture(params=["mongodb", "sqlite"])
+async def any_store(
+    request: pytest.FixtureRequest,
+    mongo_client: AsyncMongoClient[Doc],
+    db_name: str,
+    tmp_path: Path,
+) -> AsyncIterator[Store]:
+    """Each store in turn, for the contract every store keeps."""
+    store: Store
+    if request.param == "mongodb":
+        store = MongoStore(mongo_client[db_name])
+    else:
+        store = SqliteStore(tmp_path / "store.sqlite3")
+    await store.prepare()
+    yield store
+    await store.close()
 
 
 @pytest.fixture

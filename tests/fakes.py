@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from shared.domain import model
 from shared.domain.model import Campaign, Change, Code, Redemption, ReplyTo
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import normalise
@@ -18,6 +19,12 @@ class FakeStore:
         self.codes: dict[tuple[str, str], Code] = {}
         self.outbox: dict[str, list[PendingEvent]] = {}
         self.redemptions: dict[str, Redemption] = {}
+
+    async def prepare(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
 
     async def ping(self) -> None:
         return None
@@ -58,21 +65,10 @@ class FakeStore:
         version: int | None = None,
     ) -> Code | None:
         code = self.codes.get((code_type, scan_norm))
-        if code is None or code.code_state is not changes[0].source:
-            return None
-        if redemption_id is not None and code.redemption_id != redemption_id:
-            return None
-        if version is not None and code.version != version:
+        if code is None or not model.expected(code, changes, redemption_id, version):
             return None
         for change in changes:
-            code = dataclasses.replace(
-                code,
-                **change.fields,
-                code_state=change.target,
-                updated_at=change.event.occurred_at,
-                version=code.version + 1,
-                history=(*code.history, change.history),
-            )
+            code = model.applied(code, change)
             snapshot = dataclasses.replace(code, history=())
             self.outbox.setdefault(code.redemption_code_id, []).append(
                 PendingEvent(change.event, snapshot)

@@ -13,6 +13,7 @@ from typing import Any
 from shared.domain.model import (
     Campaign,
     Code,
+    CodeEvent,
     CodeUseType,
     HistoryEntry,
     Redemption,
@@ -22,6 +23,7 @@ from shared.domain.model import (
 from shared.domain.reasons import ReasonCode
 from shared.domain.scancode import normalise
 from shared.domain.states import Action, CodeState
+from shared.ports import PendingEvent
 
 Doc = dict[str, Any]
 
@@ -140,3 +142,28 @@ def redemption_from_doc(doc: Mapping[str, Any]) -> Redemption:
         code=code_from_doc(code) if code else None,
         replies=tuple(ReplyTo(x["queue"], x["correlationId"]) for x in doc.get("replies", ())),
     )
+
+
+def event_to_doc(event: CodeEvent, code: Code) -> Doc:
+    """An outbox entry: the event and the code as of it."""
+    snapshot = code_to_doc(dataclasses.replace(code, history=()))
+    snapshot["redemptionCodeId"] = snapshot.pop("_id")
+    return {
+        "eventId": event.event_id,
+        "name": event.name,
+        "occurredAt": event.occurred_at,
+        "redemptionId": event.redemption_id,
+        "userId": event.user_id,
+        "code": snapshot,
+    }
+
+
+def pending_event_from_doc(doc: Mapping[str, Any]) -> PendingEvent:
+    event = CodeEvent(
+        event_id=doc["eventId"],
+        name=doc["name"],
+        occurred_at=doc["occurredAt"],
+        redemption_id=doc.get("redemptionId"),
+        user_id=doc.get("userId"),
+    )
+    return PendingEvent(event, code_from_doc(doc["code"]))

@@ -26,6 +26,7 @@ from shared.adapters.documents import (
     code_from_doc,
     code_to_doc,
     history_to_doc,
+    pending_event_from_doc,
     redemption_from_doc,
     redemption_to_doc,
 )
@@ -33,14 +34,13 @@ from shared.domain.model import (
     Campaign,
     Change,
     Code,
-    CodeEvent,
     Redemption,
     RedemptionStatus,
     ReplyTo,
 )
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
-from shared.ports import PendingEvent, PendingEvents
+from shared.ports import PendingEvents
 
 _HIDDEN = {"outbox": 0, "history": 0}
 _TERMINAL = [s.value for s in RedemptionStatus if s.is_terminal]
@@ -102,21 +102,25 @@ def _outbox_pending() -> Doc:
 class MongoStore:
     """The `Store` port on MongoDB."""
 
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], client: AsyncMongoClient[Doc] | None = None) -> None:
         self._db = db
+        self._client = client
         self._campaigns: AsyncCollection[Doc] = db[topology.CAMPAIGNS]
         self._codes: AsyncCollection[Doc] = db[topology.CODES]
         self._redemptions: AsyncCollection[Doc] = db[topology.REDEMPTIONS]
 
     @classmethod
-    def connect(
-        cls, url: str, database: str, **options: Any
-    ) -> tuple[MongoStore, AsyncMongoClient[Doc]]:
+    def connect(cls, url: str, database: str, **options: Any) -> MongoStore:
+        """A store that owns its client: `close()` closes it."""
         client: AsyncMongoClient[Doc] = AsyncMongoClient(url, tz_aware=True, **options)
-        return cls(client[database]), client
+        return cls(client[database], client)
 
-    async def create_indexes(self) -> None:
-        """Idempotent: safe on every start of every service."""
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    async def prepare(self) -> None:
+        """Create the indexes; idempotent, safe on every start of every service."""
         await self._codes.create_indexes(
             [
                 IndexModel([("codeType", ASCENDING), ("scanNorm", ASCENDING)], unique=True),
@@ -284,7 +288,7 @@ class MongoStore:
     async def pending_events(self, *, limit: int) -> list[PendingEvents]:
         cursor = self._codes.find({"outboxPending": {"$gt": 0}}, {"outbox": 1}).limit(limit)
         return [
-            PendingEvents(doc["_id"], tuple(_pending_event(e) for e in doc["outbox"]))
+            PendingEvents(doc["_id"], tuple(pending_event_from_doc(e) for e in doc["outbox"]))
             async for doc in cursor
         ]
 
@@ -327,14 +331,3 @@ def _without(array: str, key: str, values: list[str]) -> Doc:
     """A pipeline stage dropping the items of `array` whose `key` is in `values`."""
     keep = {"$not": [{"$in": [f"$$this.{key}", {"$literal": values}]}]}
     return {"$set": {array: {"$filter": {"input": f"${array}", "cond": keep}}}}
-
-
-def _pending_event(doc: Mapping[str, Any]) -> PendingEvent:
-    event = CodeEvent(
-        event_id=doc["eventId"],
-        name=doc["name"],
-        occurred_at=doc["occurredAt"],
-        redemption_id=doc.get("redemptionId"),
-        user_id=doc.get("userId"),
-    )
-    return PendingEvent(event, code_from_doc(doc["code"]))

@@ -6,7 +6,8 @@ atomically, together with the event it records; nothing here sends anything.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -161,6 +162,29 @@ class Change:
     fields: JsonMap
     event: CodeEvent
     history: HistoryEntry
+
+
+def applied(code: Code, change: Change) -> Code:
+    """`code` after `change`, as a store must write it."""
+    return dataclasses.replace(
+        code,
+        **change.fields,
+        code_state=change.target,
+        updated_at=change.event.occurred_at,
+        version=code.version + 1,
+        history=(*code.history, change.history),
+    )
+
+
+def expected(
+    code: Code, changes: Sequence[Change], redemption_id: str | None, version: int | None
+) -> bool:
+    """Whether `code` is as the first of `changes` expects it (see `Store.apply`)."""
+    return (
+        code.code_state is changes[0].source
+        and redemption_id in (None, code.redemption_id)
+        and version in (None, code.version)
+    )
 
 
 def _change(

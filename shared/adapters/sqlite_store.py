@@ -1,0 +1,419 @@
+"""The embedded store: one SQLite file in WAL mode, for single-node and development use.
+
+Same guarantees as the MongoDB store: each transition is one `BEGIN IMMEDIATE`
+transaction that checks the expected state, writes the code and inserts its
+events into the outbox table; uniqueness comes from constraints. Several
+processes may share the file: SQLite's locks serialise their writes. In a
+process, every statement runs on one thread that owns the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from shared.adapters.documents import (
+    Doc,
+    campaign_from_doc,
+    campaign_to_doc,
+    code_from_doc,
+    code_to_doc,
+    event_to_doc,
+    pending_event_from_doc,
+    redemption_from_doc,
+    redemption_to_doc,
+)
+from shared.clock import from_ms, to_ms, utcnow
+from shared.domain import model
+from shared.domain.model import Campaign, Change, Code, Redemption, ReplyTo
+from shared.domain.reasons import DomainError, ReasonCode
+from shared.domain.scancode import normalise
+from shared.ports import PendingEvents
+
+T = TypeVar("T")
+BUSY_TIMEOUT_MS = 30_000
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS campaigns (code_type TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS codes (
+    id TEXT PRIMARY KEY,
+    code_type TEXT NOT NULL,
+    scan_norm TEXT NOT NULL,
+    code_state TEXT NOT NULL,
+    redeemed_by_user_id TEXT,
+    redeemed_at INTEGER,
+    doc TEXT NOT NULL,
+    UNIQUE (code_type, scan_norm)
+);
+CREATE INDEX IF NOT EXISTS codes_by_scan ON codes (scan_norm);
+CREATE INDEX IF NOT EXISTS codes_by_user ON codes (redeemed_by_user_id, code_type)
+    WHERE code_state = 'Redeemed';
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    code_id TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS redemptions (
+    id TEXT PRIMARY KEY,
+    code_type TEXT,
+    accepted_at INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reply_pending INTEGER NOT NULL DEFAULT 0,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS redemptions_replying ON redemptions (reply_pending)
+    WHERE reply_pending = 1;
+CREATE INDEX IF NOT EXISTS redemptions_recent ON redemptions (code_type, accepted_at);
+"""
+
+
+def _encode(value: object) -> object:
+    if isinstance(value, datetime):
+        return {"$date": to_ms(value)}
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def _decode(obj: dict[str, Any]) -> object:
+    return from_ms(obj["$date"]) if obj.keys() == {"$date"} else obj
+
+
+def dumps(doc: Doc) -> str:
+    return json.dumps(doc, default=_encode, separators=(",", ":"))
+
+
+def loads(text: str) -> Doc:
+    doc: Doc = json.loads(text, object_hook=_decode)
+    return doc
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction that takes the file's write lock at once."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+class SqliteStore:
+    """The `Store` port on SQLite."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, lambda: fn(self._connection()))
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn = conn
+        return self._conn
+
+    async def prepare(self) -> None:
+        await self._run(lambda conn: conn.executescript(SCHEMA))
+
+    async def close(self) -> None:
+        def close(conn: sqlite3.Connection) -> None:
+            conn.close()
+            self._conn = None
+
+        if self._conn is not None:
+            await self._run(close)
+        self._thread.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    # Campaigns
+
+    async def create_campaign(self, campaign: Campaign) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    "INSERT INTO campaigns (code_type, doc) VALUES (?, ?)",
+                    (campaign.code_type, dumps(campaign_to_doc(campaign))),
+                )
+            except sqlite3.IntegrityError:
+                raise DomainError(
+                    ReasonCode.CODE_TYPE_EXISTS, f"campaign {campaign.code_type} exists"
+                ) from None
+
+        await self._run(insert)
+
+    async def get_campaign(self, code_type: str) -> Campaign | None:
+        row = await self._one("SELECT doc FROM campaigns WHERE code_type = ?", code_type)
+        return campaign_from_doc(loads(row)) if row else None
+
+    async def list_campaigns(self, *, skip: int, limit: int) -> list[Campaign]:
+        rows = await self._all(
+            "SELECT doc FROM campaigns ORDER BY code_type LIMIT ? OFFSET ?", limit, skip
+        )
+        return [campaign_from_doc(loads(r)) for r in rows]
+
+    async def count_campaigns(self) -> int:
+        return int(await self._one("SELECT count(*) FROM campaigns") or 0)
+
+    # Codes
+
+    async def add_code(self, code: Code) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            try:
+                _insert_code(conn, code)
+            except sqlite3.IntegrityError:
+                raise DomainError(
+                    ReasonCode.SCAN_CODE_EXISTS,
+                    f"campaign {code.code_type} already has scan code {code.scan_code}",
+                ) from None
+
+        await self._run(insert)
+
+    async def get_code(self, code_type: str, scan_norm: str) -> Code | None:
+        row = await self._one(
+            "SELECT doc FROM codes WHERE code_type = ? AND scan_norm = ?", code_type, scan_norm
+        )
+        return code_from_doc(loads(row)) if row else None
+
+    async def find_codes(self, scan_norm: str, *, limit: int) -> list[Code]:
+        rows = await self._all(
+            "SELECT doc FROM codes WHERE scan_norm = ? LIMIT ?", scan_norm, limit
+        )
+        return [code_from_doc(loads(r)) for r in rows]
+
+    async def apply(
+        self,
+        code_type: str,
+        scan_norm: str,
+        changes: Sequence[Change],
+        *,
+        redemption_id: str | None = None,
+        version: int | None = None,
+    ) -> Code | None:
+        def transition(conn: sqlite3.Connection) -> Code | None:
+            with _transaction(conn):
+                code = _select_code(conn, code_type, scan_norm)
+                if code is None or not model.expected(code, changes, redemption_id, version):
+                    return None
+                for change in changes:
+                    code = model.applied(code, change)
+                    conn.execute(
+                        "INSERT INTO outbox (event_id, code_id, doc) VALUES (?, ?, ?)",
+                        (
+                            change.event.event_id,
+                            code.redemption_code_id,
+                            dumps(event_to_doc(change.event, code)),
+                        ),
+                    )
+                _update_code(conn, code)
+                return code
+
+        return await self._run(transition)
+
+    async def set_custom_code_info(
+        self, code_type: str, scan_norm: str, version: int, info: Mapping[str, Any], by: str
+    ) -> Code | None:
+        def update(conn: sqlite3.Connection) -> Code | None:
+            with _transaction(conn):
+                code = _select_code(conn, code_type, scan_norm)
+                if code is None or code.version != version:
+                    return None
+                code = dataclasses.replace(
+                    code, custom_code_info=dict(info), version=version + 1, updated_at=utcnow()
+                )
+                _update_code(conn, code)
+                return code
+
+        return await self._run(update)
+
+    async def redeemed_codes(self, user_id: str, code_type: str | None) -> list[Code]:
+        query = (
+            "SELECT doc FROM codes WHERE redeemed_by_user_id = ? AND code_state = 'Redeemed'"
+            + (" AND code_type = ?" if code_type is not None else "")
+            + " ORDER BY redeemed_at"
+        )
+        args = (user_id,) if code_type is None else (user_id, code_type)
+        rows = await self._all(query, *args)
+        return [code_from_doc(loads(r)) for r in rows]
+
+    # Redemptions
+
+    async def open_redemption(self, redemption: Redemption) -> Redemption | None:
+        def insert(conn: sqlite3.Connection) -> Redemption | None:
+            with _transaction(conn):
+                existing = _select_redemption(conn, redemption.redemption_id)
+                if existing is None:
+                    _write_redemption(conn, redemption, insert=True)
+                return existing
+
+        return await self._run(insert)
+
+    async def add_reply(self, redemption_id: str, reply: ReplyTo) -> None:
+        await self._update_redemption(
+            redemption_id,
+            lambda r: dataclasses.replace(r, replies=(*r.replies, reply)),
+        )
+
+    async def finish_redemption(self, redemption: Redemption) -> Redemption:
+        def finish(stored: Redemption) -> Redemption:
+            if stored.status.is_terminal:
+                return stored
+            return dataclasses.replace(redemption, replies=stored.replies)
+
+        finished = await self._update_redemption(redemption.redemption_id, finish)
+        if finished is None:
+            raise LookupError(f"redemption {redemption.redemption_id} was never opened")
+        return finished
+
+    async def get_redemption(self, redemption_id: str) -> Redemption | None:
+        row = await self._one("SELECT doc FROM redemptions WHERE id = ?", redemption_id)
+        return redemption_from_doc(loads(row)) if row else None
+
+    async def _update_redemption(
+        self, redemption_id: str, change: Callable[[Redemption], Redemption]
+    ) -> Redemption | None:
+        def update(conn: sqlite3.Connection) -> Redemption | None:
+            with _transaction(conn):
+                stored = _select_redemption(conn, redemption_id)
+                if stored is None:
+                    return None
+                changed = change(stored)
+                if changed != stored:
+                    _write_redemption(conn, changed, insert=False)
+                return changed
+
+        return await self._run(update)
+
+    # Outbox and replies
+
+    async def pending_events(self, *, limit: int) -> list[PendingEvents]:
+        def read(conn: sqlite3.Connection) -> list[PendingEvents]:
+            codes = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT code_id FROM outbox GROUP BY code_id ORDER BY min(seq) LIMIT ?",
+                    (limit,),
+                )
+            ]
+            found: list[PendingEvents] = []
+            for code_id in codes:
+                rows = conn.execute(
+                    "SELECT doc FROM outbox WHERE code_id = ? ORDER BY seq", (code_id,)
+                )
+                events = tuple(pending_event_from_doc(loads(r[0])) for r in rows)
+                found.append(PendingEvents(code_id, events))
+            return found
+
+        return await self._run(read)
+
+    async def mark_relayed(self, relayed: Sequence[PendingEvents]) -> None:
+        ids = [(p.event.event_id,) for item in relayed for p in item.events]
+
+        def delete(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.executemany("DELETE FROM outbox WHERE event_id = ?", ids)
+
+        if ids:
+            await self._run(delete)
+
+    async def pending_replies(self, *, limit: int) -> list[Redemption]:
+        rows = await self._all("SELECT doc FROM redemptions WHERE reply_pending = 1 LIMIT ?", limit)
+        return [redemption_from_doc(loads(r)) for r in rows]
+
+    async def mark_replied(self, replied: Sequence[Redemption]) -> None:
+        for sent in replied:
+            done = set(sent.replies)
+            await self._update_redemption(
+                sent.redemption_id,
+                lambda r, done=done: dataclasses.replace(  # type: ignore[misc]
+                    r, replies=tuple(x for x in r.replies if x not in done)
+                ),
+            )
+
+    async def _one(self, query: str, *args: object) -> Any:
+        def read(conn: sqlite3.Connection) -> Any:
+            row = conn.execute(query, args).fetchone()
+            return row[0] if row else None
+
+        return await self._run(read)
+
+    async def _all(self, query: str, *args: object) -> list[Any]:
+        return await self._run(lambda conn: [row[0] for row in conn.execute(query, args)])
+
+
+def _select_code(conn: sqlite3.Connection, code_type: str, scan_norm: str) -> Code | None:
+    row = conn.execute(
+        "SELECT doc FROM codes WHERE code_type = ? AND scan_norm = ?", (code_type, scan_norm)
+    ).fetchone()
+    return code_from_doc(loads(row[0])) if row else None
+
+
+def _insert_code(conn: sqlite3.Connection, code: Code) -> None:
+    conn.execute(
+        "INSERT INTO codes (id, code_type, scan_norm, code_state, redeemed_by_user_id,"
+        " redeemed_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            code.redemption_code_id,
+            code.code_type,
+            normalise(code.scan_code),
+            code.code_state.value,
+            code.redeemed_by_user_id,
+            to_ms(code.redeemed_at),
+            dumps(code_to_doc(code)),
+        ),
+    )
+
+
+def _update_code(conn: sqlite3.Connection, code: Code) -> None:
+    conn.execute(
+        "UPDATE codes SET code_state = ?, redeemed_by_user_id = ?, redeemed_at = ?, doc = ?"
+        " WHERE id = ?",
+        (
+            code.code_state.value,
+            code.redeemed_by_user_id,
+            to_ms(code.redeemed_at),
+            dumps(code_to_doc(code)),
+            code.redemption_code_id,
+        ),
+    )
+
+
+def _select_redemption(conn: sqlite3.Connection, redemption_id: str) -> Redemption | None:
+    row = conn.execute("SELECT doc FROM redemptions WHERE id = ?", (redemption_id,)).fetchone()
+    return redemption_from_doc(loads(row[0])) if row else None
+
+
+def _write_redemption(conn: sqlite3.Connection, r: Redemption, *, insert: bool) -> None:
+    pending = int(r.status.is_terminal and bool(r.replies))
+    doc = dumps(redemption_to_doc(r))
+    if insert:
+        conn.execute(
+            "INSERT INTO redemptions (id, code_type, accepted_at, status, reply_pending, doc)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (r.redemption_id, r.code_type, to_ms(r.accepted_at), r.status.value, pending, doc),
+        )
+    else:
+        conn.execute(
+            "UPDATE redemptions SET code_type = ?, status = ?, reply_pending = ?, doc = ?"
+            " WHERE id = ?",
+            (r.code_type, r.status.value, pending, doc, r.redemption_id),
+        )
