@@ -21,6 +21,9 @@ def main() -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        # Longer than callers and load balancers keep idle connections, so that
+        # the server is never the one closing a connection a caller reuses.
+        timeout_keep_alive=75,
     )
 
 

@@ -1,0 +1,1 @@
+"""`redeem`: the operator's command line."""

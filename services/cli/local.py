@@ -1,0 +1,66 @@
+"""What `redeem up` leaves in the data directory for the other commands to find."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from services.cli.errors import CliError
+
+ADMIN_KEY_FILE = "admin-key"
+SYSTEM_FILE = "system.json"
+
+
+def admin_key(data_dir: Path) -> str:
+    """The admin key of this data directory, made on first use (owner-readable only)."""
+    path = data_dir / ADMIN_KEY_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(24) + "\n")
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class RunningSystem:
+    """Where a running `redeem up` answers."""
+
+    url: str
+    pid: int
+    logs: str
+    store: str
+    processes: dict[str, int]
+
+    def save(self, data_dir: Path) -> None:
+        (data_dir / SYSTEM_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def find(cls, data_dir: Path) -> RunningSystem:
+        path = data_dir / SYSTEM_FILE
+        try:
+            found = cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            raise CliError(
+                f"no running system found in {data_dir} (start one with `redeem up`)"
+            ) from None
+        if not _alive(found.pid):
+            raise CliError(f"the system recorded in {path} is not running (start `redeem up`)")
+        return found
+
+    @staticmethod
+    def forget(data_dir: Path) -> None:
+        (data_dir / SYSTEM_FILE).unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
