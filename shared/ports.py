@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
-from shared.domain.model import Campaign, Change, Code, CodeEvent, Redemption, ReplyTo
+from shared.domain.model import Campaign, Change, Code, CodeEvent, CodeRef, Redemption, ReplyTo
 
 FulfillmentHandler = Callable[[Mapping[str, Any]], Awaitable[Mapping[str, Any]]]
 
@@ -21,10 +22,11 @@ class PendingEvent:
 
 @dataclass(frozen=True)
 class PendingEvents:
-    """The unrelayed events of one code, oldest first."""
+    """The unrelayed events of one code (or shared-code instance), oldest first."""
 
     code_id: str
     events: tuple[PendingEvent, ...]
+    shared: bool = False
 
 
 class Store(Protocol):
@@ -51,18 +53,20 @@ class Store(Protocol):
 
     async def count_campaigns(self) -> int: ...
 
+    async def find_shared_campaign(self, scan_norm: str) -> Campaign | None:
+        """The shared campaign whose campaign-level scan code this is."""
+
     async def add_code(self, code: Code) -> None:
         """Store a new code; SCAN_CODE_EXISTS if its campaign has it already."""
 
-    async def get_code(self, code_type: str, scan_norm: str) -> Code | None: ...
+    async def get_code(self, ref: CodeRef) -> Code | None: ...
 
     async def find_codes(self, scan_norm: str, *, limit: int) -> list[Code]:
-        """Codes of any campaign with this normalised scan code."""
+        """Personal codes of any campaign with this normalised scan code."""
 
     async def apply(
         self,
-        code_type: str,
-        scan_norm: str,
+        ref: CodeRef,
         changes: Sequence[Change],
         *,
         redemption_id: str | None = None,
@@ -73,6 +77,30 @@ class Store(Protocol):
         Only if the code is in the first change's source state (and, when
         given, holds `redemption_id` and is at `version`); returns the code
         as changed, or None when it was not in the expected state.
+        """
+
+    # Shared codes: a user holds at most one instance; a campaign gives at
+    # most `maxRedemptions` slots, each held by one redemption until it ends.
+
+    async def reserve_user(self, code_type: str, user_id: str, redemption_id: str) -> str:
+        """Make `redemption_id` the user's one redemption of the campaign; returns the holder."""
+
+    async def release_user(self, code_type: str, user_id: str, redemption_id: str) -> None:
+        """Undo `reserve_user`, if `redemption_id` still holds it."""
+
+    async def take_slot(self, code_type: str, redemption_id: str, now: datetime) -> bool:
+        """Take one redemption of the campaign if it is open and not all taken.
+
+        Idempotent per redemption: False only when no slot is, or was, taken.
+        """
+
+    async def release_slot(self, code_type: str, redemption_id: str, *, refund: bool) -> None:
+        """The redemption ended: forget it, and give its slot back if `refund`."""
+
+    async def add_instance(self, instance: Code, changes: Sequence[Change]) -> Code:
+        """Store a user's instance with `changes` applied and their events.
+
+        If the instance exists already, nothing changes and it is returned.
         """
 
     async def set_custom_code_info(

@@ -19,4 +19,6 @@ DEAD_LETTER_REASON_CODE_HEADER = "x-redemption-reason-code"
 
 CAMPAIGNS = "campaigns"
 CODES = "codes"
+INSTANCES = "instances"  # users' instances of shared codes
+SHARED_CLAIMS = "shared_claims"  # which redemption holds a user's one claim of a shared code
 REDEMPTIONS = "redemptions"

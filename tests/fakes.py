@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from shared.domain import model
-from shared.domain.model import Campaign, Change, Code, Redemption, ReplyTo
+from shared.domain.model import Campaign, Change, Code, CodeRef, Redemption, ReplyTo
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import normalise
 from shared.ports import PendingEvent, PendingEvents, Store
@@ -17,6 +18,9 @@ class FakeStore:
     def __init__(self) -> None:
         self.campaigns: dict[str, Campaign] = {}
         self.codes: dict[tuple[str, str], Code] = {}
+        self.instances: dict[tuple[str, str], Code] = {}
+        self.claims: dict[tuple[str, str], str] = {}
+        self.slots: dict[str, set[str]] = {}
         self.outbox: dict[str, list[PendingEvent]] = {}
         self.redemptions: dict[str, Redemption] = {}
 
@@ -49,32 +53,81 @@ class FakeStore:
             raise DomainError(ReasonCode.SCAN_CODE_EXISTS, "exists")
         self.codes[key] = code
 
-    async def get_code(self, code_type: str, scan_norm: str) -> Code | None:
-        return self.codes.get((code_type, scan_norm))
+    async def find_shared_campaign(self, scan_norm: str) -> Campaign | None:
+        shared = [c for c in self.campaigns.values() if normalise(c.scan_code or "") == scan_norm]
+        return shared[0] if shared else None
+
+    def _table(self, ref: CodeRef) -> tuple[dict[tuple[str, str], Code], tuple[str, str]]:
+        if ref.user_id is not None:
+            return self.instances, (ref.code_type, ref.user_id)
+        return self.codes, (ref.code_type, ref.scan_norm)
+
+    async def get_code(self, ref: CodeRef) -> Code | None:
+        table, key = self._table(ref)
+        return table.get(key)
 
     async def find_codes(self, scan_norm: str, *, limit: int) -> list[Code]:
         return [c for (_, norm), c in self.codes.items() if norm == scan_norm][:limit]
 
     async def apply(
         self,
-        code_type: str,
-        scan_norm: str,
+        ref: CodeRef,
         changes: Sequence[Change],
         *,
         redemption_id: str | None = None,
         version: int | None = None,
     ) -> Code | None:
-        code = self.codes.get((code_type, scan_norm))
+        table, key = self._table(ref)
+        code = table.get(key)
         if code is None or not model.expected(code, changes, redemption_id, version):
             return None
+        table[key] = self._with_events(code, changes)
+        return table[key]
+
+    def _with_events(self, code: Code, changes: Sequence[Change]) -> Code:
         for change in changes:
             code = model.applied(code, change)
             snapshot = dataclasses.replace(code, history=())
             self.outbox.setdefault(code.redemption_code_id, []).append(
                 PendingEvent(change.event, snapshot)
             )
-        self.codes[(code_type, scan_norm)] = code
         return code
+
+    async def reserve_user(self, code_type: str, user_id: str, redemption_id: str) -> str:
+        return self.claims.setdefault((code_type, user_id), redemption_id)
+
+    async def release_user(self, code_type: str, user_id: str, redemption_id: str) -> None:
+        if self.claims.get((code_type, user_id)) == redemption_id:
+            del self.claims[(code_type, user_id)]
+
+    async def take_slot(self, code_type: str, redemption_id: str, now: datetime) -> bool:
+        held = self.slots.setdefault(code_type, set())
+        if redemption_id in held:
+            return True
+        c = self.campaigns[code_type]
+        try:
+            c.check_redeemable(now)
+        except DomainError:
+            return False
+        if c.max_redemptions is not None and c.redemption_count >= c.max_redemptions:
+            return False
+        held.add(redemption_id)
+        self.campaigns[code_type] = dataclasses.replace(c, redemption_count=c.redemption_count + 1)
+        return True
+
+    async def release_slot(self, code_type: str, redemption_id: str, *, refund: bool) -> None:
+        held = self.slots.get(code_type, set())
+        if redemption_id in held:
+            held.discard(redemption_id)
+            c = self.campaigns[code_type]
+            count = c.redemption_count - int(refund)
+            self.campaigns[code_type] = dataclasses.replace(c, redemption_count=count)
+
+    async def add_instance(self, instance: Code, changes: Sequence[Change]) -> Code:
+        key = (instance.code_type, changes[0].event.user_id or "")
+        if key not in self.instances:
+            self.instances[key] = self._with_events(instance, changes)
+        return self.instances[key]
 
     async def set_custom_code_info(
         self, code_type: str, scan_norm: str, version: int, info: Mapping[str, Any], by: str
@@ -89,7 +142,7 @@ class FakeStore:
     async def redeemed_codes(self, user_id: str, code_type: str | None) -> list[Code]:
         return [
             c
-            for c in self.codes.values()
+            for c in [*self.codes.values(), *self.instances.values()]
             if c.redeemed_by_user_id == user_id
             and c.code_state.value == "Redeemed"
             and code_type in (None, c.code_type)

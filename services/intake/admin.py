@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from shared.clock import Clock
 from shared.domain import model
-from shared.domain.model import Campaign, Change, Code, CodeUseType, NewId
+from shared.domain.model import Campaign, Change, Code, CodeRef, NewId
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import checked
 from shared.domain.states import CodeState
 from shared.ports import Store
 
+MAX_SHARED_SCAN_CODE = 20
 # How often an operator edit re-reads a code that changed under it.
 _EDIT_ATTEMPTS = 5
 
@@ -25,16 +27,20 @@ class Admin:
 
     async def create_campaign(self, fields: Mapping[str, Any]) -> Campaign:
         now = self._clock()
-        campaign = Campaign(
-            created_at=now, updated_at=now, code_use_type=CodeUseType.SINGLE, **fields
-        )
-        if (
-            campaign.valid_start
-            and campaign.valid_end
-            and campaign.valid_end <= campaign.valid_start
-        ):
+        campaign = Campaign(created_at=now, updated_at=now, **fields)
+        start, end = campaign.valid_start, campaign.valid_end
+        if start and end and end <= start:
             raise DomainError(
                 ReasonCode.INVALID_PARAMETER_VALUE, "validEnd must be after validStart"
+            )
+        if campaign.is_shared != (campaign.scan_code is not None):
+            raise DomainError(
+                ReasonCode.REDEMPTION_CODE_TYPE_CODE_USE_ERROR,
+                "a MULTI campaign needs its scanCode; a SINGLE one has none",
+            )
+        if campaign.scan_code is not None:
+            campaign = dataclasses.replace(
+                campaign, scan_code=_shared_scan_code(campaign.scan_code)
             )
         await self._store.create_campaign(campaign)
         return campaign
@@ -54,6 +60,11 @@ class Admin:
         self, code_type: str, scan_code: str, state: CodeState, info: Mapping[str, Any] | None
     ) -> Code:
         campaign = await self.campaign(code_type)
+        if campaign.is_shared:
+            raise DomainError(
+                ReasonCode.REDEMPTION_CODE_TYPE_MUST_BE_SINGLE_USE,
+                f"campaign {code_type} is shared: its one code is the campaign's scanCode",
+            )
         checked(scan_code)
         now = self._clock()
         code = Code(
@@ -70,7 +81,7 @@ class Admin:
         return code
 
     async def code(self, code_type: str, scan_code: str) -> Code:
-        code = await self._store.get_code(code_type, checked(scan_code))
+        code = await self._store.get_code(CodeRef(code_type, checked(scan_code)))
         if code is None:
             await self.campaign(code_type)
             raise DomainError(
@@ -116,9 +127,19 @@ class Admin:
         """Read, decide in the domain, write if nothing changed meanwhile."""
         for _ in range(_EDIT_ATTEMPTS):
             code = await self.code(code_type, scan_code)
-            applied = await self._store.apply(
-                code_type, checked(scan_code), [change(code)], version=code.version
-            )
+            ref = CodeRef(code_type, checked(scan_code))
+            applied = await self._store.apply(ref, [change(code)], version=code.version)
             if applied is not None:
                 return applied
         raise DomainError(ReasonCode.REDEMPTION_CODE_VERSION_MISMATCH, "code keeps changing; retry")
+
+
+def _shared_scan_code(scan_code: str) -> str:
+    """A shared campaign's code: a legal scan code of at most 20 characters."""
+    norm = checked(scan_code)
+    if len(norm) > MAX_SHARED_SCAN_CODE:
+        raise DomainError(
+            ReasonCode.INVALID_SCAN_CODE_LENGTH,
+            f"a shared campaign's scanCode has at most {MAX_SHARED_SCAN_CODE} characters",
+        )
+    return scan_code.strip().upper()

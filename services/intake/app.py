@@ -33,7 +33,7 @@ from services.intake.schemas import (
 )
 from shared.clock import Clock, new_id, utcnow
 from shared.config import Settings
-from shared.domain.model import RedemptionStatus
+from shared.domain.model import CodeUseType, RedemptionStatus
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
 from shared.messages import CodeRecord, ErrorBody, RedemptionRecord
@@ -95,6 +95,9 @@ def _campaign_routes(app: FastAPI) -> None:
     async def create_campaign(body: CampaignIn, deps: Deps, _: Admin_) -> CampaignOut:
         fields = {
             "code_type": body.codeType,
+            "code_use_type": CodeUseType(body.codeUseType),
+            "scan_code": body.scanCode,
+            "max_redemptions": body.maxRedemptions,
             "description": body.description,
             "valid_start": instant(body.validStart),
             "valid_end": instant(body.validEnd),

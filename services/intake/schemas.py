@@ -19,10 +19,16 @@ class Body(BaseModel):
 
 
 class CampaignIn(Body):
-    """A new personal campaign."""
+    """A new campaign: personal codes (SINGLE), or one shared code (MULTI)."""
 
     codeType: CodeTypeName
-    codeUseType: Literal["SINGLE"] = "SINGLE"
+    codeUseType: Literal["SINGLE", "MULTI"] = "SINGLE"
+    scanCode: ScanCodeText | None = Field(
+        None, description="MULTI only: the one code every user types (at most 20 characters)"
+    )
+    maxRedemptions: int | None = Field(
+        None, ge=1, description="MULTI only: how many users may redeem it; null is unlimited"
+    )
     description: str | None = Field(None, max_length=1000)
     validStart: EpochMs | None = None
     validEnd: EpochMs | None = None
@@ -36,6 +42,9 @@ class CampaignIn(Body):
 class CampaignOut(BaseModel):
     codeType: str
     codeUseType: str
+    scanCode: str | None
+    maxRedemptions: int | None
+    redemptionCount: int
     description: str | None
     validStart: EpochMs | None
     validEnd: EpochMs | None
@@ -53,6 +62,9 @@ class CampaignOut(BaseModel):
         return cls(
             codeType=c.code_type,
             codeUseType=c.code_use_type.value,
+            scanCode=c.scan_code,
+            maxRedemptions=c.max_redemptions,
+            redemptionCount=c.redemption_count,
             description=c.description,
             validStart=to_ms(c.valid_start),
             validEnd=to_ms(c.valid_end),

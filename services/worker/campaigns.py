@@ -23,10 +23,14 @@ class CampaignCache:
 
     async def get(self, code_type: str) -> Campaign:
         """The campaign, or REDEMPTION_CODE_TYPE_NOT_FOUND."""
-        now = self._monotonic()
         hit = self._entries.get(code_type)
-        if hit and now - hit[0] < self._ttl_s:
+        if hit and self._monotonic() - hit[0] < self._ttl_s:
             return hit[1]
+        return await self.fresh(code_type)
+
+    async def fresh(self, code_type: str) -> Campaign:
+        """The campaign as stored now (and cached from now)."""
+        now = self._monotonic()
         campaign = await self._store.get_campaign(code_type)
         if campaign is None:
             raise DomainError(ReasonCode.REDEMPTION_CODE_TYPE_NOT_FOUND, f"no campaign {code_type}")

@@ -3,6 +3,11 @@
 Idempotent per redemption id: a repeated or redelivered job finds its
 redemption (and, once claimed, its code) and resumes where the last delivery
 stopped; it never claims twice.
+
+A personal code is claimed by one conditional update of the code. A shared
+code is claimed in three idempotent steps, each keyed by the redemption:
+the user's one claim of the campaign, a slot of the campaign's
+`maxRedemptions`, and the user's instance, created with its events.
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ import structlog
 from services.worker.campaigns import CampaignCache
 from shared.clock import Clock
 from shared.domain import fulfillment, model
-from shared.domain.model import Campaign, Code, CodeUseType, NewId, Redemption, RedemptionStatus
+from shared.domain.model import Campaign, Code, CodeRef, NewId, Redemption, RedemptionStatus
 from shared.domain.reasons import DomainError, ReasonCode
-from shared.domain.scancode import checked
+from shared.domain.scancode import checked, normalise
 from shared.domain.states import CodeState
 from shared.ports import FulfillmentHandler, Store
 
@@ -50,13 +55,16 @@ class RedeemService:
                 return existing
             pending = existing
         try:
-            campaign, code = await self._claim(pending)
+            campaign, ref, code = await self._claim(pending)
             if code.code_state is CodeState.IN_PROGRESS:
-                code = await self._fulfil(campaign, code, pending)
+                code = await self._fulfil(campaign, ref, code, pending)
         except DomainError as refusal:
             return await self._finish(
                 pending, RedemptionStatus.REJECTED, refusal.reason, refusal.message
             )
+        if ref.is_shared:
+            refund = code.code_state is CodeState.FAILED
+            await self._store.release_slot(ref.code_type, pending.redemption_id, refund=refund)
         status, reason, message = fulfillment.outcome_of(code)
         return await self._finish(
             pending, status, reason, message, code=code, code_type=campaign.code_type
@@ -67,13 +75,9 @@ class RedeemService:
         existing = await self._store.open_redemption(pending)
         if existing is not None and existing.status.is_terminal:
             return existing
-        held = [
-            code
-            for code in await self._store.find_codes(checked(pending.scan_code), limit=16)
-            if code.redemption_id == pending.redemption_id
-        ]
-        for code in held:
-            if code.code_state is CodeState.IN_PROGRESS:
+        for ref in await self._refs_held(pending):
+            held = await self._store.get_code(ref)
+            if held and held.code_state is CodeState.IN_PROGRESS:
                 change = model.fail(
                     pending.claim,
                     error.reason.name,
@@ -81,57 +85,104 @@ class RedeemService:
                     now=self._clock(),
                     new_id=self._new_id,
                 )
-                await self._store.apply(
-                    code.code_type,
-                    checked(code.scan_code),
-                    [change],
-                    redemption_id=pending.redemption_id,
-                )
+                await self._store.apply(ref, [change], redemption_id=pending.redemption_id)
+            if ref.is_shared:
+                await self._store.release_slot(ref.code_type, pending.redemption_id, refund=True)
+                if held is None:
+                    await self._store.release_user(
+                        ref.code_type, pending.user_id, pending.redemption_id
+                    )
         return await self._finish(pending, RedemptionStatus.FAILED, error.reason, error.message)
 
-    async def _claim(self, pending: Redemption) -> tuple[Campaign, Code]:
+    async def _refs_held(self, pending: Redemption) -> list[CodeRef]:
+        scan_norm = normalise(pending.scan_code)
+        refs = [
+            CodeRef(code.code_type, scan_norm)
+            for code in await self._store.find_codes(scan_norm, limit=16)
+            if code.redemption_id == pending.redemption_id
+        ]
+        shared = await self._store.find_shared_campaign(scan_norm)
+        if shared is not None:
+            refs.append(CodeRef(shared.code_type, scan_norm, pending.user_id))
+        return refs
+
+    async def _claim(self, pending: Redemption) -> tuple[Campaign, CodeRef, Code]:
         scan_norm = checked(pending.scan_code)
         campaign = await self._campaign_for(pending.code_type, scan_norm)
+        if campaign.is_shared:
+            return await self._claim_shared(campaign, scan_norm, pending)
         now = self._clock()
         campaign.check_redeemable(now)
-        if campaign.code_use_type is not CodeUseType.SINGLE:
-            raise DomainError(
-                ReasonCode.REDEMPTION_CODE_TYPE_MUST_BE_SINGLE_USE,
-                f"campaign {campaign.code_type} holds shared codes, not personal ones",
-            )
+        ref = CodeRef(campaign.code_type, scan_norm)
+        code = await self._store.apply(ref, self._claim_changes(campaign, pending))
+        return campaign, ref, code or await self._held_by(pending, ref)
+
+    def _claim_changes(self, campaign: Campaign, pending: Redemption) -> list[model.Change]:
+        now = self._clock()
         changes = [model.claim(pending.claim, now=now, new_id=self._new_id)]
         if campaign.handler is None:
             changes.append(model.succeed(pending.claim, None, now=now, new_id=self._new_id))
-        code = await self._store.apply(campaign.code_type, scan_norm, changes)
-        if code is None:
-            code = await self._held_by(pending, campaign.code_type, scan_norm)
-        return campaign, code
+        return changes
+
+    async def _claim_shared(
+        self, campaign: Campaign, scan_norm: str, pending: Redemption
+    ) -> tuple[Campaign, CodeRef, Code]:
+        if normalise(campaign.scan_code or "") != scan_norm:
+            raise DomainError(
+                ReasonCode.CODE_TYPE_SCAN_CODE_MISMATCH_FOR_MULTI_USE_CODE,
+                f"{pending.scan_code} is not the scan code of campaign {campaign.code_type}",
+            )
+        ref = CodeRef(campaign.code_type, scan_norm, pending.user_id)
+        rid, user = pending.redemption_id, pending.user_id
+        holder = await self._store.reserve_user(campaign.code_type, user, rid)
+        instance = await self._store.get_code(ref)
+        if holder != rid:
+            if instance is None:
+                raise DomainError(
+                    ReasonCode.REDEMPTION_IN_PROGRESS, "your redemption of this code is in progress"
+                )
+            raise model.refusal(instance, user)
+        if instance is not None:
+            return campaign, ref, instance
+        now = self._clock()
+        if not await self._store.take_slot(campaign.code_type, rid, now):
+            await self._store.release_user(campaign.code_type, user, rid)
+            fresh = await self._campaigns.fresh(campaign.code_type)
+            raise model.slot_refusal(fresh, now)
+        created = model.instance_of(campaign, pending.claim, now)
+        code = await self._store.add_instance(created, self._claim_changes(campaign, pending))
+        return campaign, ref, code
 
     async def _campaign_for(self, code_type: str | None, scan_norm: str) -> Campaign:
         if code_type is not None:
             return await self._campaigns.get(code_type)
+        shared = await self._store.find_shared_campaign(scan_norm)
         codes = await self._store.find_codes(scan_norm, limit=2)
-        if not codes:
-            raise DomainError(ReasonCode.REDEMPTION_CODE_NOT_FOUND, "no such code")
-        if len(codes) > 1:
+        if len(codes) + (shared is not None) > 1:
             raise DomainError(
                 ReasonCode.INVALID_PARAMETER_VALUE,
                 "this scan code exists in several campaigns: give its codeType",
             )
+        if shared is not None:
+            return shared
+        if not codes:
+            raise DomainError(ReasonCode.REDEMPTION_CODE_NOT_FOUND, "no such code")
         return await self._campaigns.get(codes[0].code_type)
 
-    async def _held_by(self, pending: Redemption, code_type: str, scan_norm: str) -> Code:
+    async def _held_by(self, pending: Redemption, ref: CodeRef) -> Code:
         """The code this redemption holds already, or why it cannot have it."""
-        code = await self._store.get_code(code_type, scan_norm)
+        code = await self._store.get_code(ref)
         if code is None:
             raise DomainError(
-                ReasonCode.REDEMPTION_CODE_NOT_FOUND, f"campaign {code_type} has no such code"
+                ReasonCode.REDEMPTION_CODE_NOT_FOUND, f"campaign {ref.code_type} has no such code"
             )
         if code.redemption_id != pending.redemption_id:
             raise model.refusal(code, pending.user_id)
         return code
 
-    async def _fulfil(self, campaign: Campaign, code: Code, pending: Redemption) -> Code:
+    async def _fulfil(
+        self, campaign: Campaign, ref: CodeRef, code: Code, pending: Redemption
+    ) -> Code:
         result = await self._call_handler(campaign, code, pending)
         now = self._clock()
         if result.success:
@@ -146,14 +197,9 @@ class RedeemService:
                 now=now,
                 new_id=self._new_id,
             )
-        done = await self._store.apply(
-            code.code_type,
-            checked(code.scan_code),
-            [change],
-            redemption_id=pending.redemption_id,
-        )
+        done = await self._store.apply(ref, [change], redemption_id=pending.redemption_id)
         # None: a redelivered copy of this job finished it first.
-        return done or await self._held_by(pending, code.code_type, checked(code.scan_code))
+        return done or await self._held_by(pending, ref)
 
     async def _call_handler(
         self, campaign: Campaign, code: Code, pending: Redemption

@@ -51,7 +51,7 @@ def code_from_doc(doc: Mapping[str, Any]) -> Code:
     )
 
 
-def code_to_doc(code: Code) -> Doc:
+def code_to_doc(code: Code, *, outbox: list[Doc] | None = None) -> Doc:
     doc: Doc = {key: getattr(code, name) for name, key in CODE_FIELDS}
     doc.update(
         _id=code.redemption_code_id,
@@ -59,6 +59,8 @@ def code_to_doc(code: Code) -> Doc:
         scanNorm=normalise(code.scan_code),
         history=[history_to_doc(h) for h in code.history],
     )
+    if outbox:
+        doc.update(outbox=outbox, outboxPending=len(outbox))
     return doc
 
 
@@ -89,6 +91,8 @@ def history_from_doc(doc: Mapping[str, Any]) -> HistoryEntry:
 def campaign_to_doc(campaign: Campaign) -> Doc:
     doc: Doc = {key: getattr(campaign, name) for name, key in CAMPAIGN_FIELDS}
     doc.update(_id=campaign.code_type, codeUseType=campaign.code_use_type.value)
+    if campaign.scan_code:
+        doc["scanNorm"] = normalise(campaign.scan_code)
     return doc
 
 

@@ -9,6 +9,7 @@ and its event are committed together or not at all, without transactions.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument, UpdateOne
@@ -25,15 +26,18 @@ from shared.adapters.documents import (
     campaign_to_doc,
     code_from_doc,
     code_to_doc,
+    event_to_doc,
     history_to_doc,
     pending_event_from_doc,
     redemption_from_doc,
     redemption_to_doc,
 )
+from shared.domain import model
 from shared.domain.model import (
     Campaign,
     Change,
     Code,
+    CodeRef,
     Redemption,
     RedemptionStatus,
     ReplyTo,
@@ -42,7 +46,7 @@ from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
 from shared.ports import PendingEvents
 
-_HIDDEN = {"outbox": 0, "history": 0}
+_HIDDEN = {"outbox": 0}
 _TERMINAL = [s.value for s in RedemptionStatus if s.is_terminal]
 
 
@@ -107,6 +111,8 @@ class MongoStore:
         self._client = client
         self._campaigns: AsyncCollection[Doc] = db[topology.CAMPAIGNS]
         self._codes: AsyncCollection[Doc] = db[topology.CODES]
+        self._instances: AsyncCollection[Doc] = db[topology.INSTANCES]
+        self._claims: AsyncCollection[Doc] = db[topology.SHARED_CLAIMS]
         self._redemptions: AsyncCollection[Doc] = db[topology.REDEMPTIONS]
 
     @classmethod
@@ -135,6 +141,24 @@ class MongoStore:
                 ),
             ]
         )
+        await self._instances.create_indexes(
+            [
+                IndexModel([("codeType", ASCENDING), ("redeemedByUserId", ASCENDING)], unique=True),
+                IndexModel(
+                    [("outboxPending", ASCENDING)],
+                    partialFilterExpression={"outboxPending": {"$gt": 0}},
+                ),
+            ]
+        )
+        await self._campaigns.create_indexes(
+            [
+                IndexModel(
+                    [("scanNorm", ASCENDING)],
+                    unique=True,
+                    partialFilterExpression={"scanNorm": {"$type": "string"}},
+                ),
+            ]
+        )
         await self._redemptions.create_indexes(
             [
                 IndexModel([("codeType", ASCENDING), ("acceptedAt", DESCENDING)]),
@@ -151,10 +175,19 @@ class MongoStore:
     async def create_campaign(self, campaign: Campaign) -> None:
         try:
             await self._campaigns.insert_one(campaign_to_doc(campaign))
-        except DuplicateKeyError:
+        except DuplicateKeyError as exc:
+            if "scanNorm" in str(exc.details):
+                raise DomainError(
+                    ReasonCode.SCAN_CODE_EXISTS,
+                    f"another shared campaign has scan code {campaign.scan_code}",
+                ) from None
             raise DomainError(
                 ReasonCode.CODE_TYPE_EXISTS, f"campaign {campaign.code_type} exists"
             ) from None
+
+    async def find_shared_campaign(self, scan_norm: str) -> Campaign | None:
+        doc = await self._campaigns.find_one({"scanNorm": scan_norm})
+        return campaign_from_doc(doc) if doc else None
 
     async def get_campaign(self, code_type: str) -> Campaign | None:
         doc = await self._campaigns.find_one({"_id": code_type})
@@ -176,10 +209,14 @@ class MongoStore:
                 f"campaign {code.code_type} already has scan code {code.scan_code}",
             ) from None
 
-    async def get_code(self, code_type: str, scan_norm: str) -> Code | None:
-        doc = await self._codes.find_one(
-            {"codeType": code_type, "scanNorm": scan_norm}, {"outbox": 0}
-        )
+    def _where(self, ref: CodeRef) -> tuple[AsyncCollection[Doc], Doc]:
+        if ref.user_id is not None:
+            return self._instances, {"codeType": ref.code_type, "redeemedByUserId": ref.user_id}
+        return self._codes, {"codeType": ref.code_type, "scanNorm": ref.scan_norm}
+
+    async def get_code(self, ref: CodeRef) -> Code | None:
+        collection, query = self._where(ref)
+        doc = await collection.find_one(query, {"outbox": 0})
         return code_from_doc(doc) if doc else None
 
     async def find_codes(self, scan_norm: str, *, limit: int) -> list[Code]:
@@ -188,24 +225,20 @@ class MongoStore:
 
     async def apply(
         self,
-        code_type: str,
-        scan_norm: str,
+        ref: CodeRef,
         changes: Sequence[Change],
         *,
         redemption_id: str | None = None,
         version: int | None = None,
     ) -> Code | None:
-        query: Doc = {
-            "codeType": code_type,
-            "scanNorm": scan_norm,
-            "codeState": changes[0].source.value,
-        }
+        collection, query = self._where(ref)
+        query["codeState"] = changes[0].source.value
         if redemption_id is not None:
             query["redemptionId"] = redemption_id
         if version is not None:
             query["version"] = version
         pipeline = [stage for change in changes for stage in _stages(change)]
-        doc = await self._codes.find_one_and_update(
+        doc = await collection.find_one_and_update(
             query,
             [*pipeline, _outbox_pending()],
             projection=_HIDDEN,
@@ -228,12 +261,77 @@ class MongoStore:
         )
         return code_from_doc(doc) if doc else None
 
+    async def reserve_user(self, code_type: str, user_id: str, redemption_id: str) -> str:
+        key = {"codeType": code_type, "userId": user_id}
+        try:
+            await self._claims.insert_one({"_id": key, "redemptionId": redemption_id})
+            return redemption_id
+        except DuplicateKeyError:
+            holder = await self._claims.find_one({"_id": key})
+            # Released meanwhile: the next redelivery of this job will try again.
+            return str(holder["redemptionId"]) if holder else ""
+
+    async def release_user(self, code_type: str, user_id: str, redemption_id: str) -> None:
+        key = {"codeType": code_type, "userId": user_id}
+        await self._claims.delete_one({"_id": key, "redemptionId": redemption_id})
+
+    async def take_slot(self, code_type: str, redemption_id: str, now: datetime) -> bool:
+        open_now = [
+            {"$or": [{"validStart": None}, {"validStart": {"$lte": now}}]},
+            {"$or": [{"validEnd": None}, {"validEnd": {"$gt": now}}]},
+            {
+                "$or": [
+                    {"maxRedemptions": None},
+                    {"$expr": {"$lt": ["$redemptionCount", "$maxRedemptions"]}},
+                ]
+            },
+        ]
+        taken = await self._campaigns.update_one(
+            {
+                "_id": code_type,
+                "isDisabled": False,
+                "inflight": {"$ne": redemption_id},
+                "$and": open_now,
+            },
+            {"$inc": {"redemptionCount": 1}, "$push": {"inflight": redemption_id}},
+        )
+        if taken.modified_count:
+            return True
+        held = await self._campaigns.count_documents({"_id": code_type, "inflight": redemption_id})
+        return held > 0
+
+    async def release_slot(self, code_type: str, redemption_id: str, *, refund: bool) -> None:
+        await self._campaigns.update_one(
+            {"_id": code_type, "inflight": redemption_id},
+            {"$pull": {"inflight": redemption_id}, "$inc": {"redemptionCount": -int(refund)}},
+        )
+
+    async def add_instance(self, instance: Code, changes: Sequence[Change]) -> Code:
+        code, outbox = instance, []
+        for change in changes:
+            code = model.applied(code, change)
+            outbox.append(event_to_doc(change.event, code))
+        try:
+            await self._instances.insert_one(code_to_doc(code, outbox=outbox))
+            return code
+        except DuplicateKeyError:
+            existing = await self._instances.find_one(
+                {"codeType": instance.code_type, "redeemedByUserId": code.redeemed_by_user_id},
+                _HIDDEN,
+            )
+            if existing is None:
+                raise
+            return code_from_doc(existing)
+
     async def redeemed_codes(self, user_id: str, code_type: str | None) -> list[Code]:
         query: Doc = {"redeemedByUserId": user_id, "codeState": CodeState.REDEEMED.value}
         if code_type is not None:
             query["codeType"] = code_type
-        cursor = self._codes.find(query, _HIDDEN).sort("redeemedAt", ASCENDING)
-        return [code_from_doc(doc) async for doc in cursor]
+        found = []
+        for collection in (self._codes, self._instances):
+            cursor = collection.find(query, _HIDDEN).sort("redeemedAt", ASCENDING)
+            found += [code_from_doc(doc) async for doc in cursor]
+        return sorted(found, key=lambda code: code.redeemed_at or code.updated_at)
 
     async def open_redemption(self, redemption: Redemption) -> Redemption | None:
         doc = redemption_to_doc(redemption)
@@ -286,26 +384,34 @@ class MongoStore:
         return redemption_from_doc(doc) if doc else None
 
     async def pending_events(self, *, limit: int) -> list[PendingEvents]:
-        cursor = self._codes.find({"outboxPending": {"$gt": 0}}, {"outbox": 1}).limit(limit)
-        return [
-            PendingEvents(doc["_id"], tuple(pending_event_from_doc(e) for e in doc["outbox"]))
-            async for doc in cursor
-        ]
+        found: list[PendingEvents] = []
+        for collection in (self._codes, self._instances):
+            shared = collection is self._instances
+            cursor = collection.find({"outboxPending": {"$gt": 0}}, {"outbox": 1}).limit(limit)
+            found += [
+                PendingEvents(
+                    doc["_id"], tuple(pending_event_from_doc(e) for e in doc["outbox"]), shared
+                )
+                async for doc in cursor
+            ]
+        return found[:limit]
 
     async def mark_relayed(self, relayed: Sequence[PendingEvents]) -> None:
-        if not relayed:
-            return
-        updates = [
-            UpdateOne(
-                {"_id": item.code_id},
-                [
-                    _without("outbox", "eventId", [p.event.event_id for p in item.events]),
-                    _outbox_pending(),
-                ],
-            )
-            for item in relayed
-        ]
-        await self._codes.bulk_write(updates, ordered=False)
+        for collection in (self._codes, self._instances):
+            shared = collection is self._instances
+            updates = [
+                UpdateOne(
+                    {"_id": item.code_id},
+                    [
+                        _without("outbox", "eventId", [p.event.event_id for p in item.events]),
+                        _outbox_pending(),
+                    ],
+                )
+                for item in relayed
+                if item.shared is shared
+            ]
+            if updates:
+                await collection.bulk_write(updates, ordered=False)
 
     async def pending_replies(self, *, limit: int) -> list[Redemption]:
         cursor = self._redemptions.find({"replyPending": True}).limit(limit)

@@ -33,7 +33,7 @@ from shared.adapters.documents import (
 )
 from shared.clock import from_ms, to_ms, utcnow
 from shared.domain import model
-from shared.domain.model import Campaign, Change, Code, Redemption, ReplyTo
+from shared.domain.model import Campaign, Change, Code, CodeRef, Redemption, ReplyTo
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import normalise
 from shared.ports import PendingEvents
@@ -41,7 +41,31 @@ from shared.ports import PendingEvents
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 30_000
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS campaigns (code_type TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS campaigns (
+    code_type TEXT PRIMARY KEY,
+    scan_norm TEXT UNIQUE,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS slots (
+    code_type TEXT NOT NULL,
+    redemption_id TEXT NOT NULL,
+    PRIMARY KEY (code_type, redemption_id)
+);
+CREATE TABLE IF NOT EXISTS shared_claims (
+    code_type TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    redemption_id TEXT NOT NULL,
+    PRIMARY KEY (code_type, user_id)
+);
+CREATE TABLE IF NOT EXISTS instances (
+    id TEXT PRIMARY KEY,
+    code_type TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    code_state TEXT NOT NULL,
+    redeemed_at INTEGER,
+    doc TEXT NOT NULL,
+    UNIQUE (code_type, user_id)
+);
 CREATE TABLE IF NOT EXISTS codes (
     id TEXT PRIMARY KEY,
     code_type TEXT NOT NULL,
@@ -59,6 +83,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL UNIQUE,
     code_id TEXT NOT NULL,
+    shared INTEGER NOT NULL DEFAULT 0,
     doc TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS redemptions (
@@ -148,18 +173,29 @@ class SqliteStore:
     # Campaigns
 
     async def create_campaign(self, campaign: Campaign) -> None:
+        doc = campaign_to_doc(campaign)
+
         def insert(conn: sqlite3.Connection) -> None:
             try:
                 conn.execute(
-                    "INSERT INTO campaigns (code_type, doc) VALUES (?, ?)",
-                    (campaign.code_type, dumps(campaign_to_doc(campaign))),
+                    "INSERT INTO campaigns (code_type, scan_norm, doc) VALUES (?, ?, ?)",
+                    (campaign.code_type, doc.get("scanNorm"), dumps(doc)),
                 )
-            except sqlite3.IntegrityError:
+            except sqlite3.IntegrityError as exc:
+                if "scan_norm" in str(exc):
+                    raise DomainError(
+                        ReasonCode.SCAN_CODE_EXISTS,
+                        f"another shared campaign has scan code {campaign.scan_code}",
+                    ) from None
                 raise DomainError(
                     ReasonCode.CODE_TYPE_EXISTS, f"campaign {campaign.code_type} exists"
                 ) from None
 
         await self._run(insert)
+
+    async def find_shared_campaign(self, scan_norm: str) -> Campaign | None:
+        row = await self._one("SELECT doc FROM campaigns WHERE scan_norm = ?", scan_norm)
+        return campaign_from_doc(loads(row)) if row else None
 
     async def get_campaign(self, code_type: str) -> Campaign | None:
         row = await self._one("SELECT doc FROM campaigns WHERE code_type = ?", code_type)
@@ -188,11 +224,8 @@ class SqliteStore:
 
         await self._run(insert)
 
-    async def get_code(self, code_type: str, scan_norm: str) -> Code | None:
-        row = await self._one(
-            "SELECT doc FROM codes WHERE code_type = ? AND scan_norm = ?", code_type, scan_norm
-        )
-        return code_from_doc(loads(row)) if row else None
+    async def get_code(self, ref: CodeRef) -> Code | None:
+        return await self._run(lambda conn: _select_code(conn, ref))
 
     async def find_codes(self, scan_norm: str, *, limit: int) -> list[Code]:
         rows = await self._all(
@@ -202,8 +235,7 @@ class SqliteStore:
 
     async def apply(
         self,
-        code_type: str,
-        scan_norm: str,
+        ref: CodeRef,
         changes: Sequence[Change],
         *,
         redemption_id: str | None = None,
@@ -211,20 +243,14 @@ class SqliteStore:
     ) -> Code | None:
         def transition(conn: sqlite3.Connection) -> Code | None:
             with _transaction(conn):
-                code = _select_code(conn, code_type, scan_norm)
+                code = _select_code(conn, ref)
                 if code is None or not model.expected(code, changes, redemption_id, version):
                     return None
-                for change in changes:
-                    code = model.applied(code, change)
-                    conn.execute(
-                        "INSERT INTO outbox (event_id, code_id, doc) VALUES (?, ?, ?)",
-                        (
-                            change.event.event_id,
-                            code.redemption_code_id,
-                            dumps(event_to_doc(change.event, code)),
-                        ),
-                    )
-                _update_code(conn, code)
+                code = _with_events(conn, code, changes, shared=ref.is_shared)
+                if ref.is_shared:
+                    _write_instance(conn, code, insert=False)
+                else:
+                    _update_code(conn, code)
                 return code
 
         return await self._run(transition)
@@ -234,7 +260,7 @@ class SqliteStore:
     ) -> Code | None:
         def update(conn: sqlite3.Connection) -> Code | None:
             with _transaction(conn):
-                code = _select_code(conn, code_type, scan_norm)
+                code = _select_code(conn, CodeRef(code_type, scan_norm))
                 if code is None or code.version != version:
                     return None
                 code = dataclasses.replace(
@@ -245,15 +271,93 @@ class SqliteStore:
 
         return await self._run(update)
 
-    async def redeemed_codes(self, user_id: str, code_type: str | None) -> list[Code]:
-        query = (
-            "SELECT doc FROM codes WHERE redeemed_by_user_id = ? AND code_state = 'Redeemed'"
-            + (" AND code_type = ?" if code_type is not None else "")
-            + " ORDER BY redeemed_at"
+    async def reserve_user(self, code_type: str, user_id: str, redemption_id: str) -> str:
+        def reserve(conn: sqlite3.Connection) -> str:
+            with _transaction(conn):
+                conn.execute(
+                    "INSERT OR IGNORE INTO shared_claims (code_type, user_id, redemption_id)"
+                    " VALUES (?, ?, ?)",
+                    (code_type, user_id, redemption_id),
+                )
+                row = conn.execute(
+                    "SELECT redemption_id FROM shared_claims WHERE code_type = ? AND user_id = ?",
+                    (code_type, user_id),
+                ).fetchone()
+                return str(row[0])
+
+        return await self._run(reserve)
+
+    async def release_user(self, code_type: str, user_id: str, redemption_id: str) -> None:
+        await self._write(
+            "DELETE FROM shared_claims WHERE code_type = ? AND user_id = ? AND redemption_id = ?",
+            code_type,
+            user_id,
+            redemption_id,
         )
+
+    async def take_slot(self, code_type: str, redemption_id: str, now: datetime) -> bool:
+        def take(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                if _holds_slot(conn, code_type, redemption_id):
+                    return True
+                row = conn.execute(
+                    "SELECT doc FROM campaigns WHERE code_type = ?", (code_type,)
+                ).fetchone()
+                campaign = campaign_from_doc(loads(row[0])) if row else None
+                if campaign is None or not _open(campaign, now):
+                    return False
+                conn.execute(
+                    "INSERT INTO slots (code_type, redemption_id) VALUES (?, ?)",
+                    (code_type, redemption_id),
+                )
+                _count_slot(conn, campaign, +1)
+                return True
+
+        return await self._run(take)
+
+    async def release_slot(self, code_type: str, redemption_id: str, *, refund: bool) -> None:
+        def release(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                if not _holds_slot(conn, code_type, redemption_id):
+                    return
+                conn.execute(
+                    "DELETE FROM slots WHERE code_type = ? AND redemption_id = ?",
+                    (code_type, redemption_id),
+                )
+                row = conn.execute(
+                    "SELECT doc FROM campaigns WHERE code_type = ?", (code_type,)
+                ).fetchone()
+                if refund and row:
+                    _count_slot(conn, campaign_from_doc(loads(row[0])), -1)
+
+        await self._run(release)
+
+    async def add_instance(self, instance: Code, changes: Sequence[Change]) -> Code:
+        def add(conn: sqlite3.Connection) -> Code:
+            owner = CodeRef(instance.code_type, "", changes[0].event.user_id)
+            with _transaction(conn):
+                existing = _select_code(conn, owner)
+                if existing is not None:
+                    return existing
+                code = _with_events(conn, instance, changes, shared=True)
+                _write_instance(conn, code, insert=True)
+                return code
+
+        return await self._run(add)
+
+    async def redeemed_codes(self, user_id: str, code_type: str | None) -> list[Code]:
+        narrow = " AND code_type = ?" if code_type is not None else ""
         args = (user_id,) if code_type is None else (user_id, code_type)
-        rows = await self._all(query, *args)
-        return [code_from_doc(loads(r)) for r in rows]
+        rows = await self._all(
+            "SELECT doc FROM codes WHERE redeemed_by_user_id = ? AND code_state = 'Redeemed'"
+            + narrow
+            + " UNION ALL SELECT doc FROM instances WHERE user_id = ?"
+            " AND code_state = 'Redeemed'" + narrow,
+            *args,
+            *args,
+        )
+        codes = [code_from_doc(loads(r)) for r in rows]
+        return sorted(codes, key=lambda code: code.redeemed_at or code.updated_at)
 
     # Redemptions
 
@@ -307,20 +411,17 @@ class SqliteStore:
 
     async def pending_events(self, *, limit: int) -> list[PendingEvents]:
         def read(conn: sqlite3.Connection) -> list[PendingEvents]:
-            codes = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT code_id FROM outbox GROUP BY code_id ORDER BY min(seq) LIMIT ?",
-                    (limit,),
-                )
-            ]
+            codes = conn.execute(
+                "SELECT code_id, shared FROM outbox GROUP BY code_id ORDER BY min(seq) LIMIT ?",
+                (limit,),
+            ).fetchall()
             found: list[PendingEvents] = []
-            for code_id in codes:
+            for code_id, shared in codes:
                 rows = conn.execute(
                     "SELECT doc FROM outbox WHERE code_id = ? ORDER BY seq", (code_id,)
                 )
                 events = tuple(pending_event_from_doc(loads(r[0])) for r in rows)
-                found.append(PendingEvents(code_id, events))
+                found.append(PendingEvents(code_id, events, bool(shared)))
             return found
 
         return await self._run(read)
@@ -349,6 +450,13 @@ class SqliteStore:
                 ),
             )
 
+    async def _write(self, statement: str, *args: object) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute(statement, args)
+
+        await self._run(write)
+
     async def _one(self, query: str, *args: object) -> Any:
         def read(conn: sqlite3.Connection) -> Any:
             row = conn.execute(query, args).fetchone()
@@ -360,11 +468,79 @@ class SqliteStore:
         return await self._run(lambda conn: [row[0] for row in conn.execute(query, args)])
 
 
-def _select_code(conn: sqlite3.Connection, code_type: str, scan_norm: str) -> Code | None:
-    row = conn.execute(
-        "SELECT doc FROM codes WHERE code_type = ? AND scan_norm = ?", (code_type, scan_norm)
-    ).fetchone()
+def _select_code(conn: sqlite3.Connection, ref: CodeRef) -> Code | None:
+    if ref.user_id is not None:
+        query = "SELECT doc FROM instances WHERE code_type = ? AND user_id = ?"
+        row = conn.execute(query, (ref.code_type, ref.user_id)).fetchone()
+    else:
+        query = "SELECT doc FROM codes WHERE code_type = ? AND scan_norm = ?"
+        row = conn.execute(query, (ref.code_type, ref.scan_norm)).fetchone()
     return code_from_doc(loads(row[0])) if row else None
+
+
+def _with_events(
+    conn: sqlite3.Connection, code: Code, changes: Sequence[Change], *, shared: bool
+) -> Code:
+    """Apply `changes`, inserting each one's event into the outbox."""
+    for change in changes:
+        code = model.applied(code, change)
+        conn.execute(
+            "INSERT INTO outbox (event_id, code_id, shared, doc) VALUES (?, ?, ?, ?)",
+            (
+                change.event.event_id,
+                code.redemption_code_id,
+                int(shared),
+                dumps(event_to_doc(change.event, code)),
+            ),
+        )
+    return code
+
+
+def _write_instance(conn: sqlite3.Connection, code: Code, *, insert: bool) -> None:
+    values = (
+        code.code_state.value,
+        to_ms(code.redeemed_at),
+        dumps(code_to_doc(code)),
+        code.redemption_code_id,
+    )
+    if insert:
+        conn.execute(
+            "INSERT INTO instances (code_state, redeemed_at, doc, id, code_type, user_id)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (*values, code.code_type, code.redeemed_by_user_id),
+        )
+    else:
+        conn.execute(
+            "UPDATE instances SET code_state = ?, redeemed_at = ?, doc = ? WHERE id = ?", values
+        )
+
+
+def _holds_slot(conn: sqlite3.Connection, code_type: str, redemption_id: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM slots WHERE code_type = ? AND redemption_id = ?",
+        (code_type, redemption_id),
+    ).fetchone()
+    return row is not None
+
+
+def _open(campaign: Campaign, now: datetime) -> bool:
+    """Whether a shared campaign gives a slot at `now` (the filter of MongoStore.take_slot)."""
+    return (
+        not campaign.is_disabled
+        and (campaign.valid_start is None or campaign.valid_start <= now)
+        and (campaign.valid_end is None or now < campaign.valid_end)
+        and (
+            campaign.max_redemptions is None or campaign.redemption_count < campaign.max_redemptions
+        )
+    )
+
+
+def _count_slot(conn: sqlite3.Connection, campaign: Campaign, delta: int) -> None:
+    counted = dataclasses.replace(campaign, redemption_count=campaign.redemption_count + delta)
+    conn.execute(
+        "UPDATE campaigns SET doc = ? WHERE code_type = ?",
+        (dumps(campaign_to_doc(counted)), campaign.code_type),
+    )
 
 
 def _insert_code(conn: sqlite3.Connection, code: Code) -> None:

@@ -7,6 +7,7 @@ atomically, together with the event it records; nothing here sends anything.
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -64,6 +65,11 @@ class Campaign:
     timeout_s: float = 30.0
     poll_interval_s: float | None = None
     is_disabled: bool = False
+    redemption_count: int = 0
+
+    @property
+    def is_shared(self) -> bool:
+        return self.code_use_type is CodeUseType.MULTI
 
     def check_redeemable(self, now: datetime) -> None:
         """Refuse a redemption the campaign does not allow at `now`."""
@@ -88,6 +94,28 @@ class Campaign:
                 ReasonCode.MULTI_USE_CODE_REDEMPTION_ATTEMPTED_AFTER_END,
                 f"campaign {self.code_type} has ended",
             )
+
+
+def slot_refusal(campaign: Campaign, now: datetime) -> DomainError:
+    """Why a shared campaign gave no slot: closed, or every redemption taken."""
+    campaign.check_redeemable(now)
+    return DomainError(
+        ReasonCode.MULTI_USE_CODE_MAX_REDEMPTIONS_REACHED,
+        f"campaign {campaign.code_type} has reached its {campaign.max_redemptions} redemptions",
+    )
+
+
+@dataclass(frozen=True)
+class CodeRef:
+    """Where a code lives: a personal code by its scan code, a shared one by its user."""
+
+    code_type: str
+    scan_norm: str
+    user_id: str | None = None
+
+    @property
+    def is_shared(self) -> bool:
+        return self.user_id is not None
 
 
 @dataclass(frozen=True)
@@ -212,6 +240,22 @@ class Claim:
     redemption_id: str
     user_id: str
     custom_redemption_info: JsonMap | None = None
+
+
+_INSTANCES = uuid.UUID("2f6b1e0a-45c3-4b8e-9d7a-0c5e3f1a8b62")
+
+
+def instance_of(campaign: Campaign, claim: Claim, now: datetime) -> Code:
+    """A user's own copy of a shared code, before its claim (named after the redemption)."""
+    return Code(
+        redemption_code_id=str(uuid.uuid5(_INSTANCES, claim.redemption_id)),
+        code_type=campaign.code_type,
+        scan_code=campaign.scan_code or "",
+        code_state=CodeState.AVAILABLE,
+        created_at=now,
+        updated_at=now,
+        custom_code_info=campaign.custom_code_info,
+    )
 
 
 def claim(claim: Claim, *, now: datetime, new_id: NewId) -> Change:

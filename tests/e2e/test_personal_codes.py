@@ -11,6 +11,7 @@ import pytest
 from shared import topology
 from shared.adapters.mongo_store import MongoStore
 from shared.adapters.rabbitmq import Broker
+from shared.domain.model import CodeRef
 from shared.domain.states import CodeState
 from tests.support.amqp import Tap
 from tests.support.api import Api
@@ -49,7 +50,7 @@ async def test_an_http_redemption_ends_redeemed_with_one_redeemed_event(
     assert redeemed["redemptionId"] == body["redemptionId"]
     assert redeemed["code"]["codeState"] == "Redeemed" and redeemed["userId"] == "alice"
     assert events.messages[1].message_id == redeemed["eventId"]
-    stored = await store.get_code("gems", "GEMS0001")
+    stored = await store.get_code(CodeRef("gems", "GEMS0001"))
     assert stored is not None and stored.code_state is CodeState.REDEEMED
     mine = await api.http.get("/v1/users/alice/redeemed-codes", headers=api.redeemer)
     assert [c["scanCode"] for c in mine.json()["codes"]] == ["GEMS-0001"]
@@ -212,7 +213,7 @@ async def test_a_malformed_command_is_dead_lettered_and_the_consumer_keeps_runni
     reasons = [str((m.headers or {})[topology.DEAD_LETTER_REASON_HEADER]) for m in messages]
     assert [r.split(" ")[0] for r in reasons] == ["40660", "40660", "40569"], reasons
     code = await eventually(
-        lambda: store.get_code("amqp", "OK1"),
+        lambda: store.get_code(CodeRef("amqp", "OK1")),
         until=lambda c: c is not None and c.code_state is CodeState.REDEEMED,
         what="the good command redeemed",
     )
@@ -230,7 +231,7 @@ async def test_a_worker_killed_after_its_claim_leaves_no_code_in_progress(
     accepted = await api.redeem("gina", "SLOW-1", codeType="slow", wait=None)
     redemption_id = accepted.json()["redemptionId"]
     await eventually(
-        lambda: store.get_code("slow", "SLOW1"),
+        lambda: store.get_code(CodeRef("slow", "SLOW1")),
         until=lambda c: c is not None and c.code_state is CodeState.IN_PROGRESS,
         what="the claim",
     )
@@ -245,7 +246,7 @@ async def test_a_worker_killed_after_its_claim_leaves_no_code_in_progress(
         what="the redemption to end",
     )
     assert final.json()["code"]["redeemedByUserId"] == "gina"
-    code = await store.get_code("slow", "SLOW1")
+    code = await store.get_code(CodeRef("slow", "SLOW1"))
     assert code is not None and code.code_state is CodeState.REDEEMED
     assert [h.action.value for h in code.history] == ["redeem", "succeed"]
 

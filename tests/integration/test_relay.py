@@ -15,6 +15,7 @@ from shared.domain.model import (
     Campaign,
     Claim,
     Code,
+    CodeRef,
     CodeUseType,
     Redemption,
     RedemptionStatus,
@@ -51,7 +52,7 @@ async def redeem_codes(store: MongoStore, count: int) -> None:
             model.claim(claim, now=NOW, new_id=first.__str__),
             model.succeed(claim, None, now=NOW, new_id=second.__str__),
         ]
-        await store.apply("gems", f"CODE{n}", changes)
+        await store.apply(CodeRef("gems", f"CODE{n}"), changes)
 
 
 async def test_events_go_out_in_order_per_code_and_leave_the_outbox(

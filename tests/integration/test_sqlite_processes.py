@@ -9,7 +9,7 @@ from pathlib import Path
 
 from shared.adapters.sqlite_store import SqliteStore
 from shared.domain import model
-from shared.domain.model import Campaign, Claim, Code, CodeUseType
+from shared.domain.model import Campaign, Claim, Code, CodeRef, CodeUseType
 from shared.domain.states import CodeState
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -27,7 +27,7 @@ def claim_from_a_process(path: str, worker: int) -> int:
             async def claim(n: int) -> bool:
                 claim = Claim(f"r{worker}-{n}", f"u{worker}-{n}")
                 change = model.claim(claim, now=NOW, new_id=lambda: f"e{worker}-{n}")
-                return await store.apply("gems", "CODE", [change]) is not None
+                return await store.apply(CodeRef("gems", "CODE"), [change]) is not None
 
             return sum(await asyncio.gather(*(claim(n) for n in range(CLAIMS_EACH))))
         finally:
@@ -50,6 +50,6 @@ async def test_processes_racing_for_one_code_have_exactly_one_winner(tmp_path: P
     assert sum(wins) == 1
     [pending] = await store.pending_events(limit=10)
     assert len(pending.events) == 1
-    code = await store.get_code("gems", "CODE")
+    code = await store.get_code(CodeRef("gems", "CODE"))
     assert code is not None and code.code_state is CodeState.IN_PROGRESS
     await store.close()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from shared.domain.model import (
     Campaign,
     Claim,
     Code,
+    CodeRef,
     CodeUseType,
     Redemption,
     RedemptionStatus,
@@ -52,12 +54,12 @@ async def test_two_hundred_concurrent_claims_have_exactly_one_winner(store: Stor
 
     async def claim(user: int) -> Code | None:
         change = model.claim(Claim(f"r{user}", f"u{user}"), now=NOW, new_id=new_id)
-        return await store.apply("gems", "ABC123", [change])
+        return await store.apply(CodeRef("gems", "ABC123"), [change])
 
     results = await asyncio.gather(*(claim(u) for u in range(200)))
     winners = [r for r in results if r is not None]
     assert len(winners) == 1
-    stored = await store.get_code("gems", "ABC123")
+    stored = await store.get_code(CodeRef("gems", "ABC123"))
     assert stored is not None and stored.code_state is CodeState.IN_PROGRESS
     assert stored.redeemed_by_user_id == winners[0].redeemed_by_user_id
     pending = await store.pending_events(limit=10)
@@ -69,8 +71,8 @@ async def test_two_hundred_concurrent_claims_have_exactly_one_winner(store: Stor
 async def test_a_transition_from_the_wrong_state_changes_nothing(store: Store) -> None:
     await seed(store, state=CodeState.INACTIVE)
     change = model.claim(Claim("r1", "u1"), now=NOW, new_id=new_id)
-    assert await store.apply("gems", "ABC123", [change]) is None
-    stored = await store.get_code("gems", "ABC123")
+    assert await store.apply(CodeRef("gems", "ABC123"), [change]) is None
+    stored = await store.get_code(CodeRef("gems", "ABC123"))
     assert stored is not None
     assert (stored.code_state, stored.version, stored.history) == (CodeState.INACTIVE, 1, ())
     assert await store.pending_events(limit=10) == []
@@ -83,7 +85,7 @@ async def test_each_event_carries_the_code_as_of_that_event(store: Store) -> Non
         model.claim(claim, now=NOW, new_id=new_id),
         model.succeed(claim, {"granted": 5}, now=NOW, new_id=new_id),
     ]
-    code = await store.apply("gems", "ABC123", changes)
+    code = await store.apply(CodeRef("gems", "ABC123"), changes)
     assert code is not None and code.code_state is CodeState.REDEEMED and code.version == 3
     [item] = await store.pending_events(limit=10)
     first, second = item.events
@@ -100,7 +102,7 @@ async def test_each_event_carries_the_code_as_of_that_event(store: Store) -> Non
     )
     assert second.code.custom_redemption_info == {"granted": 5}
     assert second.code.redemption_code_id == "code-1"
-    stored = await store.get_code("gems", "ABC123")
+    stored = await store.get_code(CodeRef("gems", "ABC123"))
     assert stored is not None
     assert [(h.action.value, h.to_state) for h in stored.history] == [
         ("redeem", CodeState.IN_PROGRESS),
@@ -111,10 +113,12 @@ async def test_each_event_carries_the_code_as_of_that_event(store: Store) -> Non
 async def test_marking_relayed_keeps_events_added_since(store: Store) -> None:
     await seed(store)
     claim = Claim("r1", "u1")
-    await store.apply("gems", "ABC123", [model.claim(claim, now=NOW, new_id=new_id)])
+    await store.apply(CodeRef("gems", "ABC123"), [model.claim(claim, now=NOW, new_id=new_id)])
     seen = await store.pending_events(limit=10)
     await store.apply(
-        "gems", "ABC123", [model.succeed(claim, None, now=NOW, new_id=new_id)], redemption_id="r1"
+        CodeRef("gems", "ABC123"),
+        [model.succeed(claim, None, now=NOW, new_id=new_id)],
+        redemption_id="r1",
     )
     await store.mark_relayed(seen)
     [item] = await store.pending_events(limit=10)
@@ -180,12 +184,12 @@ async def test_custom_info_updates_only_at_the_expected_version(store: Store) ->
 async def test_a_claim_for_another_redemption_or_version_changes_nothing(store: Store) -> None:
     await seed(store)
     claim = Claim("r1", "u1")
-    await store.apply("gems", "ABC123", [model.claim(claim, now=NOW, new_id=new_id)])
+    await store.apply(CodeRef("gems", "ABC123"), [model.claim(claim, now=NOW, new_id=new_id)])
     other = model.succeed(Claim("r2", "u2"), None, now=NOW, new_id=new_id)
-    assert await store.apply("gems", "ABC123", [other], redemption_id="r2") is None
+    assert await store.apply(CodeRef("gems", "ABC123"), [other], redemption_id="r2") is None
     stale = model.succeed(claim, None, now=NOW, new_id=new_id)
-    assert await store.apply("gems", "ABC123", [stale], version=1) is None
-    done = await store.apply("gems", "ABC123", [stale], redemption_id="r1", version=2)
+    assert await store.apply(CodeRef("gems", "ABC123"), [stale], version=1) is None
+    done = await store.apply(CodeRef("gems", "ABC123"), [stale], redemption_id="r1", version=2)
     assert done is not None and done.code_state is CodeState.REDEEMED
 
 
@@ -196,9 +200,9 @@ async def test_codes_read_back_as_written(store: Store) -> None:
     written = Code("c1", "a", "SAME-1", CodeState.INACTIVE, NOW, NOW, custom_code_info=info)
     await store.add_code(written)
     await store.add_code(Code("c2", "b", "same 1", CodeState.AVAILABLE, NOW, NOW))
-    assert await store.get_code("a", "SAME1") == written
+    assert await store.get_code(CodeRef("a", "SAME1")) == written
     assert {c.code_type for c in await store.find_codes("SAME1", limit=5)} == {"a", "b"}
-    assert await store.get_code("a", "NOPE") is None
+    assert await store.get_code(CodeRef("a", "NOPE")) is None
     campaign = await store.get_campaign("a")
     assert campaign is not None and campaign.handler == "h" and campaign.created_at == NOW
     assert [c.code_type for c in await store.list_campaigns(skip=1, limit=5)] == ["b"]
@@ -213,8 +217,100 @@ async def test_a_users_redeemed_codes_are_those_in_state_redeemed(store: Store) 
         model.claim(claim, now=NOW, new_id=new_id),
         model.succeed(claim, None, now=NOW, new_id=new_id),
     ]
-    await store.apply("gems", "ABC123", redeem)
-    await store.apply("gems", "OTHER", [model.claim(Claim("r2", "u1"), now=NOW, new_id=new_id)])
+    await store.apply(CodeRef("gems", "ABC123"), redeem)
+    await store.apply(
+        CodeRef("gems", "OTHER"), [model.claim(Claim("r2", "u1"), now=NOW, new_id=new_id)]
+    )
     assert [c.scan_code for c in await store.redeemed_codes("u1", None)] == ["ABC-123"]
     assert await store.redeemed_codes("u1", "elsewhere") == []
     assert await store.redeemed_codes("u2", None) == []
+
+
+async def shared_campaign(store: Store, max_redemptions: int | None = 100, **fields: Any) -> None:
+    campaign = Campaign(
+        "promo",
+        CodeUseType.MULTI,
+        NOW,
+        NOW,
+        scan_code="SPRING-25",
+        max_redemptions=max_redemptions,
+        **fields,
+    )
+    await store.create_campaign(campaign)
+
+
+async def test_slots_are_given_exactly_up_to_max_redemptions(store: Store) -> None:
+    await shared_campaign(store, max_redemptions=100)
+    taken = await asyncio.gather(*(store.take_slot("promo", f"r{n}", NOW) for n in range(300)))
+    assert sum(taken) == 100
+    campaign = await store.get_campaign("promo")
+    assert campaign is not None and campaign.redemption_count == 100
+    holder = next(f"r{n}" for n, ok in enumerate(taken) if ok)
+    assert await store.take_slot("promo", holder, NOW) is True
+    assert await store.take_slot("promo", "late", NOW) is False
+    await store.release_slot("promo", holder, refund=True)
+    await store.release_slot("promo", holder, refund=True)
+    campaign = await store.get_campaign("promo")
+    assert campaign is not None and campaign.redemption_count == 99
+    assert await store.take_slot("promo", "late", NOW) is True
+    await store.release_slot("promo", "late", refund=False)
+    campaign = await store.get_campaign("promo")
+    assert campaign is not None and campaign.redemption_count == 100
+
+
+@pytest.mark.parametrize(
+    "closed",
+    [
+        {"is_disabled": True},
+        {"valid_start": NOW + timedelta(seconds=1)},
+        {"valid_end": NOW},
+    ],
+)
+async def test_a_closed_campaign_gives_no_slot(store: Store, closed: dict[str, Any]) -> None:
+    await shared_campaign(store, max_redemptions=None, **closed)
+    assert await store.take_slot("promo", "r1", NOW) is False
+
+
+async def test_a_user_holds_one_claim_of_a_shared_code(store: Store) -> None:
+    await shared_campaign(store)
+    holders = await asyncio.gather(*(store.reserve_user("promo", "u1", f"r{n}") for n in range(20)))
+    assert len(set(holders)) == 1
+    await store.release_user("promo", "u1", "not-the-holder")
+    assert await store.reserve_user("promo", "u1", "other") == holders[0]
+    await store.release_user("promo", "u1", holders[0])
+    assert await store.reserve_user("promo", "u1", "other") == "other"
+
+
+async def test_an_instance_is_created_once_with_its_events(store: Store) -> None:
+    await shared_campaign(store)
+    campaign = await store.get_campaign("promo")
+    assert campaign is not None
+    claim = Claim("r1", "u1")
+    changes = [
+        model.claim(claim, now=NOW, new_id=new_id),
+        model.succeed(claim, {"granted": 1}, now=NOW, new_id=new_id),
+    ]
+    created = await store.add_instance(model.instance_of(campaign, claim, NOW), changes)
+    assert (created.code_state, created.redeemed_by_user_id) == (CodeState.REDEEMED, "u1")
+    other = Claim("r2", "u1")
+    again = await store.add_instance(
+        model.instance_of(campaign, other, NOW), [model.claim(other, now=NOW, new_id=new_id)]
+    )
+    assert again.redemption_id == "r1"
+    ref = CodeRef("promo", "SPRING25", "u1")
+    assert await store.get_code(ref) == again
+    [pending] = await store.pending_events(limit=10)
+    assert pending.shared and [p.event.name for p in pending.events] == ["inprogress", "redeemed"]
+    assert [c.scan_code for c in await store.redeemed_codes("u1", None)] == ["SPRING-25"]
+    await store.mark_relayed([pending])
+    assert await store.pending_events(limit=10) == []
+    assert await store.find_shared_campaign("SPRING25") == campaign
+
+
+async def test_a_shared_scan_code_belongs_to_one_campaign(store: Store) -> None:
+    await shared_campaign(store)
+    with pytest.raises(DomainError) as refused:
+        await store.create_campaign(
+            Campaign("other", CodeUseType.MULTI, NOW, NOW, scan_code="spring 25")
+        )
+    assert refused.value.reason is ReasonCode.SCAN_CODE_EXISTS

@@ -15,7 +15,7 @@ from shared import topology
 from shared.adapters.mongo_store import MongoStore
 from shared.adapters.rabbitmq import Broker
 from shared.clock import utcnow
-from shared.domain.model import Campaign, Code, CodeUseType, RedemptionStatus
+from shared.domain.model import Campaign, Code, CodeRef, CodeUseType, RedemptionStatus
 from shared.domain.reasons import ReasonCode
 from shared.domain.states import CodeState
 from shared.fulfillment.grant_reward import grant_reward
@@ -112,7 +112,7 @@ async def test_a_job_redelivered_after_a_nack_claims_once(
     )
     final = await store.get_redemption("r1")
     assert final is not None and final == first
-    code = await store.get_code("gems", "ABC")
+    code = await store.get_code(CodeRef("gems", "ABC"))
     assert code is not None and code.redemption_id == "r1"
     assert [h.action.value for h in code.history] == ["redeem", "succeed"]
     [events] = await store.pending_events(limit=10)
@@ -136,7 +136,7 @@ async def test_a_job_over_its_delivery_limit_ends_failed_and_is_dead_lettered(
     )
     final = await store.get_redemption("tired")
     assert final is not None and final.status is RedemptionStatus.FAILED
-    code = await store.get_code("gems", "ABC")
+    code = await store.get_code(CodeRef("gems", "ABC"))
     assert code is not None and code.code_state is CodeState.AVAILABLE
     await dead.close()
 

@@ -11,7 +11,15 @@ import pytest
 
 from services.worker.bootstrap import bootstrap
 from services.worker.redeem import RedeemService
-from shared.domain.model import Campaign, Code, CodeUseType, Redemption, RedemptionStatus, ReplyTo
+from shared.domain.model import (
+    Campaign,
+    Code,
+    CodeRef,
+    CodeUseType,
+    Redemption,
+    RedemptionStatus,
+    ReplyTo,
+)
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
 from shared.fulfillment.grant_reward import grant_reward
@@ -116,7 +124,7 @@ async def test_a_failing_fulfillment_ends_failed_with_the_error(
     await code(store, "ABC", info=info)
     outcome = await service(store).redeem(request("u1", "ABC"))
     assert (outcome.status, outcome.reason_code) == (RedemptionStatus.FAILED, reason)
-    stored = await store.get_code("gems", "ABC")
+    stored = await store.get_code(CodeRef("gems", "ABC"))
     assert stored is not None and stored.code_state is CodeState.FAILED
     assert stored.error_code == error_code
     assert store.events() == ["code.inprogress", "code.failed"]
@@ -174,7 +182,7 @@ async def test_a_repeated_request_returns_the_first_outcome_and_claims_once() ->
     svc = service(store)
     first = await svc.redeem(request("u1", "ONCE"))
     assert first.reason_code is ReasonCode.REDEMPTION_CODE_NOT_ACTIVE
-    stored = await store.get_code("gems", "ONCE")
+    stored = await store.get_code(CodeRef("gems", "ONCE"))
     assert stored is not None
     store.codes[("gems", "ONCE")] = stored.__class__(
         **{**stored.__dict__, "code_state": CodeState.AVAILABLE}
@@ -194,7 +202,9 @@ async def test_a_redelivered_job_resumes_a_claim_it_holds() -> None:
     await store.open_redemption(pending)
     from shared.domain import model
 
-    await store.apply("gems", "HALF", [model.claim(pending.claim, now=NOW, new_id=lambda: "e0")])
+    await store.apply(
+        CodeRef("gems", "HALF"), [model.claim(pending.claim, now=NOW, new_id=lambda: "e0")]
+    )
     outcome = await svc.redeem(pending)
     assert outcome.status is RedemptionStatus.REDEEMED
     assert store.events() == ["code.inprogress", "code.redeemed"]
@@ -219,9 +229,11 @@ async def test_give_up_fails_the_code_it_holds() -> None:
     await store.open_redemption(pending)
     from shared.domain import model
 
-    await store.apply("gems", "STUCK", [model.claim(pending.claim, now=NOW, new_id=lambda: "e0")])
+    await store.apply(
+        CodeRef("gems", "STUCK"), [model.claim(pending.claim, now=NOW, new_id=lambda: "e0")]
+    )
     error = DomainError(ReasonCode.DELIVERY_LIMIT_EXCEEDED, "too many deliveries")
     outcome = await service(store).give_up(pending, error)
     assert outcome.status is RedemptionStatus.FAILED
-    stored = await store.get_code("gems", "STUCK")
+    stored = await store.get_code(CodeRef("gems", "STUCK"))
     assert stored is not None and stored.code_state is CodeState.FAILED
