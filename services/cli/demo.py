@@ -51,6 +51,8 @@ class Plan:
     racers: int = 20
     duplicates: int = 300
     unknown: int = 200
+    shared_max: int = 500
+    shared_users: int = 1_000
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Attempt:
     user: str
     scan: str
     expect: str
+    code_type: str = ""
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     redemption_id: str | None = None
     status: str | None = None
@@ -82,6 +85,14 @@ class Demo:
     def scan(self, n: int) -> str:
         return f"{self.campaign[5:].upper()}-{n:05d}"
 
+    @property
+    def shared(self) -> str:
+        return self.campaign + "-shared"
+
+    @property
+    def shared_scan(self) -> str:
+        return f"FANS-{self.campaign[5:].upper()}"
+
     async def listen(self) -> str:
         """Bind our queues: events from the start, and replies to our AMQP commands."""
         channel = await self.connection.channel()
@@ -94,7 +105,7 @@ class Demo:
 
     async def _on_event(self, message: AbstractIncomingMessage) -> None:
         body = json.loads(message.body)
-        if body["code"]["codeType"] == self.campaign:
+        if body["code"]["codeType"] in (self.campaign, self.shared):
             self.events[body["eventId"]] = body
             self.event_arrived.set()
 
@@ -124,6 +135,17 @@ class Demo:
         if created.status_code != 201:
             raise CliError(f"could not create the demo campaign: {created.text}")
         p = self.plan
+        shared = {
+            "codeType": self.shared,
+            "codeUseType": "MULTI",
+            "scanCode": self.shared_scan,
+            "maxRedemptions": p.shared_max,
+            "handler": "grant-reward",
+            "customCodeInfo": REWARD,
+        }
+        created = await self.call("POST", "/v1/campaigns", json=shared)
+        if created.status_code != 201:
+            raise CliError(f"could not create the shared demo campaign: {created.text}")
 
         async def add(n: int) -> None:
             state = "Inactive" if n < p.inactive else "Available"
@@ -187,12 +209,18 @@ class Demo:
             for r in range(p.racers)
         ]
         plan += [
-            Attempt(a.via, a.user, a.scan, f"duplicate:{a.request_id}", a.request_id)
+            Attempt(a.via, a.user, a.scan, f"duplicate:{a.request_id}", request_id=a.request_id)
             for a in singles[: p.duplicates]
         ]
         plan += [
             Attempt("http", f"guesser-{i}", f"NOPE-{i:05d}", "rejected:40395")
             for i in range(p.unknown)
+        ]
+        plan += [
+            Attempt(
+                "http" if i % 2 else "amqp", f"fan-{i}", self.shared_scan, "shared", self.shared
+            )
+            for i in range(p.shared_users)
         ]
         random.shuffle(plan)
         return plan
@@ -201,7 +229,7 @@ class Demo:
         body = {
             "userId": attempt.user,
             "scanCode": attempt.scan,
-            "codeType": self.campaign,
+            "codeType": attempt.code_type or self.campaign,
             "requestId": attempt.request_id,
         }
         started = time.perf_counter()
@@ -296,7 +324,7 @@ Check = tuple[str, bool, str]
 
 
 async def check_invariants(demo: Demo, attempts: list[Attempt]) -> list[Check]:
-    checks: list[Check] = [expectations_met(attempts)]
+    checks: list[Check] = [expectations_met(attempts, demo.plan.shared_max)]
     accepted = {a.redemption_id for a in attempts if a.redemption_id}
     records = await gather_bounded([demo.settled(r) for r in accepted])
     unfinished = [r["redemptionId"] for r in records if r.get("status") not in TERMINAL]
@@ -307,21 +335,23 @@ async def check_invariants(demo: Demo, attempts: list[Attempt]) -> list[Check]:
             f"{len(accepted)} redemptions, {len(unfinished)} not terminal",
         )
     )
-    touched = sorted({a.scan for a in attempts if not a.scan.startswith("NOPE")})
+    personal = [a for a in attempts if a.code_type != demo.shared]
+    touched = sorted({a.scan for a in personal if not a.scan.startswith("NOPE")})
     codes = await gather_bounded([demo.code(s) for s in touched])
     checks.append(never_twice(demo, attempts, codes))
-    checks.append(await one_event_per_change(demo, codes))
+    shared_redeemed = sum(1 for a in attempts if a.expect == "shared" and a.status == "Redeemed")
+    checks.append(await one_event_per_change(demo, codes, shared_redeemed))
     return checks
 
 
 def never_twice(demo: Demo, attempts: list[Attempt], codes: list[dict[str, Any]]) -> Check:
     """By the stored history, by the outcomes callers got, and by the events."""
     stored = [c["scanCode"] for c in codes if _count(c.get("history", []), "succeed") > 1]
-    won: defaultdict[str, set[str | None]] = defaultdict(set)
+    won: defaultdict[tuple[str, str], set[str | None]] = defaultdict(set)
     for a in attempts:
-        if a.status == "Redeemed":
-            won[a.scan].add(a.redemption_id)
-    answered = [scan for scan, ids in won.items() if len(ids) > 1]
+        if a.status == "Redeemed":  # a shared code: once per user
+            won[(a.scan, a.user if a.code_type == demo.shared else "")].add(a.redemption_id)
+    answered = [scan for (scan, _), ids in won.items() if len(ids) > 1]
     redeemed = Counter(
         e["code"]["redemptionCodeId"]
         for e in demo.events.values()
@@ -340,8 +370,17 @@ def _count(history: list[dict[str, Any]], action: str) -> int:
     return sum(1 for h in history if h["action"] == action)
 
 
-def expectations_met(attempts: list[Attempt]) -> Check:
+def expectations_met(attempts: list[Attempt], shared_max: int) -> Check:
     wrong: list[str] = []
+    fans = [a for a in attempts if a.expect == "shared"]
+    shared_won = sum(1 for a in fans if a.status == "Redeemed")
+    if shared_won != min(shared_max, len(fans)):
+        wrong.append(f"{shared_won} users redeemed the shared code, not {shared_max}")
+    wrong += [
+        f"fan {a.user}: {a.status} {a.reason}"
+        for a in fans
+        if a.status != "Redeemed" and a.reason != 40778
+    ]
     originals = {a.request_id: a for a in attempts if not a.expect.startswith("duplicate")}
     race_winners: dict[str, set[str | None]] = defaultdict(set)
     for a in attempts:
@@ -366,12 +405,22 @@ def expectations_met(attempts: list[Attempt]) -> Check:
     )
 
 
-async def one_event_per_change(demo: Demo, codes: list[dict[str, Any]]) -> Check:
+async def one_event_per_change(
+    demo: Demo, codes: list[dict[str, Any]], shared_redeemed: int
+) -> Check:
+    """Personal codes: one event per entry of their history. Shared instances: two each."""
     changes = {c["redemptionCodeId"]: len(c.get("history", [])) for c in codes}
 
     def mismatched() -> list[str]:
         seen: Counter[str] = Counter(e["code"]["redemptionCodeId"] for e in demo.events.values())
-        return [code for code, n in changes.items() if seen[code] != n]
+        shared = {
+            e["code"]["redemptionCodeId"]
+            for e in demo.events.values()
+            if e["code"]["codeType"] == demo.shared
+        }
+        wrong = [code for code, n in changes.items() if seen[code] != n]
+        wrong += [code for code in shared if seen[code] != 2]
+        return wrong + (["shared instances"] if len(shared) != shared_redeemed else [])
 
     deadline = time.monotonic() + 30
     while mismatched() and time.monotonic() < deadline:
@@ -379,7 +428,7 @@ async def one_event_per_change(demo: Demo, codes: list[dict[str, Any]]) -> Check
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(demo.event_arrived.wait(), deadline - time.monotonic())
     wrong = mismatched()
-    total = sum(changes.values())
+    total = sum(changes.values()) + 2 * shared_redeemed
     return (
         "one event per change",
         not wrong,
