@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     api_keys: str = Field(
         "", description="key=role,role;key=role (roles: redeem, fulfillment, admin)"
     )
+    context_secret: str | None = Field(
+        None, description="signs paging contexts; the same on every intake (random if unset)"
+    )
     prefetch: int = Field(32, ge=1, description="unacked messages a worker holds at once")
     max_deliveries: int = Field(
         5, ge=1, description="deliveries of one message before it is dead-lettered"

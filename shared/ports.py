@@ -7,7 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from shared.domain.model import Campaign, Change, Code, CodeEvent, CodeRef, Redemption, ReplyTo
+from shared.domain.model import (
+    Campaign,
+    CampaignFilter,
+    Change,
+    Code,
+    CodeEvent,
+    CodeRef,
+    Redemption,
+    ReplyTo,
+)
 
 FulfillmentHandler = Callable[[Mapping[str, Any]], Awaitable[Mapping[str, Any]]]
 
@@ -48,10 +57,17 @@ class Store(Protocol):
 
     async def get_campaign(self, code_type: str) -> Campaign | None: ...
 
-    async def list_campaigns(self, *, skip: int, limit: int) -> list[Campaign]:
+    async def list_campaigns(
+        self, where: CampaignFilter, *, skip: int, limit: int
+    ) -> list[Campaign]:
         """Campaigns in code-type order."""
 
-    async def count_campaigns(self) -> int: ...
+    async def count_campaigns(self, where: CampaignFilter) -> int: ...
+
+    async def update_campaign(
+        self, code_type: str, version: int, fields: Mapping[str, Any], now: datetime
+    ) -> Campaign | None:
+        """Set `Campaign` attributes if the campaign is at `version`; None if not."""
 
     async def find_shared_campaign(self, scan_norm: str) -> Campaign | None:
         """The shared campaign whose campaign-level scan code this is."""

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain import model
-from shared.domain.model import Campaign, Change, Code, CodeRef, Redemption, ReplyTo
+from shared.domain.model import Campaign, CampaignFilter, Change, Code, CodeRef, Redemption, ReplyTo
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import normalise
 from shared.ports import PendingEvent, PendingEvents, Store
@@ -41,11 +41,25 @@ class FakeStore:
     async def get_campaign(self, code_type: str) -> Campaign | None:
         return self.campaigns.get(code_type)
 
-    async def list_campaigns(self, *, skip: int, limit: int) -> list[Campaign]:
-        return [self.campaigns[k] for k in sorted(self.campaigns)][skip : skip + limit]
+    async def list_campaigns(
+        self, where: CampaignFilter, *, skip: int, limit: int
+    ) -> list[Campaign]:
+        found = [self.campaigns[k] for k in sorted(self.campaigns)]
+        return [c for c in found if where.matches(c)][skip : skip + limit]
 
-    async def count_campaigns(self) -> int:
-        return len(self.campaigns)
+    async def count_campaigns(self, where: CampaignFilter) -> int:
+        return sum(1 for c in self.campaigns.values() if where.matches(c))
+
+    async def update_campaign(
+        self, code_type: str, version: int, fields: Mapping[str, Any], now: datetime
+    ) -> Campaign | None:
+        c = self.campaigns.get(code_type)
+        if c is None or c.version != version:
+            return None
+        self.campaigns[code_type] = dataclasses.replace(
+            c, **fields, version=version + 1, updated_at=now
+        )
+        return self.campaigns[code_type]
 
     async def add_code(self, code: Code) -> None:
         key = (code.code_type, normalise(code.scan_code))

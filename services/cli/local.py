@@ -11,12 +11,18 @@ from pathlib import Path
 from services.cli.errors import CliError
 
 ADMIN_KEY_FILE = "admin-key"
+CONTEXT_SECRET_FILE = "context-secret"
 SYSTEM_FILE = "system.json"
 
 
 def admin_key(data_dir: Path) -> str:
     """The admin key of this data directory, made on first use (owner-readable only)."""
-    path = data_dir / ADMIN_KEY_FILE
+    return secret(data_dir, ADMIN_KEY_FILE)
+
+
+def secret(data_dir: Path, name: str) -> str:
+    """A secret kept in the data directory, made on first use (owner-readable only)."""
+    path = data_dir / name
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

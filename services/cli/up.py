@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from services.cli import local
 from services.cli.errors import CliError
 from shared.config import Settings
 
@@ -154,6 +155,8 @@ def children(settings: Settings, workers: int, api_keys: str, logs: Path) -> lis
         REDEEM_RABBITMQ_URL=settings.rabbitmq_url,
         REDEEM_DATA_DIR=str(settings.data_dir.resolve()),
         REDEEM_API_KEYS=api_keys,
+        REDEEM_CONTEXT_SECRET=settings.context_secret
+        or local.secret(settings.data_dir, local.CONTEXT_SECRET_FILE),
         REDEEM_LOG_FORMAT="json",
         REDEEM_LOG_LEVEL=settings.log_level,
         PYTHONUNBUFFERED="1",

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from services.intake.paging import PageQuery
 from shared.clock import Clock
 from shared.domain import model
 from shared.domain.model import Campaign, Change, Code, CodeRef, NewId
@@ -51,10 +52,33 @@ class Admin:
             raise DomainError(ReasonCode.REDEMPTION_CODE_TYPE_NOT_FOUND, f"no campaign {code_type}")
         return campaign
 
-    async def campaigns(self, *, page: int, rows: int) -> tuple[list[Campaign], int]:
-        count = await self._store.count_campaigns()
-        items = await self._store.list_campaigns(skip=(page - 1) * rows, limit=rows)
-        return items, count
+    async def campaigns(self, query: PageQuery) -> tuple[list[Campaign], int]:
+        where = query.filter(self._clock())
+        count = await self._store.count_campaigns(where)
+        skip = (query.page - 1) * query.rows
+        return await self._store.list_campaigns(where, skip=skip, limit=query.rows), count
+
+    async def update_campaign(
+        self, code_type: str, version: int, fields: Mapping[str, Any]
+    ) -> Campaign:
+        current = await self.campaign(code_type)
+        if current.version != version:
+            raise DomainError(
+                ReasonCode.REDEMPTION_CODE_VERSION_MISMATCH,
+                f"campaign is at version {current.version}, not {version}",
+            )
+        start = fields.get("valid_start", current.valid_start)
+        end = fields.get("valid_end", current.valid_end)
+        if start and end and end <= start:
+            raise DomainError(
+                ReasonCode.INVALID_PARAMETER_VALUE, "validEnd must be after validStart"
+            )
+        updated = await self._store.update_campaign(code_type, version, fields, self._clock())
+        if updated is None:
+            raise DomainError(
+                ReasonCode.REDEMPTION_CODE_VERSION_MISMATCH, "campaign changed meanwhile"
+            )
+        return updated
 
     async def add_code(
         self, code_type: str, scan_code: str, state: CodeState, info: Mapping[str, Any] | None

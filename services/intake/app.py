@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
@@ -15,6 +16,7 @@ from services.intake import errors
 from services.intake.admin import Admin
 from services.intake.auth import Keys, requires
 from services.intake.commands import CommandConsumer
+from services.intake.paging import Contexts, PageQuery
 from services.intake.redemptions import Outcomes, job_for, submit
 from services.intake.schemas import (
     Accepted,
@@ -24,6 +26,7 @@ from services.intake.schemas import (
     CampaignList,
     CampaignOut,
     CampaignPage,
+    CampaignPatch,
     CodeWithHistory,
     InvalidateIn,
     RedeemedCodes,
@@ -55,6 +58,7 @@ class Intake:
     outcomes: Outcomes
     clock: Clock
     max_wait_s: float
+    contexts: Contexts
 
 
 def create_app(settings: Settings, connect: Connect, clock: Clock = utcnow) -> FastAPI:
@@ -66,7 +70,12 @@ def create_app(settings: Settings, connect: Connect, clock: Clock = utcnow) -> F
             commands = CommandConsumer(a.broker, clock)
             await commands.start()
             app.state.intake = Intake(
-                a, Admin(a.store, clock, new_id), outcomes, clock, settings.max_wait_s
+                a,
+                Admin(a.store, clock, new_id),
+                outcomes,
+                clock,
+                settings.max_wait_s,
+                Contexts(settings.context_secret or secrets.token_hex(32)),
             )
             app.include_router(ops_router([("store", a.store.ping), ("broker", a.broker.ping)]))
             yield
@@ -115,20 +124,43 @@ def _campaign_routes(app: FastAPI) -> None:
         _: Admin_,
         rowsPerPage: Annotated[int, Query(ge=1, le=500)] = 50,
         pageNumber: Annotated[int, Query(ge=1)] = 1,
+        codeUseType: Literal["SINGLE", "MULTI"] | None = None,
+        validNow: bool | None = None,
+        isDisabled: bool | None = None,
     ) -> CampaignList:
-        items, count = await deps.admin.campaigns(page=pageNumber, rows=rowsPerPage)
-        page = CampaignPage(
-            count=count,
-            page=pageNumber,
-            items=[CampaignOut.of(c) for c in items],
-            moreAfter=pageNumber * rowsPerPage < count,
-            moreBefore=pageNumber > 1,
-        )
-        return CampaignList(results=page)
+        """`SysGetCodeTypePage`: one page, and the `context` to move from it."""
+        query = PageQuery(rowsPerPage, pageNumber, codeUseType, validNow, isDisabled)
+        return await _page(deps, query)
+
+    @app.get("/v1/campaigns/pages/{context}", tags=["campaigns"])
+    async def move_campaign_page(
+        context: str, deps: Deps, _: Admin_, pageOffset: int = 0
+    ) -> CampaignList:
+        """`SysGetCodeTypePageOffset`: the page `pageOffset` pages away from the context's."""
+        return await _page(deps, deps.contexts.load(context).moved(pageOffset))
+
+    @app.patch("/v1/campaigns/{codeType}", tags=["campaigns"])
+    async def update_campaign(
+        codeType: str, body: CampaignPatch, deps: Deps, _: Admin_
+    ) -> CampaignOut:
+        fields = body.domain_fields()
+        return CampaignOut.of(await deps.admin.update_campaign(codeType, body.version, fields))
 
     @app.get("/v1/campaigns/{codeType}", tags=["campaigns"])
     async def get_campaign(codeType: str, deps: Deps, _: Admin_) -> CampaignOut:
         return CampaignOut.of(await deps.admin.campaign(codeType))
+
+
+async def _page(deps: Intake, query: PageQuery) -> CampaignList:
+    items, count = await deps.admin.campaigns(query)
+    page = CampaignPage(
+        count=count,
+        page=query.page,
+        items=[CampaignOut.of(c) for c in items],
+        moreAfter=query.page * query.rows < count,
+        moreBefore=query.page > 1,
+    )
+    return CampaignList(context=deps.contexts.dump(query), results=page)
 
 
 def _code_routes(app: FastAPI) -> None:

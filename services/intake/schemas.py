@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.clock import from_ms, to_ms
 from shared.domain.model import Campaign, Code, HistoryEntry
+from shared.domain.reasons import DomainError, ReasonCode
 from shared.messages import CodeRecord, EpochMs, Id, Info, ScanCodeText
 
 CodeTypeName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
@@ -88,7 +89,44 @@ class CampaignPage(BaseModel):
 
 
 class CampaignList(BaseModel):
+    context: str = Field(description="opaque; GET /v1/campaigns/pages/{context}?pageOffset=N")
     results: CampaignPage
+
+
+class CampaignPatch(Body):
+    """A change to a campaign; `version` must be the campaign's current one."""
+
+    version: int = Field(ge=1)
+    description: str | None = Field(None, max_length=1000)
+    validStart: EpochMs | None = None
+    validEnd: EpochMs | None = None
+    isDisabled: bool | None = None
+    maxRedemptions: int | None = Field(None, ge=1)
+    customCodeInfo: Info | None = None
+    handler: Id | None = None
+    timeout: float | None = Field(None, gt=0, le=3600)
+
+    def domain_fields(self) -> dict[str, object]:
+        """The fields the caller sent (null included, e.g. to open a window), as attributes."""
+        names = {
+            "description": "description",
+            "validStart": "valid_start",
+            "validEnd": "valid_end",
+            "isDisabled": "is_disabled",
+            "maxRedemptions": "max_redemptions",
+            "customCodeInfo": "custom_code_info",
+            "handler": "handler",
+            "timeout": "timeout_s",
+        }
+        sent = self.model_fields_set - {"version"}
+        fields = {names[key]: getattr(self, key) for key in sent}
+        for key in ("validStart", "validEnd"):
+            if key in sent:
+                fields[names[key]] = instant(getattr(self, key))
+        for key, field in (("is_disabled", "isDisabled"), ("timeout_s", "timeout")):
+            if key in fields and fields[key] is None:
+                raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, f"{field} cannot be null")
+        return fields
 
 
 class AddCodeIn(Body):

@@ -35,6 +35,7 @@ from shared.adapters.documents import (
 from shared.domain import model
 from shared.domain.model import (
     Campaign,
+    CampaignFilter,
     Change,
     Code,
     CodeRef,
@@ -193,12 +194,25 @@ class MongoStore:
         doc = await self._campaigns.find_one({"_id": code_type})
         return campaign_from_doc(doc) if doc else None
 
-    async def list_campaigns(self, *, skip: int, limit: int) -> list[Campaign]:
-        cursor = self._campaigns.find({}).sort("_id", ASCENDING).skip(skip).limit(limit)
-        return [campaign_from_doc(doc) async for doc in cursor]
+    async def list_campaigns(
+        self, where: CampaignFilter, *, skip: int, limit: int
+    ) -> list[Campaign]:
+        cursor = self._campaigns.find(_campaign_query(where)).sort("_id", ASCENDING)
+        return [campaign_from_doc(doc) async for doc in cursor.skip(skip).limit(limit)]
 
-    async def count_campaigns(self) -> int:
-        return await self._campaigns.count_documents({})
+    async def count_campaigns(self, where: CampaignFilter) -> int:
+        return await self._campaigns.count_documents(_campaign_query(where))
+
+    async def update_campaign(
+        self, code_type: str, version: int, fields: Mapping[str, Any], now: datetime
+    ) -> Campaign | None:
+        changes = {camel(name): value for name, value in fields.items()}
+        doc = await self._campaigns.find_one_and_update(
+            {"_id": code_type, "version": version},
+            {"$set": changes | {"updatedAt": now}, "$inc": {"version": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return campaign_from_doc(doc) if doc else None
 
     async def add_code(self, code: Code) -> None:
         try:
@@ -431,6 +445,20 @@ class MongoStore:
             for r in replied
         ]
         await self._redemptions.bulk_write(updates, ordered=False)
+
+
+def _campaign_query(where: CampaignFilter) -> Doc:
+    query: Doc = {}
+    if where.code_use_type is not None:
+        query["codeUseType"] = where.code_use_type.value
+    if where.is_disabled is not None:
+        query["isDisabled"] = where.is_disabled
+    if where.valid_at is not None:
+        query["$and"] = [
+            {"$or": [{"validStart": None}, {"validStart": {"$lte": where.valid_at}}]},
+            {"$or": [{"validEnd": None}, {"validEnd": {"$gt": where.valid_at}}]},
+        ]
+    return query
 
 
 def _without(array: str, key: str, values: list[str]) -> Doc:

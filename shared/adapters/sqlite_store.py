@@ -33,7 +33,7 @@ from shared.adapters.documents import (
 )
 from shared.clock import from_ms, to_ms, utcnow
 from shared.domain import model
-from shared.domain.model import Campaign, Change, Code, CodeRef, Redemption, ReplyTo
+from shared.domain.model import Campaign, CampaignFilter, Change, Code, CodeRef, Redemption, ReplyTo
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import normalise
 from shared.ports import PendingEvents
@@ -201,14 +201,41 @@ class SqliteStore:
         row = await self._one("SELECT doc FROM campaigns WHERE code_type = ?", code_type)
         return campaign_from_doc(loads(row)) if row else None
 
-    async def list_campaigns(self, *, skip: int, limit: int) -> list[Campaign]:
-        rows = await self._all(
-            "SELECT doc FROM campaigns ORDER BY code_type LIMIT ? OFFSET ?", limit, skip
-        )
-        return [campaign_from_doc(loads(r)) for r in rows]
+    async def list_campaigns(
+        self, where: CampaignFilter, *, skip: int, limit: int
+    ) -> list[Campaign]:
+        return (await self._campaigns_where(where))[skip : skip + limit]
 
-    async def count_campaigns(self) -> int:
-        return int(await self._one("SELECT count(*) FROM campaigns") or 0)
+    async def count_campaigns(self, where: CampaignFilter) -> int:
+        return len(await self._campaigns_where(where))
+
+    async def _campaigns_where(self, where: CampaignFilter) -> list[Campaign]:
+        # Campaigns number in the thousands at most: filter them here, with the
+        # domain's own definition, rather than mirror every field in columns.
+        rows = await self._all("SELECT doc FROM campaigns ORDER BY code_type")
+        return [c for c in (campaign_from_doc(loads(r)) for r in rows) if where.matches(c)]
+
+    async def update_campaign(
+        self, code_type: str, version: int, fields: Mapping[str, Any], now: datetime
+    ) -> Campaign | None:
+        def update(conn: sqlite3.Connection) -> Campaign | None:
+            with _transaction(conn):
+                row = conn.execute(
+                    "SELECT doc FROM campaigns WHERE code_type = ?", (code_type,)
+                ).fetchone()
+                campaign = campaign_from_doc(loads(row[0])) if row else None
+                if campaign is None or campaign.version != version:
+                    return None
+                changed = dataclasses.replace(
+                    campaign, **fields, version=version + 1, updated_at=now
+                )
+                conn.execute(
+                    "UPDATE campaigns SET doc = ? WHERE code_type = ?",
+                    (dumps(campaign_to_doc(changed)), code_type),
+                )
+                return changed
+
+        return await self._run(update)
 
     # Codes
 

@@ -96,6 +96,29 @@ class Campaign:
             )
 
 
+@dataclass(frozen=True)
+class CampaignFilter:
+    """Which campaigns a listing shows; None matches anything."""
+
+    code_use_type: CodeUseType | None = None
+    valid_at: datetime | None = None
+    is_disabled: bool | None = None
+
+    def matches(self, campaign: Campaign) -> bool:
+        at = self.valid_at
+        return (
+            self.code_use_type in (None, campaign.code_use_type)
+            and self.is_disabled in (None, campaign.is_disabled)
+            and (
+                at is None
+                or (
+                    (campaign.valid_start is None or campaign.valid_start <= at)
+                    and (campaign.valid_end is None or at < campaign.valid_end)
+                )
+            )
+        )
+
+
 def slot_refusal(campaign: Campaign, now: datetime) -> DomainError:
     """Why a shared campaign gave no slot: closed, or every redemption taken."""
     campaign.check_redeemable(now)

@@ -17,6 +17,7 @@ import pytest
 from shared.domain import model
 from shared.domain.model import (
     Campaign,
+    CampaignFilter,
     Claim,
     Code,
     CodeRef,
@@ -205,8 +206,9 @@ async def test_codes_read_back_as_written(store: Store) -> None:
     assert await store.get_code(CodeRef("a", "NOPE")) is None
     campaign = await store.get_campaign("a")
     assert campaign is not None and campaign.handler == "h" and campaign.created_at == NOW
-    assert [c.code_type for c in await store.list_campaigns(skip=1, limit=5)] == ["b"]
-    assert await store.count_campaigns() == 2
+    everything = CampaignFilter()
+    assert [c.code_type for c in await store.list_campaigns(everything, skip=1, limit=5)] == ["b"]
+    assert await store.count_campaigns(everything) == 2
 
 
 async def test_a_users_redeemed_codes_are_those_in_state_redeemed(store: Store) -> None:
