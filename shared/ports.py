@@ -17,6 +17,7 @@ from shared.domain.model import (
     Redemption,
     ReplyTo,
 )
+from shared.domain.states import CodeState
 
 FulfillmentHandler = Callable[[Mapping[str, Any]], Awaitable[Mapping[str, Any]]]
 
@@ -125,6 +126,25 @@ class Store(Protocol):
         """Replace `customCodeInfo` if the code is at `version`; None if not."""
 
     async def redeemed_codes(self, user_id: str, code_type: str | None) -> list[Code]: ...
+
+    # Operator operations over a whole campaign
+
+    async def inventory(self, code_type: str, *, shared: bool) -> dict[CodeState, int]:
+        """How many codes (or shared-code instances) the campaign has in each state."""
+
+    async def delete_codes(self, code_type: str) -> int:
+        """Delete the campaign's codes that no redemption holds; how many went."""
+
+    async def reset_codes(
+        self, code_type: str, to: CodeState, reset_id: str, by: str, now: datetime
+    ) -> int:
+        """Reset every code no redemption holds to `to`, each with its history entry and
+        event (id `<reset_id>:<redemptionCodeId>`); how many changed."""
+
+    async def recent_redemptions(
+        self, code_type: str | None, *, limit: int, before: datetime | None
+    ) -> list[Redemption]:
+        """Redemption attempts, newest first, accepted before `before`."""
 
     async def open_redemption(self, redemption: Redemption) -> Redemption | None:
         """Record a new redemption; if its id exists, return the stored one instead."""

@@ -11,6 +11,7 @@ from shared.domain import model
 from shared.domain.model import Campaign, CampaignFilter, Change, Code, CodeRef, Redemption, ReplyTo
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import normalise
+from shared.domain.states import RESETTABLE, CodeState
 from shared.ports import PendingEvent, PendingEvents, Store
 
 
@@ -161,6 +162,48 @@ class FakeStore:
             and c.code_state.value == "Redeemed"
             and code_type in (None, c.code_type)
         ]
+
+    async def inventory(self, code_type: str, *, shared: bool) -> dict[CodeState, int]:
+        table = self.instances if shared else self.codes
+        counts = dict.fromkeys(CodeState, 0)
+        for (kind, _), code in table.items():
+            if kind == code_type:
+                counts[code.code_state] += 1
+        return counts
+
+    async def delete_codes(self, code_type: str) -> int:
+        gone = [
+            k
+            for k, c in self.codes.items()
+            if k[0] == code_type and c.code_state is not CodeState.IN_PROGRESS
+        ]
+        for key in gone:
+            del self.codes[key]
+        return len(gone)
+
+    async def reset_codes(
+        self, code_type: str, to: CodeState, reset_id: str, by: str, now: datetime
+    ) -> int:
+        keys = [
+            k for k, c in self.codes.items() if k[0] == code_type and c.code_state in RESETTABLE
+        ]
+        for key in keys:
+            code = self.codes[key]
+            change = model.reset(
+                code, to, now=now, by=by, event_id=f"{reset_id}:{code.redemption_code_id}"
+            )
+            self.codes[key] = self._with_events(code, [change])
+        return len(keys)
+
+    async def recent_redemptions(
+        self, code_type: str | None, *, limit: int, before: datetime | None
+    ) -> list[Redemption]:
+        found = [
+            r
+            for r in self.redemptions.values()
+            if code_type in (None, r.code_type) and (before is None or r.accepted_at < before)
+        ]
+        return sorted(found, key=lambda r: r.accepted_at, reverse=True)[:limit]
 
     async def open_redemption(self, redemption: Redemption) -> Redemption | None:
         existing = self.redemptions.get(redemption.redemption_id)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from services.intake.paging import PageQuery
 from shared.clock import Clock
 from shared.domain import model
-from shared.domain.model import Campaign, Change, Code, CodeRef, NewId
+from shared.domain.model import Campaign, Change, Code, CodeRef, NewId, Redemption
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import checked
-from shared.domain.states import CodeState
+from shared.domain.states import Action, CodeState, target
 from shared.ports import Store
 
 MAX_SHARED_SCAN_CODE = 20
@@ -143,6 +144,31 @@ class Admin:
             model.check_version(await self.code(code_type, scan_code), version)
             raise DomainError(ReasonCode.REDEMPTION_CODE_VERSION_MISMATCH, "code changed meanwhile")
         return updated
+
+    async def inventory(self, code_type: str) -> tuple[Campaign, dict[CodeState, int]]:
+        campaign = await self.campaign(code_type)
+        return campaign, await self._store.inventory(code_type, shared=campaign.is_shared)
+
+    async def delete_codes(self, code_type: str) -> int:
+        await self.campaign(code_type)
+        return await self._store.delete_codes(code_type)
+
+    async def reset_codes(self, code_type: str, to: CodeState, by: str) -> int:
+        campaign = await self.campaign(code_type)
+        if campaign.is_shared:
+            raise DomainError(
+                ReasonCode.REDEMPTION_CODE_TYPE_MUST_BE_SINGLE_USE,
+                "a shared campaign's users' instances are not reset",
+            )
+        target(CodeState.AVAILABLE, Action.RESET, to)  # refuses a state codes cannot reset to
+        return await self._store.reset_codes(code_type, to, self._new_id(), by, self._clock())
+
+    async def recent(
+        self, code_type: str | None, limit: int, before: datetime | None
+    ) -> list[Redemption]:
+        if code_type is not None:
+            await self.campaign(code_type)
+        return await self._store.recent_redemptions(code_type, limit=limit, before=before)
 
     async def redeemed_codes(self, user_id: str, code_type: str | None) -> list[Code]:
         return await self._store.redeemed_codes(user_id, code_type)

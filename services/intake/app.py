@@ -28,13 +28,18 @@ from services.intake.schemas import (
     CampaignPage,
     CampaignPatch,
     CodeWithHistory,
+    Deleted,
     InvalidateIn,
+    Inventory,
+    RecentRedemptions,
     RedeemedCodes,
     RedeemIn,
+    Reset,
+    ResetIn,
     UpdateCustomInfoIn,
     instant,
 )
-from shared.clock import Clock, new_id, utcnow
+from shared.clock import Clock, new_id, to_ms, utcnow
 from shared.config import Settings
 from shared.domain.model import CodeUseType, RedemptionStatus
 from shared.domain.reasons import DomainError, ReasonCode
@@ -166,6 +171,29 @@ async def _page(deps: Intake, query: PageQuery) -> CampaignList:
 def _code_routes(app: FastAPI) -> None:
     base = "/v1/campaigns/{codeType}/codes"
 
+    @app.get("/v1/campaigns/{codeType}/inventory", tags=["codes"])
+    async def inventory(codeType: str, deps: Deps, _: Admin_) -> Inventory:
+        campaign, counts = await deps.admin.inventory(codeType)
+        return Inventory(
+            codeType=campaign.code_type,
+            codeUseType=campaign.code_use_type.value,
+            counts={state.value: n for state, n in counts.items()},
+            total=sum(counts.values()),
+            redemptionCount=campaign.redemption_count if campaign.is_shared else None,
+            maxRedemptions=campaign.max_redemptions,
+        )
+
+    @app.delete(base, tags=["codes"])
+    async def delete_codes(codeType: str, deps: Deps, _: Admin_) -> Deleted:
+        """Delete every code of the campaign that no redemption holds."""
+        return Deleted(deleted=await deps.admin.delete_codes(codeType))
+
+    @app.post(base + "/reset", tags=["codes"])
+    async def reset_codes(codeType: str, body: ResetIn, deps: Deps, who: Admin_) -> Reset:
+        """Reset every code no redemption holds to `codeState`, each with its event."""
+        count = await deps.admin.reset_codes(codeType, CodeState(body.codeState), who)
+        return Reset(reset=count)
+
     @app.post(base, status_code=201, tags=["codes"])
     async def add_code(codeType: str, body: AddCodeIn, deps: Deps, _: Admin_) -> CodeRecord:
         code = await deps.admin.add_code(
@@ -235,6 +263,19 @@ def _redemption_routes(app: FastAPI) -> None:
         finally:
             deps.outcomes.forget(job.redemptionId, future)
         return _answer(record, accepted)
+
+    @app.get("/v1/redemptions", tags=["redemptions"])
+    async def recent_redemptions(
+        deps: Deps,
+        _: Admin_,
+        codeType: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        before: Annotated[int | None, Query(description="epoch ms, from the last page")] = None,
+    ) -> RecentRedemptions:
+        """Recent redemption attempts, newest first."""
+        found = await deps.admin.recent(codeType, limit, instant(before))
+        last = found[-1].accepted_at if len(found) == limit else None
+        return RecentRedemptions(items=[RedemptionRecord.of(r) for r in found], before=to_ms(last))
 
     @app.get("/v1/redemptions/{redemptionId}", tags=["redemptions"])
     async def get_redemption(redemptionId: str, deps: Deps, _: Redeemer) -> RedemptionRecord:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.clock import from_ms, to_ms
 from shared.domain.model import Campaign, Code, HistoryEntry
 from shared.domain.reasons import DomainError, ReasonCode
-from shared.messages import CodeRecord, EpochMs, Id, Info, ScanCodeText
+from shared.messages import CodeRecord, EpochMs, Id, Info, RedemptionRecord, ScanCodeText
 
 CodeTypeName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
@@ -199,3 +199,31 @@ class RedeemedCodes(BaseModel):
 
 def instant(ms: int | None) -> datetime | None:
     return None if ms is None else from_ms(ms)
+
+
+class Inventory(BaseModel):
+    codeType: str
+    codeUseType: str
+    counts: dict[str, int] = Field(description="codes (shared: users' instances) by codeState")
+    total: int
+    redemptionCount: int | None = None
+    maxRedemptions: int | None = None
+
+
+class ResetIn(Body):
+    codeState: Literal["Inactive", "Available"]
+
+
+class Deleted(BaseModel):
+    deleted: int
+
+
+class Reset(BaseModel):
+    reset: int
+
+
+class RecentRedemptions(BaseModel):
+    items: list[RedemptionRecord]
+    before: EpochMs | None = Field(
+        description="pass as ?before= for the next, older page; null when there is none"
+    )

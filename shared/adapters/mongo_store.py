@@ -44,7 +44,7 @@ from shared.domain.model import (
     ReplyTo,
 )
 from shared.domain.reasons import DomainError, ReasonCode
-from shared.domain.states import CodeState
+from shared.domain.states import EVENT_NAMES, RESETTABLE, Action, CodeState
 from shared.ports import PendingEvents
 
 _HIDDEN = {"outbox": 0}
@@ -132,6 +132,7 @@ class MongoStore:
             [
                 IndexModel([("codeType", ASCENDING), ("scanNorm", ASCENDING)], unique=True),
                 IndexModel([("scanNorm", ASCENDING)]),
+                IndexModel([("codeType", ASCENDING), ("codeState", ASCENDING)]),
                 IndexModel(
                     [("redeemedByUserId", ASCENDING), ("codeType", ASCENDING)],
                     partialFilterExpression={"codeState": CodeState.REDEEMED.value},
@@ -163,6 +164,7 @@ class MongoStore:
         await self._redemptions.create_indexes(
             [
                 IndexModel([("codeType", ASCENDING), ("acceptedAt", DESCENDING)]),
+                IndexModel([("acceptedAt", DESCENDING)]),
                 IndexModel(
                     [("replyPending", ASCENDING)],
                     partialFilterExpression={"replyPending": True},
@@ -346,6 +348,91 @@ class MongoStore:
             cursor = collection.find(query, _HIDDEN).sort("redeemedAt", ASCENDING)
             found += [code_from_doc(doc) async for doc in cursor]
         return sorted(found, key=lambda code: code.redeemed_at or code.updated_at)
+
+    async def inventory(self, code_type: str, *, shared: bool) -> dict[CodeState, int]:
+        collection = self._instances if shared else self._codes
+        counts = dict.fromkeys(CodeState, 0)
+        pipeline: list[Doc] = [
+            {"$match": {"codeType": code_type}},
+            {"$group": {"_id": "$codeState", "n": {"$sum": 1}}},
+        ]
+        async for row in await collection.aggregate(pipeline):
+            counts[CodeState(row["_id"])] = row["n"]
+        return counts
+
+    async def delete_codes(self, code_type: str) -> int:
+        held = CodeState.IN_PROGRESS.value
+        deleted = await self._codes.delete_many({"codeType": code_type, "codeState": {"$ne": held}})
+        return deleted.deleted_count
+
+    async def reset_codes(
+        self, code_type: str, to: CodeState, reset_id: str, by: str, now: datetime
+    ) -> int:
+        entry = {
+            "at": now,
+            "action": Action.RESET.value,
+            "to": to.value,
+            "by": by,
+            "redemptionId": None,
+            "reason": f"reset to {to.value}",
+        }
+        envelope = {
+            "name": EVENT_NAMES[to],
+            "occurredAt": now,
+            "redemptionId": None,
+            "userId": None,
+        }
+        fields = {camel(k): {"$literal": v} for k, v in model.reset_fields(to, now).items()}
+        pipeline: list[Doc] = [
+            {
+                "$set": {
+                    "history": _append(
+                        "history", {"$mergeObjects": [{"$literal": entry}, {"from": "$codeState"}]}
+                    )
+                }
+            },
+            {
+                "$set": fields
+                | {
+                    "codeState": to.value,
+                    "updatedAt": {"$literal": now},
+                    "version": {"$add": ["$version", 1]},
+                }
+            },
+            {
+                "$set": {
+                    "outbox": _append(
+                        "outbox",
+                        {
+                            "$mergeObjects": [
+                                {"$literal": envelope},
+                                {
+                                    "eventId": {"$concat": [f"{reset_id}:", "$_id"]},
+                                    "code": _SNAPSHOT,
+                                },
+                            ]
+                        },
+                    )
+                }
+            },
+            _outbox_pending(),
+        ]
+        resettable = [state.value for state in RESETTABLE]
+        done = await self._codes.update_many(
+            {"codeType": code_type, "codeState": {"$in": resettable}}, pipeline
+        )
+        return done.modified_count
+
+    async def recent_redemptions(
+        self, code_type: str | None, *, limit: int, before: datetime | None
+    ) -> list[Redemption]:
+        query: Doc = {}
+        if code_type is not None:
+            query["codeType"] = code_type
+        if before is not None:
+            query["acceptedAt"] = {"$lt": before}
+        cursor = self._redemptions.find(query).sort("acceptedAt", DESCENDING).limit(limit)
+        return [redemption_from_doc(doc) async for doc in cursor]
 
     async def open_redemption(self, redemption: Redemption) -> Redemption | None:
         doc = redemption_to_doc(redemption)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -36,10 +37,12 @@ from shared.domain import model
 from shared.domain.model import Campaign, CampaignFilter, Change, Code, CodeRef, Redemption, ReplyTo
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import normalise
+from shared.domain.states import RESETTABLE, CodeState
 from shared.ports import PendingEvents
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 30_000
+RESET_BATCH = 1_000
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaigns (
     code_type TEXT PRIMARY KEY,
@@ -77,6 +80,7 @@ CREATE TABLE IF NOT EXISTS codes (
     UNIQUE (code_type, scan_norm)
 );
 CREATE INDEX IF NOT EXISTS codes_by_scan ON codes (scan_norm);
+CREATE INDEX IF NOT EXISTS codes_by_state ON codes (code_type, code_state);
 CREATE INDEX IF NOT EXISTS codes_by_user ON codes (redeemed_by_user_id, code_type)
     WHERE code_state = 'Redeemed';
 CREATE TABLE IF NOT EXISTS outbox (
@@ -97,6 +101,7 @@ CREATE TABLE IF NOT EXISTS redemptions (
 CREATE INDEX IF NOT EXISTS redemptions_replying ON redemptions (reply_pending)
     WHERE reply_pending = 1;
 CREATE INDEX IF NOT EXISTS redemptions_recent ON redemptions (code_type, accepted_at);
+CREATE INDEX IF NOT EXISTS redemptions_latest ON redemptions (accepted_at);
 """
 
 
@@ -385,6 +390,79 @@ class SqliteStore:
         )
         codes = [code_from_doc(loads(r)) for r in rows]
         return sorted(codes, key=lambda code: code.redeemed_at or code.updated_at)
+
+    # Operator operations
+
+    async def inventory(self, code_type: str, *, shared: bool) -> dict[CodeState, int]:
+        table = "instances" if shared else "codes"
+        rows = await self._run(
+            lambda conn: conn.execute(
+                f"SELECT code_state, count(*) FROM {table} WHERE code_type = ? GROUP BY code_state",
+                (code_type,),
+            ).fetchall()
+        )
+        counts = dict.fromkeys(CodeState, 0)
+        counts.update({CodeState(state): n for state, n in rows})
+        return counts
+
+    async def delete_codes(self, code_type: str) -> int:
+        def delete(conn: sqlite3.Connection) -> int:
+            with _transaction(conn):
+                return conn.execute(
+                    "DELETE FROM codes WHERE code_type = ? AND code_state != ?",
+                    (code_type, CodeState.IN_PROGRESS.value),
+                ).rowcount
+
+        return await self._run(delete)
+
+    async def reset_codes(
+        self, code_type: str, to: CodeState, reset_id: str, by: str, now: datetime
+    ) -> int:
+        states = tuple(state.value for state in RESETTABLE)
+        marks = ",".join("?" * len(states))
+
+        def reset_batch(conn: sqlite3.Connection, *, after: str) -> tuple[int, str | None]:
+            with _transaction(conn):
+                rows = conn.execute(
+                    f"SELECT doc FROM codes WHERE code_type = ? AND code_state IN ({marks})"
+                    " AND id > ? ORDER BY id LIMIT ?",
+                    (code_type, *states, after, RESET_BATCH),
+                ).fetchall()
+                for (doc,) in rows:
+                    code = code_from_doc(loads(doc))
+                    change = model.reset(
+                        code, to, now=now, by=by, event_id=f"{reset_id}:{code.redemption_code_id}"
+                    )
+                    _update_code(conn, _with_events(conn, code, [change], shared=False))
+            last = code_from_doc(loads(rows[-1][0])).redemption_code_id if rows else None
+            return len(rows), last
+
+        total, after = 0, ""
+        while True:
+            count, last = await self._run(functools.partial(reset_batch, after=after))
+            total += count
+            if last is None or count < RESET_BATCH:
+                return total
+            after = last
+
+    async def recent_redemptions(
+        self, code_type: str | None, *, limit: int, before: datetime | None
+    ) -> list[Redemption]:
+        where: list[str] = ["1 = 1"]
+        args: list[object] = []
+        if code_type is not None:
+            where.append("code_type = ?")
+            args.append(code_type)
+        if before is not None:
+            where.append("accepted_at < ?")
+            args.append(to_ms(before))
+        rows = await self._all(
+            f"SELECT doc FROM redemptions WHERE {' AND '.join(where)}"
+            " ORDER BY accepted_at DESC LIMIT ?",
+            *args,
+            limit,
+        )
+        return [redemption_from_doc(loads(r)) for r in rows]
 
     # Redemptions
 

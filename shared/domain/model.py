@@ -249,8 +249,9 @@ def _change(
     redemption_id: str | None = None,
     user_id: str | None = None,
     reason: str | None = None,
+    reset_to: CodeState | None = None,
 ) -> Change:
-    to_state = target(state, action)
+    to_state = target(state, action, reset_to)
     event = CodeEvent(new_id(), EVENT_NAMES[to_state], now, redemption_id, user_id)
     entry = HistoryEntry(now, action, state, to_state, by, redemption_id, reason)
     return Change(state, to_state, fields, event, entry)
@@ -354,6 +355,37 @@ def invalidate(code: Code, reason: str | None, *, now: datetime, new_id: NewId, 
         by=by,
         fields={"invalidated_at": now, "invalidation_reason": reason},
         reason=reason,
+    )
+
+
+def reset_fields(to: CodeState, now: datetime) -> dict[str, Any]:
+    """What a reset sets: the code as new, in state `to`, with its history kept."""
+    return {
+        "redemption_id": None,
+        "redeemed_by_user_id": None,
+        "redeemed_at": None,
+        "custom_redemption_info": None,
+        "invalidated_at": None,
+        "invalidation_reason": None,
+        "activated_at": now if to is CodeState.AVAILABLE else None,
+        "attempt": 0,
+        "attempted_at": None,
+        "error_code": None,
+        "error_msg": None,
+    }
+
+
+def reset(code: Code, to: CodeState, *, now: datetime, event_id: str, by: str) -> Change:
+    """An operator's reset of one code (see `states.RESETTABLE`)."""
+    return _change(
+        code.code_state,
+        Action.RESET,
+        now=now,
+        new_id=lambda: event_id,
+        by=by,
+        fields=reset_fields(to, now),
+        reason=f"reset to {to.value}",
+        reset_to=to,
     )
 
 

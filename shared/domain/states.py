@@ -21,6 +21,7 @@ class Action(StrEnum):
     FAIL = "fail"
     RETRY = "retry"
     INVALIDATE = "invalidate"
+    RESET = "reset"
 
 
 S = CodeState
@@ -36,6 +37,10 @@ ALLOWED: dict[tuple[CodeState, Action], CodeState] = {
     (S.FAILED, A.RETRY): S.IN_PROGRESS,
     (S.FAILED, A.INVALIDATE): S.INVALIDATED,
 }
+
+# An operator's reset puts any code not held by a redemption back to one of these.
+RESETTABLE = frozenset({S.INACTIVE, S.AVAILABLE, S.REDEEMED, S.INVALIDATED, S.FAILED})
+RESET_TARGETS = frozenset({S.INACTIVE, S.AVAILABLE})
 
 # Why an action is refused in a state, where the table above has no edge.
 _REFUSALS: dict[CodeState, ReasonCode] = {
@@ -70,10 +75,20 @@ class IllegalTransition(DomainError):
         self.action = action
 
 
-def target(state: CodeState, action: Action) -> CodeState:
+def target(state: CodeState, action: Action, reset_to: CodeState | None = None) -> CodeState:
     """The state `action` leads to from `state`, or the typed refusal."""
+    if action is A.RESET:
+        return _reset(state, reset_to)
     try:
         return ALLOWED[(state, action)]
     except KeyError:
         reason = _REFUSALS_BY_ACTION.get(action, _REFUSALS[state])
         raise IllegalTransition(state, action, reason) from None
+
+
+def _reset(state: CodeState, to: CodeState | None) -> CodeState:
+    if to not in RESET_TARGETS:
+        raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, "codes reset to Inactive, Available")
+    if state not in RESETTABLE:
+        raise IllegalTransition(state, A.RESET, ReasonCode.REDEMPTION_IN_PROGRESS)
+    return to

@@ -65,7 +65,7 @@ async def test_listing_filters_by_use_type_validity_and_state(api: Api) -> None:
     await api.campaign("s-open", codeUseType="MULTI", scanCode="S-OPEN")
     await api.campaign("s-later", codeUseType="MULTI", scanCode="S-LATER", validStart=now + hour)
 
-    async def listed(**params: object) -> list[str]:
+    async def listed(**params: str | bool) -> list[str]:
         answer = await api.http.get("/v1/campaigns", headers=api.admin, params=params)
         return [c["codeType"] for c in answer.json()["results"]["items"]]
 

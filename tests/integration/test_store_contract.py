@@ -316,3 +316,47 @@ async def test_a_shared_scan_code_belongs_to_one_campaign(store: Store) -> None:
             Campaign("other", CodeUseType.MULTI, NOW, NOW, scan_code="spring 25")
         )
     assert refused.value.reason is ReasonCode.SCAN_CODE_EXISTS
+
+
+async def test_operators_count_delete_and_reset_a_campaigns_codes(store: Store) -> None:
+    await seed(store)
+    for n, state in enumerate([CodeState.INACTIVE, CodeState.INVALIDATED, CodeState.AVAILABLE]):
+        await store.add_code(Code(f"x{n}", "gems", f"X{n}", state, NOW, NOW))
+    held = Claim("r1", "u1")
+    await store.apply(CodeRef("gems", "ABC123"), [model.claim(held, now=NOW, new_id=new_id)])
+    await store.mark_relayed(await store.pending_events(limit=10))
+    counts = await store.inventory("gems", shared=False)
+    assert {s: n for s, n in counts.items() if n} == {
+        CodeState.IN_PROGRESS: 1,
+        CodeState.INACTIVE: 1,
+        CodeState.INVALIDATED: 1,
+        CodeState.AVAILABLE: 1,
+    }
+    assert await store.reset_codes("gems", CodeState.AVAILABLE, "reset-1", "op", NOW) == 3
+    counts = await store.inventory("gems", shared=False)
+    assert (counts[CodeState.AVAILABLE], counts[CodeState.IN_PROGRESS]) == (3, 1)
+    events = [p.event for item in await store.pending_events(limit=10) for p in item.events]
+    assert sorted(e.event_id for e in events) == ["reset-1:x0", "reset-1:x1", "reset-1:x2"]
+    invalidated = await store.get_code(CodeRef("gems", "X1"))
+    assert invalidated is not None and invalidated.invalidation_reason is None
+    assert [(h.action.value, h.from_state) for h in invalidated.history] == [
+        ("reset", CodeState.INVALIDATED)
+    ]
+    assert await store.delete_codes("gems") == 3
+    assert await store.get_code(CodeRef("gems", "ABC123")) is not None, "a held code stays"
+
+
+async def test_recent_redemptions_come_newest_first(store: Store) -> None:
+    for n in range(5):
+        at = NOW + timedelta(seconds=n)
+        await store.open_redemption(
+            Redemption(f"r{n}", f"q{n}", "u", "ABC", at, at, code_type="a" if n % 2 else "b")
+        )
+    latest = await store.recent_redemptions(None, limit=3, before=None)
+    assert [r.redemption_id for r in latest] == ["r4", "r3", "r2"]
+    older = await store.recent_redemptions(None, limit=3, before=latest[-1].accepted_at)
+    assert [r.redemption_id for r in older] == ["r1", "r0"]
+    assert [r.redemption_id for r in await store.recent_redemptions("a", limit=9, before=None)] == [
+        "r3",
+        "r1",
+    ]

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from shared.domain.reasons import ReasonCode
+from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import ALLOWED, Action, CodeState, IllegalTransition, target
 
 S, A, R = CodeState, Action, ReasonCode
@@ -48,7 +48,11 @@ def test_every_allowed_transition_reaches_its_state(
     assert target(*edge) is expected
 
 
-FORBIDDEN = [pair for pair in itertools.product(S, A) if pair not in EXPECTED_EDGES]
+FORBIDDEN = [
+    pair
+    for pair in itertools.product(S, A)
+    if pair not in EXPECTED_EDGES and pair[1] is not A.RESET
+]
 
 
 @pytest.mark.parametrize("edge", FORBIDDEN)
@@ -66,9 +70,26 @@ def test_every_forbidden_transition_is_a_typed_refusal(edge: tuple[CodeState, Ac
 
 
 def test_forbidden_transitions_cover_every_pair_not_allowed() -> None:
-    assert len(FORBIDDEN) + len(EXPECTED_EDGES) == len(S) * len(A)
+    assert len(FORBIDDEN) + len(EXPECTED_EDGES) == len(S) * (len(A) - 1)  # reset: below
     assert all(
         pair in EXPECTED_REFUSALS
         for pair in FORBIDDEN
         if pair[1] not in (A.SUCCEED, A.FAIL, A.RETRY)
     )
+
+
+@pytest.mark.parametrize("state", list(S))
+@pytest.mark.parametrize("to", list(S))
+def test_an_operator_resets_any_code_not_in_progress_to_inactive_or_available(
+    state: CodeState, to: CodeState
+) -> None:
+    if state is S.IN_PROGRESS and to in (S.INACTIVE, S.AVAILABLE):
+        with pytest.raises(IllegalTransition) as refused:
+            target(state, A.RESET, to)
+        assert refused.value.reason is R.REDEMPTION_IN_PROGRESS
+    elif to in (S.INACTIVE, S.AVAILABLE):
+        assert target(state, A.RESET, to) is to
+    else:
+        with pytest.raises(DomainError) as refused_target:
+            target(state, A.RESET, to)
+        assert refused_target.value.reason is R.INVALID_PARAMETER_VALUE
