@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -14,6 +14,7 @@ from shared.domain.model import (
     Code,
     CodeEvent,
     CodeRef,
+    Job,
     Redemption,
     ReplyTo,
 )
@@ -126,6 +127,25 @@ class Store(Protocol):
         """Replace `customCodeInfo` if the code is at `version`; None if not."""
 
     async def redeemed_codes(self, user_id: str, code_type: str | None) -> list[Code]: ...
+
+    # Bulk: generation jobs, import and export
+
+    async def add_codes(self, codes: Sequence[Code]) -> list[bool]:
+        """Insert many codes; for each, whether it was new (False: its scan code exists)."""
+
+    def codes_of(
+        self, code_type: str, *, job_id: str | None = None, batch: int = 1000
+    ) -> AsyncIterator[list[Code]]:
+        """The campaign's codes (or one job's), in batches, in a stable order."""
+
+    async def count_job_codes(self, job_id: str) -> int: ...
+
+    async def create_job(self, job: Job) -> None: ...
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def update_job(self, job: Job) -> None:
+        """Record a job's progress or end."""
 
     # Operator operations over a whole campaign
 

@@ -11,6 +11,8 @@ REDEEM_ROUTING_KEY = "redeem"
 ASYNC_RESPONSE_ROUTING_KEY = "async-response"
 
 INTAKE_QUEUE = "redemption.intake"
+JOBS_QUEUE = "redemption.jobs"
+JOB_ROUTING_KEY = "job"
 WORK_QUEUE = "redemption.work"
 
 # Header naming why a message was dead-lettered: "<reasonCode> <reasonName>: <message>".
@@ -22,3 +24,4 @@ CODES = "codes"
 INSTANCES = "instances"  # users' instances of shared codes
 SHARED_CLAIMS = "shared_claims"  # which redemption holds a user's one claim of a shared code
 REDEMPTIONS = "redemptions"
+JOBS = "jobs"

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from shared.domain import model
-from shared.domain.model import Campaign, CampaignFilter, Change, Code, CodeRef, Redemption, ReplyTo
+from shared.domain.model import (
+    Campaign,
+    CampaignFilter,
+    Change,
+    Code,
+    CodeRef,
+    Job,
+    Redemption,
+    ReplyTo,
+)
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import normalise
 from shared.domain.states import RESETTABLE, CodeState
@@ -22,6 +31,7 @@ class FakeStore:
         self.instances: dict[tuple[str, str], Code] = {}
         self.claims: dict[tuple[str, str], str] = {}
         self.slots: dict[str, set[str]] = {}
+        self.jobs: dict[str, Job] = {}
         self.outbox: dict[str, list[PendingEvent]] = {}
         self.redemptions: dict[str, Redemption] = {}
 
@@ -162,6 +172,40 @@ class FakeStore:
             and c.code_state.value == "Redeemed"
             and code_type in (None, c.code_type)
         ]
+
+    async def add_codes(self, codes: Sequence[Code]) -> list[bool]:
+        added = []
+        for code in codes:
+            key = (code.code_type, normalise(code.scan_code))
+            added.append(key not in self.codes)
+            self.codes.setdefault(key, code)
+        return added
+
+    async def codes_of(
+        self, code_type: str, *, job_id: str | None = None, batch: int = 1000
+    ) -> AsyncIterator[list[Code]]:
+        found = sorted(
+            (
+                c
+                for c in self.codes.values()
+                if (c.job_id == job_id if job_id else c.code_type == code_type)
+            ),
+            key=lambda c: c.redemption_code_id,
+        )
+        for start in range(0, len(found), batch):
+            yield found[start : start + batch]
+
+    async def count_job_codes(self, job_id: str) -> int:
+        return sum(1 for c in self.codes.values() if c.job_id == job_id)
+
+    async def create_job(self, job: Job) -> None:
+        self.jobs[job.job_id] = job
+
+    async def get_job(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    async def update_job(self, job: Job) -> None:
+        self.jobs[job.job_id] = job
 
     async def inventory(self, code_type: str, *, shared: bool) -> dict[CodeState, int]:
         table = self.instances if shared else self.codes

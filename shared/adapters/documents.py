@@ -16,6 +16,8 @@ from shared.domain.model import (
     CodeEvent,
     CodeUseType,
     HistoryEntry,
+    Job,
+    JobState,
     Redemption,
     RedemptionStatus,
     ReplyTo,
@@ -171,3 +173,21 @@ def pending_event_from_doc(doc: Mapping[str, Any]) -> PendingEvent:
         user_id=doc.get("userId"),
     )
     return PendingEvent(event, code_from_doc(doc["code"]))
+
+
+_JOB_FIELDS = _plain_fields(Job, "job_id", "code_state", "state")
+
+
+def job_to_doc(job: Job) -> Doc:
+    doc: Doc = {key: getattr(job, name) for name, key in _JOB_FIELDS}
+    doc.update(_id=job.job_id, codeState=job.code_state.value, state=job.state.value)
+    return doc
+
+
+def job_from_doc(doc: Mapping[str, Any]) -> Job:
+    return Job(
+        job_id=doc["_id"],
+        code_state=CodeState(doc["codeState"]),
+        state=JobState(doc["state"]),
+        **{name: doc[key] for name, key in _JOB_FIELDS if key in doc},
+    )

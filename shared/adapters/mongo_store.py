@@ -8,14 +8,14 @@ and its event are committed together or not at all, without transactions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared import topology
 from shared.adapters.documents import (
@@ -28,6 +28,8 @@ from shared.adapters.documents import (
     code_to_doc,
     event_to_doc,
     history_to_doc,
+    job_from_doc,
+    job_to_doc,
     pending_event_from_doc,
     redemption_from_doc,
     redemption_to_doc,
@@ -39,6 +41,7 @@ from shared.domain.model import (
     Change,
     Code,
     CodeRef,
+    Job,
     Redemption,
     RedemptionStatus,
     ReplyTo,
@@ -48,6 +51,7 @@ from shared.domain.states import EVENT_NAMES, RESETTABLE, Action, CodeState
 from shared.ports import PendingEvents
 
 _HIDDEN = {"outbox": 0}
+DUPLICATE_KEY = 11000
 _TERMINAL = [s.value for s in RedemptionStatus if s.is_terminal]
 
 
@@ -114,6 +118,7 @@ class MongoStore:
         self._codes: AsyncCollection[Doc] = db[topology.CODES]
         self._instances: AsyncCollection[Doc] = db[topology.INSTANCES]
         self._claims: AsyncCollection[Doc] = db[topology.SHARED_CLAIMS]
+        self._jobs: AsyncCollection[Doc] = db[topology.JOBS]
         self._redemptions: AsyncCollection[Doc] = db[topology.REDEMPTIONS]
 
     @classmethod
@@ -133,6 +138,10 @@ class MongoStore:
                 IndexModel([("codeType", ASCENDING), ("scanNorm", ASCENDING)], unique=True),
                 IndexModel([("scanNorm", ASCENDING)]),
                 IndexModel([("codeType", ASCENDING), ("codeState", ASCENDING)]),
+                IndexModel(
+                    [("jobId", ASCENDING), ("_id", ASCENDING)],
+                    partialFilterExpression={"jobId": {"$type": "string"}},
+                ),
                 IndexModel(
                     [("redeemedByUserId", ASCENDING), ("codeType", ASCENDING)],
                     partialFilterExpression={"codeState": CodeState.REDEEMED.value},
@@ -348,6 +357,46 @@ class MongoStore:
             cursor = collection.find(query, _HIDDEN).sort("redeemedAt", ASCENDING)
             found += [code_from_doc(doc) async for doc in cursor]
         return sorted(found, key=lambda code: code.redeemed_at or code.updated_at)
+
+    async def add_codes(self, codes: Sequence[Code]) -> list[bool]:
+        if not codes:
+            return []
+        try:
+            await self._codes.insert_many([code_to_doc(c) for c in codes], ordered=False)
+            return [True] * len(codes)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            taken = {e["index"] for e in errors}
+            return [n not in taken for n in range(len(codes))]
+
+    async def codes_of(
+        self, code_type: str, *, job_id: str | None = None, batch: int = 1000
+    ) -> AsyncIterator[list[Code]]:
+        query: Doc = {"jobId": job_id} if job_id else {"codeType": code_type}
+        after: str | None = None
+        while True:
+            page = query | ({"_id": {"$gt": after}} if after else {})
+            cursor = self._codes.find(page, {"outbox": 0, "history": 0}).sort("_id", ASCENDING)
+            docs = await cursor.limit(batch).to_list()
+            if not docs:
+                return
+            yield [code_from_doc(doc) for doc in docs]
+            after = docs[-1]["_id"]
+
+    async def count_job_codes(self, job_id: str) -> int:
+        return await self._codes.count_documents({"jobId": job_id})
+
+    async def create_job(self, job: Job) -> None:
+        await self._jobs.insert_one(job_to_doc(job))
+
+    async def get_job(self, job_id: str) -> Job | None:
+        doc = await self._jobs.find_one({"_id": job_id})
+        return job_from_doc(doc) if doc else None
+
+    async def update_job(self, job: Job) -> None:
+        await self._jobs.replace_one({"_id": job.job_id}, job_to_doc(job))
 
     async def inventory(self, code_type: str, *, shared: bool) -> dict[CodeState, int]:
         collection = self._instances if shared else self._codes

@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
@@ -28,13 +28,24 @@ from shared.adapters.documents import (
     code_from_doc,
     code_to_doc,
     event_to_doc,
+    job_from_doc,
+    job_to_doc,
     pending_event_from_doc,
     redemption_from_doc,
     redemption_to_doc,
 )
 from shared.clock import from_ms, to_ms, utcnow
 from shared.domain import model
-from shared.domain.model import Campaign, CampaignFilter, Change, Code, CodeRef, Redemption, ReplyTo
+from shared.domain.model import (
+    Campaign,
+    CampaignFilter,
+    Change,
+    Code,
+    CodeRef,
+    Job,
+    Redemption,
+    ReplyTo,
+)
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import normalise
 from shared.domain.states import RESETTABLE, CodeState
@@ -76,9 +87,12 @@ CREATE TABLE IF NOT EXISTS codes (
     code_state TEXT NOT NULL,
     redeemed_by_user_id TEXT,
     redeemed_at INTEGER,
+    job_id TEXT,
     doc TEXT NOT NULL,
     UNIQUE (code_type, scan_norm)
 );
+CREATE INDEX IF NOT EXISTS codes_by_job ON codes (job_id, id) WHERE job_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS codes_by_scan ON codes (scan_norm);
 CREATE INDEX IF NOT EXISTS codes_by_state ON codes (code_type, code_state);
 CREATE INDEX IF NOT EXISTS codes_by_user ON codes (redeemed_by_user_id, code_type)
@@ -391,6 +405,57 @@ class SqliteStore:
         codes = [code_from_doc(loads(r)) for r in rows]
         return sorted(codes, key=lambda code: code.redeemed_at or code.updated_at)
 
+    # Bulk: generation jobs, import and export
+
+    async def add_codes(self, codes: Sequence[Code]) -> list[bool]:
+        def insert(conn: sqlite3.Connection) -> list[bool]:
+            added = []
+            with _transaction(conn):
+                for code in codes:
+                    try:
+                        _insert_code(conn, code)
+                        added.append(True)
+                    except sqlite3.IntegrityError:
+                        added.append(False)
+            return added
+
+        return await self._run(insert)
+
+    async def codes_of(
+        self, code_type: str, *, job_id: str | None = None, batch: int = 1000
+    ) -> AsyncIterator[list[Code]]:
+        column, value = ("job_id", job_id) if job_id else ("code_type", code_type)
+        after = ""
+        while True:
+            rows = await self._all(
+                f"SELECT doc FROM codes WHERE {column} = ? AND id > ? ORDER BY id LIMIT ?",
+                value,
+                after,
+                batch,
+            )
+            if not rows:
+                return
+            codes = [code_from_doc(loads(r)) for r in rows]
+            yield codes
+            after = codes[-1].redemption_code_id
+
+    async def count_job_codes(self, job_id: str) -> int:
+        return int(await self._one("SELECT count(*) FROM codes WHERE job_id = ?", job_id) or 0)
+
+    async def create_job(self, job: Job) -> None:
+        await self._write(
+            "INSERT INTO jobs (id, doc) VALUES (?, ?)", job.job_id, dumps(job_to_doc(job))
+        )
+
+    async def get_job(self, job_id: str) -> Job | None:
+        row = await self._one("SELECT doc FROM jobs WHERE id = ?", job_id)
+        return job_from_doc(loads(row)) if row else None
+
+    async def update_job(self, job: Job) -> None:
+        await self._write(
+            "UPDATE jobs SET doc = ? WHERE id = ?", dumps(job_to_doc(job)), job.job_id
+        )
+
     # Operator operations
 
     async def inventory(self, code_type: str, *, shared: bool) -> dict[CodeState, int]:
@@ -651,7 +716,7 @@ def _count_slot(conn: sqlite3.Connection, campaign: Campaign, delta: int) -> Non
 def _insert_code(conn: sqlite3.Connection, code: Code) -> None:
     conn.execute(
         "INSERT INTO codes (id, code_type, scan_norm, code_state, redeemed_by_user_id,"
-        " redeemed_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        " redeemed_at, job_id, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
             code.redemption_code_id,
             code.code_type,
@@ -659,6 +724,7 @@ def _insert_code(conn: sqlite3.Connection, code: Code) -> None:
             code.code_state.value,
             code.redeemed_by_user_id,
             to_ms(code.redeemed_at),
+            code.job_id,
             dumps(code_to_doc(code)),
         ),
     )

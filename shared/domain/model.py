@@ -177,6 +177,7 @@ class Code:
     attempted_at: datetime | None = None
     error_code: str | None = None
     error_msg: str | None = None
+    job_id: str | None = None
     history: tuple[HistoryEntry, ...] = ()
 
 
@@ -457,3 +458,28 @@ class ReplyTo:
 
     queue: str
     correlation_id: str
+
+
+class JobState(StrEnum):
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class Job:
+    """`GenerateCodes` in the background: `quantity` new codes, `done` so far."""
+
+    job_id: str
+    code_type: str
+    quantity: int
+    code_state: CodeState
+    algorithm_name: str
+    algorithm_details: JsonMap
+    created_at: datetime
+    updated_at: datetime
+    prefix: str | None = None
+    custom_code_info: JsonMap | None = None
+    done: int = 0
+    state: JobState = JobState.RUNNING
+    error: str | None = None

@@ -8,6 +8,7 @@ on MongoDB and on the embedded SQLite store.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +23,8 @@ from shared.domain.model import (
     Code,
     CodeRef,
     CodeUseType,
+    Job,
+    JobState,
     Redemption,
     RedemptionStatus,
     ReplyTo,
@@ -360,3 +363,28 @@ async def test_recent_redemptions_come_newest_first(store: Store) -> None:
         "r3",
         "r1",
     ]
+
+
+async def test_bulk_adds_report_which_codes_were_new(store: Store) -> None:
+    await seed(store, scan="OLD-1")
+    codes = [
+        Code(f"b{n}", "gems", scan, CodeState.INACTIVE, NOW, NOW, job_id="job-1")
+        for n, scan in enumerate(["NEW-1", "old 1", "NEW-2", "new-1"])
+    ]
+    assert await store.add_codes(codes) == [True, False, True, False]
+    assert await store.add_codes(codes) == [False] * 4
+    assert await store.count_job_codes("job-1") == 2
+    batches = [batch async for batch in store.codes_of("gems", batch=2)]
+    assert [len(b) for b in batches] == [2, 1]
+    assert sorted(c.scan_code for b in batches for c in b) == ["NEW-1", "NEW-2", "OLD-1"]
+    of_job = [c.scan_code async for b in store.codes_of("gems", job_id="job-1") for c in b]
+    assert sorted(of_job) == ["NEW-1", "NEW-2"]
+
+
+async def test_a_job_records_its_progress(store: Store) -> None:
+    job = Job("job-1", "gems", 10, CodeState.INACTIVE, "FiveByFive", {}, NOW, NOW)
+    await store.create_job(job)
+    done = dataclasses.replace(job, done=10, state=JobState.COMPLETED)
+    await store.update_job(done)
+    assert await store.get_job("job-1") == done
+    assert await store.get_job("nope") is None
