@@ -47,6 +47,15 @@ class Admin:
         await self._store.create_campaign(campaign)
         return campaign
 
+    async def personal_campaign(self, code_type: str) -> Campaign:
+        campaign = await self.campaign(code_type)
+        if campaign.is_shared:
+            raise DomainError(
+                ReasonCode.REDEMPTION_CODE_TYPE_MUST_BE_SINGLE_USE,
+                f"campaign {code_type} is shared: its one code is the campaign's scanCode",
+            )
+        return campaign
+
     async def campaign(self, code_type: str) -> Campaign:
         campaign = await self._store.get_campaign(code_type)
         if campaign is None:

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.intake import errors
 from services.intake.admin import Admin
 from services.intake.auth import Keys, requires
+from services.intake.bulk import Importer, export_lines
 from services.intake.commands import CommandConsumer
 from services.intake.paging import Contexts, PageQuery
 from services.intake.redemptions import Outcomes, job_for, submit
@@ -29,6 +30,7 @@ from services.intake.schemas import (
     CampaignPatch,
     CodeWithHistory,
     Deleted,
+    ImportReportOut,
     InvalidateIn,
     Inventory,
     RecentRedemptions,
@@ -48,6 +50,7 @@ from shared.messages import CodeRecord, ErrorBody, RedemptionRecord
 from shared.ops import ops_router
 from shared.runtime import Adapters
 
+MEDIA_TYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson"}
 Connect = Callable[[Settings, str], AbstractAsyncContextManager[Adapters]]
 Admin_ = Annotated[str, Depends(requires("admin"))]
 Redeemer = Annotated[str, Depends(requires("redeem"))]
@@ -89,7 +92,7 @@ def create_app(settings: Settings, connect: Connect, clock: Clock = utcnow) -> F
     app = FastAPI(title="Redemption codes", version="1", lifespan=lifespan, responses=ERRORS)
     app.state.keys = Keys(settings.api_key_roles())
     errors.install(app)
-    app.add_middleware(errors.BodyLimit)
+    app.add_middleware(errors.BodyLimit, streamed=("/codes/import",))
     _campaign_routes(app)
     _code_routes(app)
     _redemption_routes(app)
@@ -182,6 +185,36 @@ def _code_routes(app: FastAPI) -> None:
             redemptionCount=campaign.redemption_count if campaign.is_shared else None,
             maxRedemptions=campaign.max_redemptions,
         )
+
+    @app.post(base + "/import", tags=["codes"])
+    async def import_codes(
+        codeType: str,
+        request: Request,
+        deps: Deps,
+        _: Admin_,
+        format: Annotated[Literal["csv", "ndjson"] | None, Query()] = None,
+    ) -> ImportReportOut:
+        """Bulk import, streamed: CSV (header with scanCode) or NDJSON, one code a line."""
+        await deps.admin.personal_campaign(codeType)
+        kind = format or (
+            "ndjson" if "ndjson" in request.headers.get("content-type", "") else "csv"
+        )
+        report = await Importer(deps.adapters.store, deps.clock, new_id).run(
+            codeType, kind, request.stream()
+        )
+        return ImportReportOut.model_validate(report, from_attributes=True)
+
+    @app.get(base + "/export", tags=["codes"])
+    async def export_codes(
+        codeType: str,
+        deps: Deps,
+        _: Admin_,
+        format: Annotated[Literal["csv", "ndjson"], Query()] = "csv",
+    ) -> StreamingResponse:
+        """Every code of the campaign, streamed."""
+        await deps.admin.personal_campaign(codeType)
+        lines = export_lines(deps.adapters.store.codes_of(codeType), format)
+        return StreamingResponse(lines, media_type=MEDIA_TYPES[format])
 
     @app.delete(base, tags=["codes"])
     async def delete_codes(codeType: str, deps: Deps, _: Admin_) -> Deleted:

@@ -69,14 +69,21 @@ def install(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """Refuse bodies over MAX_BODY_BYTES before they are read into memory."""
+    """Refuse bodies over MAX_BODY_BYTES before they are read into memory.
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+    Streamed uploads (paths ending in one of `streamed`) are read a line at
+    a time by their handler, which limits each line instead.
+    """
+
+    def __init__(
+        self, app: ASGIApp, limit: int = MAX_BODY_BYTES, streamed: tuple[str, ...] = ()
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.streamed = streamed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or any(scope["path"].endswith(s) for s in self.streamed):
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")

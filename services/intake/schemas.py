@@ -227,3 +227,17 @@ class RecentRedemptions(BaseModel):
     before: EpochMs | None = Field(
         description="pass as ?before= for the next, older page; null when there is none"
     )
+
+
+class RowErrorOut(BaseModel):
+    line: int
+    reasonCode: int
+    reason: str
+
+
+class ImportReportOut(BaseModel):
+    rows: int
+    added: int
+    unchanged: int = Field(description="already there: an import is idempotent")
+    rejected: int
+    errors: list[RowErrorOut] = Field(description="the first 10,000 rejected lines")

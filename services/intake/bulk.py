@@ -1,0 +1,208 @@
+"""Bulk import and export of inventories: CSV or NDJSON, streamed in constant memory.
+
+An import file has one code a line: CSV with a header naming `scanCode` and
+optionally `codeState` (`Inactive`, the default, or `Available`) and
+`customCodeInfo` (a JSON object), or NDJSON objects with the same fields.
+Importing is idempotent per (codeType, scanCode): a code already there is
+counted `unchanged` and left as it is. Every rejected line is reported with
+its number and reason.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from shared.clock import Clock
+from shared.domain.model import Code, NewId
+from shared.domain.reasons import DomainError, ReasonCode
+from shared.domain.scancode import checked
+from shared.domain.states import CodeState
+from shared.messages import CodeRecord, describe
+from shared.ports import Store
+
+BATCH = 1_000
+MAX_REPORTED_ERRORS = 10_000
+MAX_LINE_BYTES = 64 * 1024
+CSV_COLUMNS = (
+    "scanCode",
+    "codeState",
+    "customCodeInfo",
+    "redemptionCodeId",
+    "version",
+    "redeemedByUserId",
+    "createdAt",
+    "activatedAt",
+    "redeemedAt",
+)
+
+
+class ImportRow(BaseModel):
+    scanCode: str
+    codeState: CodeState = CodeState.INACTIVE
+    customCodeInfo: dict[str, Any] | None = None
+
+
+@dataclass
+class RowError:
+    line: int
+    reasonCode: int
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    added: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    def refuse(self, line: int, error: DomainError) -> None:
+        self.rejected += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append(RowError(line, int(error.reason), error.message))
+
+
+async def numbered_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[int, str]]:
+    """The lines of a streamed UTF-8 body, numbered from 1, never all in memory."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending, number = "", 0
+    async for chunk in chunks:
+        pending += decoder.decode(chunk)
+        *complete, pending = pending.split("\n")
+        if len(pending) > MAX_LINE_BYTES:
+            raise DomainError(
+                ReasonCode.INVALID_PARAMETER_VALUE,
+                f"line {number + len(complete) + 1} is longer than {MAX_LINE_BYTES}",
+            )
+        for line in complete:
+            number += 1
+            yield number, line.rstrip("\r")
+    pending += decoder.decode(b"", final=True)
+    if pending.strip():
+        yield number + 1, pending.rstrip("\r")
+
+
+def _csv_row(header: list[str], line: str) -> dict[str, Any]:
+    values = next(csv.reader([line]))
+    if len(values) != len(header):
+        raise DomainError(
+            ReasonCode.INVALID_PARAMETER_VALUE,
+            f"{len(values)} fields where the header has {len(header)}",
+        )
+    row: dict[str, Any] = {k: v for k, v in zip(header, values, strict=True) if v != ""}
+    if "customCodeInfo" in row:
+        row["customCodeInfo"] = _json(row["customCodeInfo"])
+    return row
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, "not valid JSON") from None
+
+
+def _row(values: dict[str, Any]) -> ImportRow:
+    try:
+        row = ImportRow.model_validate(values)
+    except ValidationError as exc:
+        raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, describe(exc)) from None
+    if row.codeState not in (CodeState.INACTIVE, CodeState.AVAILABLE):
+        raise DomainError(
+            ReasonCode.INVALID_PARAMETER_VALUE, "codeState must be Inactive or Available"
+        )
+    checked(row.scanCode)
+    return row
+
+
+class Importer:
+    def __init__(self, store: Store, clock: Clock, new_id: NewId) -> None:
+        self._store = store
+        self._clock = clock
+        self._new_id = new_id
+
+    async def run(self, code_type: str, fmt: str, chunks: AsyncIterable[bytes]) -> ImportReport:
+        report = ImportReport()
+        batch: list[tuple[int, Code]] = []
+        header: list[str] | None = None
+        async for number, line in numbered_lines(chunks):
+            if not line.strip():
+                continue
+            if fmt == "csv" and header is None:
+                header = [name.strip() for name in next(csv.reader([line]))]
+                if "scanCode" not in header:
+                    raise DomainError(
+                        ReasonCode.INVALID_PARAMETER_VALUE,
+                        "the CSV header names no scanCode column",
+                    )
+                continue
+            report.rows += 1
+            try:
+                values = _csv_row(header or [], line) if fmt == "csv" else _object(line)
+                batch.append((number, self._code(code_type, _row(values))))
+            except DomainError as error:
+                report.refuse(number, error)
+            if len(batch) >= BATCH:
+                await self._flush(batch, report)
+        await self._flush(batch, report)
+        return report
+
+    def _code(self, code_type: str, row: ImportRow) -> Code:
+        now = self._clock()
+        return Code(
+            redemption_code_id=self._new_id(),
+            code_type=code_type,
+            scan_code=row.scanCode.strip().upper(),
+            code_state=row.codeState,
+            created_at=now,
+            updated_at=now,
+            activated_at=now if row.codeState is CodeState.AVAILABLE else None,
+            custom_code_info=row.customCodeInfo,
+        )
+
+    async def _flush(self, batch: list[tuple[int, Code]], report: ImportReport) -> None:
+        added = await self._store.add_codes([code for _, code in batch])
+        report.added += sum(added)
+        report.unchanged += len(added) - sum(added)
+        batch.clear()
+
+
+def _object(line: str) -> dict[str, Any]:
+    value = _json(line)
+    if not isinstance(value, dict):
+        raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, "each line must be a JSON object")
+    return value
+
+
+async def export_lines(batches: AsyncIterable[list[Code]], fmt: str) -> AsyncIterator[bytes]:
+    """Codes as CSV (with a header) or NDJSON, a batch at a time."""
+    if fmt == "csv":
+        yield _csv_lines([list(CSV_COLUMNS)])
+    async for codes in batches:
+        records = (CodeRecord.of(code) for code in codes)
+        if fmt == "csv":
+            yield _csv_lines(_csv_values(r) for r in records)
+        else:
+            yield b"".join(r.model_dump_json().encode() + b"\n" for r in records)
+
+
+def _csv_values(record: CodeRecord) -> list[object]:
+    row = record.model_dump(mode="json")
+    if row["customCodeInfo"] is not None:
+        row["customCodeInfo"] = json.dumps(row["customCodeInfo"], separators=(",", ":"))
+    return ["" if row[c] is None else row[c] for c in CSV_COLUMNS]
+
+
+def _csv_lines(rows: Iterable[list[object]]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue().encode()
