@@ -162,6 +162,13 @@ class CodeEventMessage(WireModel):
     code: CodeRecord
 
 
+class JobMessage(WireModel):
+    """A background job for a worker: `GenerateCodes`, stored under `jobId`."""
+
+    schemaVersion: Literal[1] = SCHEMA_VERSION
+    jobId: Id
+
+
 class ErrorBody(WireModel):
     """Every refusal: HTTP status, stable reason code, and what to do about it."""
 

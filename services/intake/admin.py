@@ -7,16 +7,21 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from shared.domain.generation import Format
+
 from services.intake.paging import PageQuery
+from services.intake.schemas import GenerateIn
+from shared import codegen
 from shared.clock import Clock
 from shared.domain import model
-from shared.domain.model import Campaign, Change, Code, CodeRef, NewId, Redemption
+from shared.domain.model import Campaign, Change, Code, CodeRef, Job, NewId, Redemption
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import checked
 from shared.domain.states import Action, CodeState, target
 from shared.ports import Store
 
 MAX_SHARED_SCAN_CODE = 20
+MAX_INLINE = 100
 # How often an operator edit re-reads a code that changed under it.
 _EDIT_ATTEMPTS = 5
 
@@ -153,6 +158,39 @@ class Admin:
             model.check_version(await self.code(code_type, scan_code), version)
             raise DomainError(ReasonCode.REDEMPTION_CODE_VERSION_MISMATCH, "code changed meanwhile")
         return updated
+
+    async def generate(self, code_type: str, request: GenerateIn) -> tuple[Job, list[str]]:
+        """A job for the codes asked for; inline (at most 100) it is run at once."""
+        await self.personal_campaign(code_type)
+        if request.inline and request.quantity > MAX_INLINE:
+            raise DomainError(
+                ReasonCode.INVALID_PARAMETER_VALUE,
+                f"GenerateCodesInline makes at most {MAX_INLINE} codes",
+            )
+        Format.named(request.algorithmName, request.algorithmDetailsJson, prefix=request.prefix)
+        now = self._clock()
+        job = Job(
+            self._new_id(),
+            code_type,
+            request.quantity,
+            CodeState(request.codeState),
+            request.algorithmName,
+            request.algorithmDetailsJson,
+            now,
+            now,
+            prefix=request.prefix,
+            custom_code_info=request.customCodeInfo,
+        )
+        await self._store.create_job(job)
+        if request.inline:
+            return await codegen.generate(self._store, job, self._clock, self._new_id)
+        return job, []
+
+    async def job(self, job_id: str) -> Job:
+        job = await self._store.get_job(job_id)
+        if job is None:
+            raise DomainError(ReasonCode.REDEMPTION_NOT_FOUND, f"no job {job_id}")
+        return job
 
     async def inventory(self, code_type: str) -> tuple[Campaign, dict[CodeState, int]]:
         campaign = await self.campaign(code_type)

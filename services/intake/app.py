@@ -30,9 +30,12 @@ from services.intake.schemas import (
     CampaignPatch,
     CodeWithHistory,
     Deleted,
+    GeneratedInline,
+    GenerateIn,
     ImportReportOut,
     InvalidateIn,
     Inventory,
+    JobOut,
     RecentRedemptions,
     RedeemedCodes,
     RedeemIn,
@@ -41,12 +44,13 @@ from services.intake.schemas import (
     UpdateCustomInfoIn,
     instant,
 )
+from shared import topology
 from shared.clock import Clock, new_id, to_ms, utcnow
 from shared.config import Settings
 from shared.domain.model import CodeUseType, RedemptionStatus
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
-from shared.messages import CodeRecord, ErrorBody, RedemptionRecord
+from shared.messages import CodeRecord, ErrorBody, JobMessage, RedemptionRecord
 from shared.ops import ops_router
 from shared.runtime import Adapters
 
@@ -94,6 +98,7 @@ def create_app(settings: Settings, connect: Connect, clock: Clock = utcnow) -> F
     errors.install(app)
     app.add_middleware(errors.BodyLimit, streamed=("/codes/import",))
     _campaign_routes(app)
+    _bulk_routes(app)  # before /codes/{scanCode}, which would take /codes/export
     _code_routes(app)
     _redemption_routes(app)
     return app
@@ -171,7 +176,8 @@ async def _page(deps: Intake, query: PageQuery) -> CampaignList:
     return CampaignList(context=deps.contexts.dump(query), results=page)
 
 
-def _code_routes(app: FastAPI) -> None:
+def _bulk_routes(app: FastAPI) -> None:
+    """Whole-campaign operations: inventory, generation, import, export, delete, reset."""
     base = "/v1/campaigns/{codeType}/codes"
 
     @app.get("/v1/campaigns/{codeType}/inventory", tags=["codes"])
@@ -185,6 +191,41 @@ def _code_routes(app: FastAPI) -> None:
             redemptionCount=campaign.redemption_count if campaign.is_shared else None,
             maxRedemptions=campaign.max_redemptions,
         )
+
+    @app.post(
+        base + "/generate",
+        status_code=202,
+        tags=["codes"],
+        responses={200: {"model": GeneratedInline}, 202: {"model": JobOut}},
+    )
+    async def generate_codes(
+        codeType: str, body: GenerateIn, deps: Deps, _: Admin_
+    ) -> JSONResponse:
+        """`GenerateCodes`: a job (202); with `inline`, `GenerateCodesInline` (200)."""
+        job, codes = await deps.admin.generate(codeType, body)
+        if body.inline:
+            return JSONResponse(GeneratedInline(generatedScanCodes=codes).model_dump())
+        message = JobMessage(jobId=job.job_id).model_dump_json().encode()
+        await deps.adapters.broker.publish(
+            topology.WORK_EXCHANGE, topology.JOB_ROUTING_KEY, message, message_id=job.job_id
+        )
+        return JSONResponse(JobOut.of(job).model_dump(), status_code=202)
+
+    @app.get("/v1/jobs/{jobId}", tags=["codes"])
+    async def get_job(jobId: str, deps: Deps, _: Admin_) -> JobOut:
+        return JobOut.of(await deps.admin.job(jobId))
+
+    @app.get("/v1/jobs/{jobId}/codes", tags=["codes"])
+    async def job_codes(
+        jobId: str,
+        deps: Deps,
+        _: Admin_,
+        format: Annotated[Literal["csv", "ndjson"], Query()] = "csv",
+    ) -> StreamingResponse:
+        """The codes a generation job made, streamed."""
+        job = await deps.admin.job(jobId)
+        batches = deps.adapters.store.codes_of(job.code_type, job_id=job.job_id)
+        return StreamingResponse(export_lines(batches, format), media_type=MEDIA_TYPES[format])
 
     @app.post(base + "/import", tags=["codes"])
     async def import_codes(
@@ -226,6 +267,10 @@ def _code_routes(app: FastAPI) -> None:
         """Reset every code no redemption holds to `codeState`, each with its event."""
         count = await deps.admin.reset_codes(codeType, CodeState(body.codeState), who)
         return Reset(reset=count)
+
+
+def _code_routes(app: FastAPI) -> None:
+    base = "/v1/campaigns/{codeType}/codes"
 
     @app.post(base, status_code=201, tags=["codes"])
     async def add_code(codeType: str, body: AddCodeIn, deps: Deps, _: Admin_) -> CodeRecord:

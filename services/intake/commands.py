@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractIncomingMessage
 
 from services.intake.redemptions import job_for, submit
 from shared import topology
-from shared.adapters.rabbitmq import Broker, delivery_count
+from shared.adapters.rabbitmq import Broker, Consumer, delivery_count
 from shared.clock import Clock
 from shared.domain.reasons import DomainError
 from shared.messages import ErrorBody, RedeemCommand, parse
@@ -23,22 +23,12 @@ from shared.messages import ErrorBody, RedeemCommand, parse
 log = structlog.get_logger()
 
 
-class CommandConsumer:
+class CommandConsumer(Consumer):
     def __init__(self, broker: Broker, clock: Clock) -> None:
-        self._broker = broker
+        super().__init__(broker, topology.INTAKE_QUEUE)
         self._clock = clock
-        self._queue: AbstractQueue | None = None
-        self._tag: str | None = None
 
-    async def start(self) -> None:
-        self._queue = await self._broker.queue(topology.INTAKE_QUEUE)
-        self._tag = await self._queue.consume(self._on_message)
-
-    async def stop(self) -> None:
-        if self._queue and self._tag:
-            await self._queue.cancel(self._tag)
-
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def handle(self, message: AbstractIncomingMessage) -> None:
         try:
             command = parse(RedeemCommand, message.body)
             job = job_for(

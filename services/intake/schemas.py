@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.clock import from_ms, to_ms
-from shared.domain.model import Campaign, Code, HistoryEntry
+from shared.domain.model import Campaign, Code, HistoryEntry, Job
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.messages import CodeRecord, EpochMs, Id, Info, RedemptionRecord, ScanCodeText
 
@@ -241,3 +241,43 @@ class ImportReportOut(BaseModel):
     unchanged: int = Field(description="already there: an import is idempotent")
     rejected: int
     errors: list[RowErrorOut] = Field(description="the first 10,000 rejected lines")
+
+
+class GenerateIn(Body):
+    """`GenerateCodes` (a background job) or, with `inline`, `GenerateCodesInline`."""
+
+    quantity: int = Field(ge=1, le=10_000_000)
+    codeState: Literal["Inactive", "Available"] = "Inactive"
+    customCodeInfo: Info | None = None
+    prefix: str | None = Field(None, max_length=16)
+    algorithmName: str = "FiveByFive"
+    algorithmDetailsJson: dict[str, Any] = Field(default_factory=dict)
+    inline: bool = Field(False, description="generate at once, at most 100 codes")
+
+
+class GeneratedInline(BaseModel):
+    generatedScanCodes: list[str]
+
+
+class JobOut(BaseModel):
+    jobId: str
+    codeType: str
+    quantity: int
+    done: int
+    state: str
+    error: str | None
+    createdAt: EpochMs
+    updatedAt: EpochMs
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        return cls(
+            jobId=job.job_id,
+            codeType=job.code_type,
+            quantity=job.quantity,
+            done=job.done,
+            state=job.state.value,
+            error=job.error,
+            createdAt=to_ms(job.created_at) or 0,
+            updatedAt=to_ms(job.updated_at) or 0,
+        )

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import Counter
 
 from services.worker.redeem import RedeemService
 from shared import topology
-from shared.adapters.rabbitmq import Broker, delivery_count
+from shared.adapters.rabbitmq import Broker, Consumer, delivery_count
 from shared.clock import Clock, from_ms
 from shared.domain.model import Redemption, ReplyTo
 from shared.domain.reasons import DomainError, ReasonCode
@@ -42,34 +42,16 @@ def pending_from_job(job: RedemptionJob, clock: Clock) -> Redemption:
     )
 
 
-class WorkConsumer:
+class WorkConsumer(Consumer):
     def __init__(
         self, service: RedeemService, broker: Broker, clock: Clock, *, max_deliveries: int
     ) -> None:
         self._service = service
-        self._broker = broker
+        super().__init__(broker, topology.WORK_QUEUE)
         self._clock = clock
         self._max_deliveries = max_deliveries
-        self._queue: AbstractQueue | None = None
-        self._tag: str | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        self._queue = await self._broker.queue(topology.WORK_QUEUE)
-        self._tag = await self._queue.consume(self._on_message)
-
-    async def stop(self) -> None:
-        """Stop taking jobs, then let the ones in hand finish."""
-        if self._queue and self._tag:
-            await self._queue.cancel(self._tag)
-        current = asyncio.current_task()
-        await asyncio.gather(*(t for t in self._in_flight if t is not current))
-
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+    async def handle(self, message: AbstractIncomingMessage) -> None:
         try:
             job = parse(RedemptionJob, message.body)
         except DomainError as error:

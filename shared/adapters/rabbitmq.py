@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from abc import ABC, abstractmethod
 from typing import Any
 
 import aio_pika
@@ -95,6 +97,8 @@ class Broker:
         args = quorum_queue_arguments(max_deliveries)
         work = await ch.declare_queue(topology.WORK_QUEUE, durable=True, arguments=args)
         await work.bind(topology.WORK_EXCHANGE, routing_key=topology.REDEEM_ROUTING_KEY)
+        jobs = await ch.declare_queue(topology.JOBS_QUEUE, durable=True, arguments=args)
+        await jobs.bind(topology.WORK_EXCHANGE, routing_key=topology.JOB_ROUTING_KEY)
         intake = await ch.declare_queue(topology.INTAKE_QUEUE, durable=True, arguments=args)
         await intake.bind(topology.COMMANDS_EXCHANGE, routing_key=topology.REDEEM_ROUTING_KEY)
 
@@ -158,3 +162,35 @@ class Broker:
             headers=headers,
         )
         await message.ack()
+
+
+class Consumer(ABC):
+    """Consumes one queue with manual acks, one task a message; `stop()` stops taking
+    messages and waits for those in hand, so that a shutdown finishes its work."""
+
+    def __init__(self, broker: Broker, queue: str) -> None:
+        self._broker = broker
+        self._queue_name = queue
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._in_flight: set[asyncio.Task[Any]] = set()
+
+    @abstractmethod
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        """Ack, nack or dead-letter `message`: every consumer states its policy."""
+
+    async def start(self) -> None:
+        self._queue = await self._broker.queue(self._queue_name)
+        self._tag = await self._queue.consume(self._track)
+
+    async def stop(self) -> None:
+        if self._queue and self._tag:
+            await self._queue.cancel(self._tag)
+        await asyncio.gather(*self._in_flight)
+
+    async def _track(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        await self.handle(message)

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from tests.support.api import Api
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.e2e
 ROWS = 100_000
@@ -103,3 +104,55 @@ async def test_a_file_that_is_not_an_inventory_gets_a_reason(api: Api) -> None:
         "/v1/campaigns/none/codes/import", headers=api.admin, content=b"scanCode\nA\n"
     )
     assert (missing.status_code, missing.json()["reasonCode"]) == (404, 40399)
+
+
+async def test_codes_are_generated_inline_or_in_a_job_with_a_download(api: Api) -> None:
+    await api.campaign("gen")
+    url = "/v1/campaigns/gen/codes/generate"
+    inline = await api.http.post(
+        url,
+        headers=api.admin,
+        json={
+            "quantity": 100,
+            "inline": True,
+            "algorithmName": "FiveByFive",
+            "algorithmDetailsJson": {"includeCheck": True},
+        },
+    )
+    assert inline.status_code == 200, inline.text
+    assert len(set(inline.json()["generatedScanCodes"])) == 100
+    too_many = await api.http.post(url, headers=api.admin, json={"quantity": 101, "inline": True})
+    assert (too_many.status_code, too_many.json()["reasonCode"]) == (422, 40660)
+    unknown = await api.http.post(
+        url, headers=api.admin, json={"quantity": 5, "algorithmName": "Nope"}
+    )
+    assert (unknown.status_code, unknown.json()["reasonCode"]) == (422, 40660)
+
+    started = await api.http.post(
+        url,
+        headers=api.admin,
+        json={
+            "quantity": 5_000,
+            "algorithmName": "Custom",
+            "prefix": "GC",
+            "algorithmDetailsJson": {"length": 10, "group": 5},
+            "codeState": "Available",
+        },
+    )
+    assert started.status_code == 202, started.text
+    job_id = started.json()["jobId"]
+
+    async def job() -> dict[str, object]:
+        answer = await api.http.get(f"/v1/jobs/{job_id}", headers=api.admin)
+        return dict(answer.json())
+
+    done = await eventually(
+        job, until=lambda j: j["state"] == "Completed", timeout_s=60, what="the generation job"
+    )
+    assert done["done"] == 5_000
+    download = await api.http.get(f"/v1/jobs/{job_id}/codes", headers=api.admin)
+    rows = list(csv.DictReader(io.StringIO(download.text)))
+    assert len({r["scanCode"] for r in rows}) == 5_000
+    assert all(r["scanCode"].startswith("GC-") and r["codeState"] == "Available" for r in rows)
+    inventory = (await api.http.get("/v1/campaigns/gen/inventory", headers=api.admin)).json()
+    assert inventory["counts"] == {**inventory["counts"], "Inactive": 100, "Available": 5_000}
