@@ -17,12 +17,18 @@ from rich.console import Console
 from rich.panel import Panel
 
 from services.cli import demo as demo_module
+from services.cli import manage
 from services.cli import up as up_module
 from services.cli.errors import CliError
 from services.cli.local import RunningSystem, admin_key
 from shared.config import Settings
 
 app = typer.Typer(help="Redemption codes: run the service and work with it.", add_completion=False)
+app.add_typer(manage.campaigns, name="campaigns")
+app.command("inventory")(manage.inventory)
+app.command("import")(manage.import_codes)
+app.command("export")(manage.export_codes)
+app.command("generate")(manage.generate)
 console = Console()
 
 

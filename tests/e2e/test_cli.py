@@ -15,7 +15,8 @@ import pytest
 
 from tests.support.servers import free_port
 
-pytestmark = pytest.mark.e2e
+# The demo loads a whole system for a minute or two on this machine's two cores.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
 REDEEM = str(Path(sys.executable).parent / "redeem")
 INVARIANTS = (
@@ -92,14 +93,19 @@ def test_a_worker_killed_mid_demo_leaves_the_invariants_intact(
         demo = subprocess.Popen(
             [REDEEM, "demo"], env=cli_env, stdout=out, stderr=subprocess.STDOUT, text=True
         )
-        deadline = time.monotonic() + 300
-        while "Sending" not in demo_log.read_text():
-            assert demo.poll() is None and time.monotonic() < deadline, demo_log.read_text()
-            time.sleep(0.2)
-        time.sleep(1.0)  # well into the load
-        record = json.loads((Path(cli_env["REDEEM_DATA_DIR"]) / "system.json").read_text())
-        os.kill(record["processes"]["worker-1"], signal.SIGKILL)
-        assert demo.wait(600) == 0, demo_log.read_text()[-3000:]
+        try:
+            deadline = time.monotonic() + 300
+            while "Sending" not in demo_log.read_text():
+                assert demo.poll() is None and time.monotonic() < deadline, demo_log.read_text()
+                time.sleep(0.2)
+            time.sleep(1.0)  # well into the load
+            record = json.loads((Path(cli_env["REDEEM_DATA_DIR"]) / "system.json").read_text())
+            os.kill(record["processes"]["worker-1"], signal.SIGKILL)
+            assert demo.wait(600) == 0, demo_log.read_text()[-3000:]
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+            demo.wait()
     assert_green(demo_log.read_text())
     up_log = tmp_path / "up.log"
     assert "worker-1 exited (-9); restarting it" in up_log.read_text()
@@ -118,3 +124,64 @@ def test_the_cli_explains_bad_input_in_one_line(cli_env: dict[str, str], tmp_pat
     assert refused.returncode == 1
     assert refused.stderr.strip().startswith("error: RabbitMQ does not answer")
     assert "Traceback" not in refused.stderr + refused.stdout
+
+
+def redeem(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([REDEEM, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_operators_manage_inventories_from_the_command_line(
+    system_up: subprocess.Popen[str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**cli_env, "COLUMNS": "200"}
+    assert redeem(env, "campaigns", "create", "cards").returncode == 0
+    created = redeem(
+        env, "campaigns", "create", "fans", "--scan-code", "FANS-1", "--max-redemptions", "5"
+    )
+    assert "created fans (MULTI)" in created.stdout
+    listed = redeem(env, "campaigns", "list")
+    assert "cards" in listed.stdout and "FANS-1" in listed.stdout and "0/5" in listed.stdout
+
+    generated = tmp_path / "generated.csv"
+    made = redeem(
+        env, "generate", "cards", "2500", "-o", str(generated), "--check", "--state", "Available"
+    )
+    assert made.returncode == 0, made.stderr
+    codes = [line.split(",")[0] for line in generated.read_text().splitlines()[1:]]
+    assert len(codes) == len(set(codes)) == 2500
+
+    inventory_file = tmp_path / "inventory.csv"
+    inventory_file.write_text("scanCode,codeState\nIMPORTED-1,Inactive\nBAD$,Inactive\n")
+    imported = redeem(env, "import", "cards", str(inventory_file))
+    assert imported.returncode == 0, imported.stderr
+    assert "2 rows: 1 added, 0 unchanged, 1 rejected" in imported.stdout
+    assert "40569" in imported.stdout
+
+    counted = redeem(env, "inventory", "cards")
+    assert "2,500" in counted.stdout and "2,501" in counted.stdout
+
+    exported = tmp_path / "export.ndjson"
+    assert redeem(env, "export", "cards", "-o", str(exported), "--format", "ndjson").returncode == 0
+    assert len(exported.read_text().splitlines()) == 2501
+
+
+def test_cli_mistakes_are_one_line_errors(
+    system_up: subprocess.Popen[str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    for args in (
+        ("inventory", "no-such-campaign"),
+        ("import", "no-such-campaign", str(tmp_path / "missing.csv")),
+        ("export", "no-such-campaign", "-o", str(tmp_path / "x.csv")),
+        ("generate", "no-such-campaign", "10", "-o", str(tmp_path / "g.csv")),
+    ):
+        done = redeem(cli_env, *args)
+        assert done.returncode == 1, args
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+        assert "Traceback" not in done.stderr + done.stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text("no,header\n1,2\n")
+    assert redeem(cli_env, "campaigns", "create", "real").returncode == 0
+    refused = redeem(cli_env, "import", "real", str(bad))
+    assert refused.returncode == 1
+    assert "scanCode" in refused.stderr and "Traceback" not in refused.stderr
