@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     max_wait_s: float = Field(30.0, gt=0, description="upper bound of ?wait= on RedeemCode")
     relay_batch: int = Field(256, ge=1)
     relay_idle_s: float = Field(0.05, gt=0, description="relay pause when nothing is pending")
+    mongodb_command_log: Path | None = Field(
+        None, description="diagnostics: write the MongoDB commands sent, counted, to this file"
+    )
     log_level: str = "INFO"
     log_format: str = Field("auto", description="json, console, or auto (console on a terminal)")
 

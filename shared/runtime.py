@@ -14,6 +14,7 @@ from shared.adapters.mongo_store import MongoStore
 from shared.adapters.rabbitmq import Broker
 from shared.adapters.sqlite_store import SqliteStore
 from shared.config import Settings
+from shared.diagnostics import CommandCounter
 from shared.ports import Store
 
 log = structlog.get_logger()
@@ -25,17 +26,22 @@ class Adapters:
     broker: Broker
 
 
-def open_store(settings: Settings, name: str) -> Store:
+def open_store(
+    settings: Settings, name: str, listeners: list[CommandCounter] | None = None
+) -> Store:
     """MongoDB when `REDEEM_MONGODB_URL` is set, else the embedded SQLite store."""
     if settings.mongodb_url:
-        return MongoStore.connect(settings.mongodb_url, settings.mongodb_db, appname=name)
+        return MongoStore.connect(
+            settings.mongodb_url, settings.mongodb_db, appname=name, event_listeners=listeners or []
+        )
     return SqliteStore(settings.sqlite_path)
 
 
 @asynccontextmanager
 async def adapters(settings: Settings, name: str) -> AsyncIterator[Adapters]:
     """Connect the store and the broker, declare what they need, close them after."""
-    store = open_store(settings, name)
+    counters = [CommandCounter(p) for p in [settings.mongodb_command_log] if p]
+    store = open_store(settings, name, counters)
     log.info(
         "store",
         kind=type(store).__name__,
@@ -56,6 +62,8 @@ async def adapters(settings: Settings, name: str) -> AsyncIterator[Adapters]:
             await broker.close()
     finally:
         await store.close()
+        for counter in counters:
+            counter.save()
 
 
 async def until_stopped() -> None:

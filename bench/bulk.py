@@ -1,0 +1,154 @@
+"""Bulk operations at retail scale: generate, import, export and count 1,000,000 codes.
+
+Prints rows per second and peak memory (RSS) for each, on the embedded store,
+and on MongoDB too when REDEEM_BENCH_MONGODB_URL is given. Each phase runs in
+a fresh process, so that its peak memory is its own.
+
+    .venv/bin/python -m bench.bulk [--rows 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import resource
+import secrets
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from services.intake.bulk import Importer, export_lines
+from shared import codegen
+from shared.adapters.mongo_store import MongoStore
+from shared.adapters.sqlite_store import SqliteStore
+from shared.clock import new_id, utcnow
+from shared.domain.generation import Format
+from shared.domain.model import Campaign, CodeUseType, Job
+from shared.domain.states import CodeState
+from shared.ports import Store
+
+NOW = datetime.now(UTC)
+Phase = Callable[[Store, int, Path], Coroutine[Any, Any, None]]
+
+
+def open_store(where: str) -> Store:
+    if where.startswith("mongodb"):
+        db = os.environ.get("REDEEM_BENCH_DB", "bench")
+        return MongoStore.connect(where, db)
+    return SqliteStore(Path(where))
+
+
+async def generate(store: Store, rows: int, _: Path) -> None:
+    job = Job(
+        new_id(), "gen", rows, CodeState.INACTIVE, "FiveByFive", {"includeCheck": True}, NOW, NOW
+    )
+    await store.create_job(job)
+    await codegen.generate(store, job, utcnow, new_id)
+
+
+async def import_file(store: Store, _: int, file: Path) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        with file.open("rb") as source:
+            while chunk := source.read(256 * 1024):
+                yield chunk
+
+    report = await Importer(store, utcnow, new_id).run("imp", "csv", chunks())
+    assert report.added + report.unchanged == report.rows
+
+
+async def export(store: Store, _: int, file: Path) -> None:
+    with file.with_suffix(".out").open("wb") as out:
+        async for chunk in export_lines(store.codes_of("imp"), "csv"):
+            out.write(chunk)
+
+
+async def inventory(store: Store, rows: int, _: Path) -> None:
+    counts = await store.inventory("imp", shared=False)
+    assert sum(counts.values()) == rows
+
+
+PHASES: dict[str, Phase] = {
+    "generate": generate,
+    "import": import_file,
+    "export": export,
+    "inventory": inventory,
+}
+
+
+def run_phase(where: str, name: str, rows: int, file: str) -> tuple[float, float]:
+    """In a fresh process: (seconds, peak RSS in MB)."""
+
+    async def main() -> float:
+        store = open_store(where)
+        await store.prepare()
+        started = time.perf_counter()
+        await PHASES[name](store, rows, Path(file))
+        elapsed = time.perf_counter() - started
+        await store.close()
+        return elapsed
+
+    elapsed = asyncio.run(main())
+    return elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_inventory(path: Path, rows: int) -> None:
+    fmt = Format.named("FiveByFive", {})
+    with path.open("w") as out:
+        out.write("scanCode,codeState\n")
+        for start in range(0, rows, 100_000):
+            codes = fmt.generate(min(100_000, rows - start), secrets.token_bytes)
+            out.writelines(f"{code},Available\n" for code in codes)
+
+
+async def seed(where: str) -> None:
+    store = open_store(where)
+    await store.prepare()
+    for name in ("gen", "imp"):
+        await store.create_campaign(Campaign(name, CodeUseType.SINGLE, NOW, NOW))
+    await store.close()
+
+
+def generation_rate(rows: int) -> float:
+    started = time.perf_counter()
+    Format.named("FiveByFive", {"includeCheck": True}).generate(rows, secrets.token_bytes)
+    return rows / (time.perf_counter() - started)
+
+
+def bench(label: str, where: str, rows: int, work: Path) -> None:
+    asyncio.run(seed(where))
+    file = work / f"inventory-{label}.csv"
+    write_inventory(file, rows)
+    context = multiprocessing.get_context("spawn")
+    for name in PHASES:
+        with context.Pool(1) as pool:
+            elapsed, peak_mb = pool.apply(run_phase, (where, name, rows, str(file)))
+        print(
+            f"{label:8} {name:10} {rows / elapsed:>12,.0f} rows/s {elapsed:>8.1f} s"
+            f" {peak_mb:>8.0f} MB peak"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    rows = parser.parse_args().rows
+    print(f"generation alone: {generation_rate(rows):,.0f} codes/s (FiveByFive with check)")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        bench("sqlite", str(work / "bench.sqlite3"), rows, work)
+        mongo = os.environ.get("REDEEM_BENCH_MONGODB_URL")
+        if mongo:
+            os.environ["REDEEM_BENCH_DB"] = f"bench_{uuid.uuid4().hex[:8]}"
+            bench("mongodb", mongo, rows, work)
+        else:
+            print("mongodb: set REDEEM_BENCH_MONGODB_URL to measure it too")
+
+
+if __name__ == "__main__":
+    main()
