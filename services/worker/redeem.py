@@ -71,13 +71,18 @@ class RedeemService:
         )
 
     async def give_up(self, pending: Redemption, error: DomainError) -> Redemption:
-        """End a redemption that cannot be carried out, failing any code it holds."""
+        """End a redemption that cannot be carried out, failing any code it holds.
+
+        A code it already redeemed stays redeemed, and so does the redemption.
+        """
         existing = await self._store.open_redemption(pending)
         if existing is not None and existing.status.is_terminal:
             return existing
+        rid, outcome = pending.redemption_id, None
         for ref in await self._refs_held(pending):
             held = await self._store.get_code(ref)
-            if held and held.code_state is CodeState.IN_PROGRESS:
+            ours = held if held is not None and held.redemption_id == rid else None
+            if ours is not None and ours.code_state is CodeState.IN_PROGRESS:
                 change = model.fail(
                     pending.claim,
                     error.reason.name,
@@ -85,13 +90,23 @@ class RedeemService:
                     now=self._clock(),
                     new_id=self._new_id,
                 )
-                await self._store.apply(ref, [change], redemption_id=pending.redemption_id)
+                ours = await self._store.apply(ref, [change], redemption_id=rid) or ours
+            redeemed = ours is not None and ours.code_state is CodeState.REDEEMED
             if ref.is_shared:
-                await self._store.release_slot(ref.code_type, pending.redemption_id, refund=True)
-                if held is None:
-                    await self._store.release_user(
-                        ref.code_type, pending.user_id, pending.redemption_id
-                    )
+                await self._store.release_slot(ref.code_type, rid, refund=not redeemed)
+                if ours is None:
+                    await self._store.release_user(ref.code_type, pending.user_id, rid)
+            if redeemed:
+                outcome = ours
+        if outcome is not None:
+            return await self._finish(
+                pending,
+                RedemptionStatus.REDEEMED,
+                None,
+                None,
+                code=outcome,
+                code_type=outcome.code_type,
+            )
         return await self._finish(pending, RedemptionStatus.FAILED, error.reason, error.message)
 
     async def _refs_held(self, pending: Redemption) -> list[CodeRef]:

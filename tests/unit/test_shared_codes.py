@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from shared.domain.model import Campaign, CodeRef, CodeUseType, RedemptionStatus
-from shared.domain.reasons import ReasonCode
+from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
 from tests.fakes import FakeStore
 from tests.unit.test_redeem_service import NOW, request, service
@@ -88,3 +88,32 @@ async def test_a_redelivered_shared_job_resumes_without_a_second_slot() -> None:
     assert (first.status, again.status) == (RedemptionStatus.REDEEMED, RedemptionStatus.REDEEMED)
     assert store.campaigns["spring"].redemption_count == 1
     assert store.events() == ["code.inprogress", "code.redeemed"]
+
+
+async def test_giving_up_keeps_a_redemption_that_already_succeeded() -> None:
+    store = FakeStore()
+    await shared(store)
+    svc = service(store)
+    pending = request("u1", "SPRING-25", code_type="spring")
+    await svc.redeem(pending)
+    store.redemptions.pop(pending.redemption_id)  # its outcome was never recorded
+    store.slots["spring"].add(pending.redemption_id)  # nor its slot released
+    error = DomainError(ReasonCode.DELIVERY_LIMIT_EXCEEDED, "too many deliveries")
+    outcome = await svc.give_up(pending, error)
+    assert outcome.status is RedemptionStatus.REDEEMED
+    assert store.campaigns["spring"].redemption_count == 1, "a redeemed slot is not given back"
+
+
+async def test_giving_up_leaves_another_redemption_of_the_same_user_alone() -> None:
+    store = FakeStore()
+    await shared(store)
+    svc = service(store)
+    await svc.redeem(request("u1", "SPRING-25", code_type="spring"))
+    stray = request("u1", "SPRING-25", rid="stray", code_type="spring")
+    error = DomainError(ReasonCode.DELIVERY_LIMIT_EXCEEDED, "too many deliveries")
+    outcome = await svc.give_up(stray, error)
+    assert outcome.status is RedemptionStatus.FAILED
+    instance = await store.get_code(CodeRef("spring", "SPRING25", "u1"))
+    assert instance is not None and instance.code_state is CodeState.REDEEMED
+    assert store.campaigns["spring"].redemption_count == 1
+    assert store.claims[("spring", "u1")] != "stray"
