@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import resource
 import secrets
 import tempfile
 import time
@@ -94,7 +93,16 @@ def run_phase(where: str, name: str, rows: int, file: str) -> tuple[float, float
         return elapsed
 
     elapsed = asyncio.run(main())
-    return elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return elapsed, peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory (VmHWM: unlike ru_maxrss, it does not
+    include the parent's memory at the fork that started this process)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def write_inventory(path: Path, rows: int) -> None:
