@@ -138,6 +138,7 @@ class MongoStore:
                 IndexModel([("codeType", ASCENDING), ("scanNorm", ASCENDING)], unique=True),
                 IndexModel([("scanNorm", ASCENDING)]),
                 IndexModel([("codeType", ASCENDING), ("codeState", ASCENDING)]),
+                IndexModel([("codeType", ASCENDING), ("_id", ASCENDING)]),
                 IndexModel(
                     [("jobId", ASCENDING), ("_id", ASCENDING)],
                     partialFilterExpression={"jobId": {"$type": "string"}},

@@ -95,6 +95,7 @@ CREATE INDEX IF NOT EXISTS codes_by_job ON codes (job_id, id) WHERE job_id IS NO
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS codes_by_scan ON codes (scan_norm);
 CREATE INDEX IF NOT EXISTS codes_by_state ON codes (code_type, code_state);
+CREATE INDEX IF NOT EXISTS codes_in_order ON codes (code_type, id);
 CREATE INDEX IF NOT EXISTS codes_by_user ON codes (redeemed_by_user_id, code_type)
     WHERE code_state = 'Redeemed';
 CREATE TABLE IF NOT EXISTS outbox (
