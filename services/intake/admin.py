@@ -7,13 +7,12 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from shared.domain.generation import Format
-
 from services.intake.paging import PageQuery
 from services.intake.schemas import GenerateIn
 from shared import codegen
 from shared.clock import Clock
 from shared.domain import model
+from shared.domain.generation import Format
 from shared.domain.model import Campaign, Change, Code, CodeRef, Job, NewId, Redemption
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import checked
