@@ -613,13 +613,7 @@ class SqliteStore:
 
     async def mark_replied(self, replied: Sequence[Redemption]) -> None:
         for sent in replied:
-            done = set(sent.replies)
-            await self._update_redemption(
-                sent.redemption_id,
-                lambda r, done=done: dataclasses.replace(  # type: ignore[misc]
-                    r, replies=tuple(x for x in r.replies if x not in done)
-                ),
-            )
+            await self._update_redemption(sent.redemption_id, _without_replies(sent.replies))
 
     async def _write(self, statement: str, *args: object) -> None:
         def write(conn: sqlite3.Connection) -> None:
@@ -743,6 +737,15 @@ def _update_code(conn: sqlite3.Connection, code: Code) -> None:
             code.redemption_code_id,
         ),
     )
+
+
+def _without_replies(sent: Sequence[ReplyTo]) -> Callable[[Redemption], Redemption]:
+    def drop(stored: Redemption) -> Redemption:
+        return dataclasses.replace(
+            stored, replies=tuple(r for r in stored.replies if r not in sent)
+        )
+
+    return drop
 
 
 def _select_redemption(conn: sqlite3.Connection, redemption_id: str) -> Redemption | None:

@@ -10,12 +10,12 @@ import aio_pika
 import pytest
 
 from services.worker.bootstrap import bootstrap
-from services.worker.consumer import WorkConsumer
+from services.worker.consumer import WorkConsumer, pending_from_job
 from shared import topology
 from shared.adapters.mongo_store import MongoStore
 from shared.adapters.rabbitmq import Broker
 from shared.clock import utcnow
-from shared.domain.model import Campaign, Code, CodeRef, CodeUseType, RedemptionStatus
+from shared.domain.model import Campaign, Code, CodeRef, CodeUseType, Redemption, RedemptionStatus
 from shared.domain.reasons import ReasonCode
 from shared.domain.states import CodeState
 from shared.fulfillment.grant_reward import grant_reward
@@ -141,9 +141,7 @@ async def test_a_job_over_its_delivery_limit_ends_failed_and_is_dead_lettered(
     await dead.close()
 
 
-def _pending(body: bytes):  # type: ignore[no-untyped-def]
-    from services.worker.consumer import pending_from_job
-
+def _pending(body: bytes) -> Redemption:
     return pending_from_job(RedemptionJob.model_validate_json(body), utcnow)
 
 
