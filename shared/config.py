@@ -32,6 +32,19 @@ class Settings(BaseSettings):
     campaign_cache_ttl_s: float = Field(
         1.0, ge=0, description="how long a worker reuses a campaign it read"
     )
+    fulfillment_lease_s: float = Field(
+        10.0,
+        gt=0,
+        description="longest a worker holds a timer it acts on (or polls a handler) before"
+        " another worker may take it over",
+    )
+    timer_scan_s: float = Field(
+        0.25, gt=0, le=1, description="how often a worker looks for timers that fell due"
+    )
+    timer_concurrency: int = Field(64, ge=1, description="timers a worker acts on at once")
+    webhook_secret: str | None = Field(
+        None, description="signs webhook fulfillment requests; unset: webhooks are not called"
+    )
     publish_timeout_s: float = Field(5.0, gt=0)
     max_wait_s: float = Field(30.0, gt=0, description="upper bound of ?wait= on RedeemCode")
     relay_batch: int = Field(256, ge=1)

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from shared.clock import to_ms
+from shared.domain.fulfillment import AsyncResponse
 from shared.domain.model import Code, Redemption, RedemptionStatus
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
@@ -51,8 +52,13 @@ class CodeRecord(WireModel):
     updatedAt: EpochMs | None = None
     attempt: int = 0
     attemptedAt: EpochMs | None = None
+    attemptState: str | None = None
+    response: Info | None = None
     errorCode: str | None = None
     errorMsg: str | None = None
+    deadlineAt: EpochMs | None = Field(None, description="when the current attempt times out")
+    nextPollAt: EpochMs | None = None
+    retryAt: EpochMs | None = Field(None, description="when the next attempt starts")
 
     @classmethod
     def of(cls, code: Code) -> CodeRecord:
@@ -74,8 +80,13 @@ class CodeRecord(WireModel):
             updatedAt=to_ms(code.updated_at),
             attempt=code.attempt,
             attemptedAt=to_ms(code.attempted_at),
+            attemptState=code.attempt_state.value if code.attempt_state else None,
+            response=_info(code.response),
             errorCode=code.error_code,
             errorMsg=code.error_msg,
+            deadlineAt=to_ms(code.deadline_at),
+            nextPollAt=to_ms(code.next_poll_at),
+            retryAt=to_ms(code.retry_at),
         )
 
 
@@ -94,6 +105,36 @@ class RedeemCommand(WireModel):
     requestId: Id | None = Field(
         None, description="idempotency key: the same userId and requestId redeem once"
     )
+
+
+class AsyncAnswer(WireModel):
+    """`ProcessAsynchronousResponse`: a fulfillment partner's answer for one attempt."""
+
+    schemaVersion: Literal[1] = SCHEMA_VERSION
+    attempt: int = Field(ge=0, description="the attempt answered (0-based), as in the request")
+    asyncResponse: JsonValue = Field(
+        description="the handler's result map: success, complete, customRedemptionInfo,"
+        " errorCode, errorMsg"
+    )
+    scanCode: ScanCodeText | None = None
+    redemptionCodeId: Id | None = None
+    codeType: Id | None = None
+
+    def for_redemption(self, redemption_id: str) -> AsyncResponse:
+        return AsyncResponse(
+            redemption_id=redemption_id,
+            attempt=self.attempt,
+            response=self.asyncResponse,
+            scan_code=self.scanCode,
+            redemption_code_id=self.redemptionCodeId,
+            code_type=self.codeType,
+        )
+
+
+class AsyncResponseCommand(AsyncAnswer):
+    """`ProcessAsynchronousResponse` over AMQP: `async-response` on `redemption.commands`."""
+
+    redemptionId: Id
 
 
 class RedemptionJob(WireModel):

@@ -40,6 +40,14 @@ class PendingEvents:
     shared: bool = False
 
 
+@dataclass(frozen=True)
+class Due:
+    """A code whose timer fell due, as it was when taken."""
+
+    ref: CodeRef
+    code: Code
+
+
 class Store(Protocol):
     """Campaigns, codes and redemptions, with the outbox of their events.
 
@@ -89,12 +97,35 @@ class Store(Protocol):
         *,
         redemption_id: str | None = None,
         version: int | None = None,
+        attempt: int | None = None,
     ) -> Code | None:
         """Apply `changes` in order, atomically, with their events.
 
         Only if the code is in the first change's source state (and, when
-        given, holds `redemption_id` and is at `version`); returns the code
-        as changed, or None when it was not in the expected state.
+        given, holds `redemption_id`, is at `version` and on `attempt`);
+        returns the code as changed, or None when it was not as expected.
+        """
+
+    # Fulfillment attempts and their timers (see `domain.attempts`)
+
+    async def update_attempt(
+        self,
+        ref: CodeRef,
+        *,
+        redemption_id: str,
+        attempt: int,
+        state: CodeState,
+        fields: Mapping[str, Any],
+    ) -> Code | None:
+        """Set `Code` attributes of a redemption's current attempt, without a change of
+        state (so without an event): only if the code holds `redemption_id`, on
+        `attempt`, in `state`. Returns the code as changed, or None."""
+
+    async def take_due(self, now: datetime, lease_s: float, *, limit: int) -> list[Due]:
+        """Up to `limit` codes whose `timer_at` is due at `now`, earliest first.
+
+        Each is taken atomically: its timer moves to `attempts.lease(code, now,
+        lease_s)`, so no other worker takes it until the lease ends.
         """
 
     # Shared codes: a user holds at most one instance; a campaign gives at
@@ -115,10 +146,11 @@ class Store(Protocol):
     async def release_slot(self, code_type: str, redemption_id: str, *, refund: bool) -> None:
         """The redemption ended: forget it, and give its slot back if `refund`."""
 
-    async def add_instance(self, instance: Code, changes: Sequence[Change]) -> Code:
+    async def add_instance(self, instance: Code, changes: Sequence[Change]) -> tuple[Code, bool]:
         """Store a user's instance with `changes` applied and their events.
 
-        If the instance exists already, nothing changes and it is returned.
+        Returns it and whether it is new: if it exists already, nothing
+        changes and the stored one is returned.
         """
 
     async def set_custom_code_info(
@@ -153,7 +185,8 @@ class Store(Protocol):
         """How many codes (or shared-code instances) the campaign has in each state."""
 
     async def delete_codes(self, code_type: str) -> int:
-        """Delete the campaign's codes that no redemption holds; how many went."""
+        """Delete the campaign's codes that no redemption holds (none in progress, none
+        with a timer running); how many went."""
 
     async def reset_codes(
         self, code_type: str, to: CodeState, reset_id: str, by: str, now: datetime

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from shared.domain import model
+from shared.domain import attempts, model
 from shared.domain.model import (
     Campaign,
     CampaignFilter,
@@ -21,7 +21,7 @@ from shared.domain.model import (
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import normalise
 from shared.domain.states import RESETTABLE, CodeState
-from shared.ports import PendingEvent, PendingEvents, Store
+from shared.ports import Due, PendingEvent, PendingEvents, Store
 
 
 class FakeStore:
@@ -101,13 +101,49 @@ class FakeStore:
         *,
         redemption_id: str | None = None,
         version: int | None = None,
+        attempt: int | None = None,
     ) -> Code | None:
         table, key = self._table(ref)
         code = table.get(key)
-        if code is None or not model.expected(code, changes, redemption_id, version):
+        if code is None or not model.expected(code, changes, redemption_id, version, attempt):
             return None
         table[key] = self._with_events(code, changes)
         return table[key]
+
+    async def update_attempt(
+        self,
+        ref: CodeRef,
+        *,
+        redemption_id: str,
+        attempt: int,
+        state: CodeState,
+        fields: Mapping[str, Any],
+    ) -> Code | None:
+        table, key = self._table(ref)
+        code = table.get(key)
+        if code is None or (code.redemption_id, code.attempt, code.code_state) != (
+            redemption_id,
+            attempt,
+            state,
+        ):
+            return None
+        table[key] = dataclasses.replace(code, **fields)
+        return table[key]
+
+    async def take_due(self, now: datetime, lease_s: float, *, limit: int) -> list[Due]:
+        due = [
+            (code.timer_at, shared, key, code)
+            for shared, table in ((False, self.codes), (True, self.instances))
+            for key, code in table.items()
+            if code.timer_at is not None and code.timer_at <= now
+        ]
+        taken = []
+        for _, shared, key, code in sorted(due, key=lambda item: item[0])[:limit]:
+            table = self.instances if shared else self.codes
+            table[key] = dataclasses.replace(code, timer_at=attempts.lease(code, now, lease_s))
+            user = code.redeemed_by_user_id if shared else None
+            taken.append(Due(CodeRef(code.code_type, normalise(code.scan_code), user), code))
+        return taken
 
     def _with_events(self, code: Code, changes: Sequence[Change]) -> Code:
         for change in changes:
@@ -148,11 +184,12 @@ class FakeStore:
             count = c.redemption_count - int(refund)
             self.campaigns[code_type] = dataclasses.replace(c, redemption_count=count)
 
-    async def add_instance(self, instance: Code, changes: Sequence[Change]) -> Code:
+    async def add_instance(self, instance: Code, changes: Sequence[Change]) -> tuple[Code, bool]:
         key = (instance.code_type, changes[0].event.user_id or "")
-        if key not in self.instances:
-            self.instances[key] = self._with_events(instance, changes)
-        return self.instances[key]
+        if key in self.instances:
+            return self.instances[key], False
+        self.instances[key] = self._with_events(instance, changes)
+        return self.instances[key], True
 
     async def set_custom_code_info(
         self, code_type: str, scan_norm: str, version: int, info: Mapping[str, Any], by: str
@@ -219,7 +256,9 @@ class FakeStore:
         gone = [
             k
             for k, c in self.codes.items()
-            if k[0] == code_type and c.code_state is not CodeState.IN_PROGRESS
+            if k[0] == code_type
+            and c.code_state is not CodeState.IN_PROGRESS
+            and c.timer_at is None
         ]
         for key in gone:
             del self.codes[key]
@@ -229,7 +268,9 @@ class FakeStore:
         self, code_type: str, to: CodeState, reset_id: str, by: str, now: datetime
     ) -> int:
         keys = [
-            k for k, c in self.codes.items() if k[0] == code_type and c.code_state in RESETTABLE
+            k
+            for k, c in self.codes.items()
+            if k[0] == code_type and c.code_state in RESETTABLE and c.timer_at is None
         ]
         for key in keys:
             code = self.codes[key]

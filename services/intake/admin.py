@@ -44,6 +44,7 @@ class Admin:
                 ReasonCode.REDEMPTION_CODE_TYPE_CODE_USE_ERROR,
                 "a MULTI campaign needs its scanCode; a SINGLE one has none",
             )
+        campaign.check_fulfillment()
         if campaign.scan_code is not None:
             campaign = dataclasses.replace(
                 campaign, scan_code=_shared_scan_code(campaign.scan_code)
@@ -87,6 +88,7 @@ class Admin:
             raise DomainError(
                 ReasonCode.INVALID_PARAMETER_VALUE, "validEnd must be after validStart"
             )
+        dataclasses.replace(current, **fields).check_fulfillment()
         updated = await self._store.update_campaign(code_type, version, fields, self._clock())
         if updated is None:
             raise DomainError(

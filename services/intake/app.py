@@ -50,7 +50,8 @@ from shared.config import Settings
 from shared.domain.model import CodeUseType, RedemptionStatus
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
-from shared.messages import CodeRecord, ErrorBody, JobMessage, RedemptionRecord
+from shared.fulfillment.outcomes import Outcomes as AttemptOutcomes
+from shared.messages import AsyncAnswer, CodeRecord, ErrorBody, JobMessage, RedemptionRecord
 from shared.ops import ops_router
 from shared.runtime import Adapters
 
@@ -58,6 +59,7 @@ MEDIA_TYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson"}
 Connect = Callable[[Settings, str], AbstractAsyncContextManager[Adapters]]
 Admin_ = Annotated[str, Depends(requires("admin"))]
 Redeemer = Annotated[str, Depends(requires("redeem"))]
+Partner = Annotated[str, Depends(requires("fulfillment"))]
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (401, 403, 404, 409, 422)
 }
@@ -68,6 +70,7 @@ class Intake:
     adapters: Adapters
     admin: Admin
     outcomes: Outcomes
+    attempts: AttemptOutcomes
     clock: Clock
     max_wait_s: float
     contexts: Contexts
@@ -79,12 +82,14 @@ def create_app(settings: Settings, connect: Connect, clock: Clock = utcnow) -> F
         async with connect(settings, "intake") as a:
             outcomes = Outcomes()
             await outcomes.start(a.broker)
-            commands = CommandConsumer(a.broker, clock)
+            attempts = AttemptOutcomes(a.store, clock, new_id, lease_s=settings.fulfillment_lease_s)
+            commands = CommandConsumer(a.broker, attempts, clock)
             await commands.start()
             app.state.intake = Intake(
                 a,
                 Admin(a.store, clock, new_id),
                 outcomes,
+                attempts,
                 clock,
                 settings.max_wait_s,
                 Contexts(settings.context_secret or secrets.token_hex(32)),
@@ -124,10 +129,8 @@ def _campaign_routes(app: FastAPI) -> None:
             "valid_start": instant(body.validStart),
             "valid_end": instant(body.validEnd),
             "custom_code_info": body.customCodeInfo,
-            "handler": body.handler,
-            "handler_transport": body.handlerTransport,
-            "timeout_s": body.timeout,
             "is_disabled": body.isDisabled,
+            **body.fulfillment_fields(),
         }
         return CampaignOut.of(await deps.admin.create_campaign(fields))
 
@@ -361,6 +364,20 @@ def _redemption_routes(app: FastAPI) -> None:
         if redemption is None:
             raise DomainError(ReasonCode.REDEMPTION_NOT_FOUND, "no such redemption (yet)")
         return RedemptionRecord.of(redemption)
+
+    @app.post("/v1/redemptions/{redemptionId}/async-response", tags=["redemptions"])
+    async def async_response(
+        redemptionId: str, body: AsyncAnswer, deps: Deps, _: Partner
+    ) -> CodeRecord:
+        """`ProcessAsynchronousResponse`: a fulfillment partner's answer for the current attempt.
+
+        Checked against the redemption's code: 40762 unknown redemption, 40767
+        campaign not async, 40759 identifiers not the redemption's, 40758 not in
+        progress, 40760 not the current attempt, 40768 past the allowed processing
+        time, 40761 a malformed `asyncResponse`; a refused answer changes nothing.
+        """
+        code = await deps.attempts.respond(body.for_redemption(redemptionId))
+        return CodeRecord.of(code)
 
     @app.get("/v1/users/{userId}/redeemed-codes", tags=["redemptions"])
     async def redeemed_codes(

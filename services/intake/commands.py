@@ -1,8 +1,10 @@
-"""`redeem` commands from other services, on `redemption.commands`.
+"""Commands from other services, on `redemption.commands`: `redeem` and `async-response`.
 
-Ack policy: a command is acked once its job is confirmed on the work queue.
-A malformed command is dead-lettered with the reason (and the reason is
-sent to its `reply_to`, if any); a publish that fails is requeued after a
+Ack policy: a `redeem` is acked once its job is confirmed on the work queue;
+an `async-response` once it is recorded or refused (the refusal, with its
+reason code, goes to its `reply_to`, if any, as does the code recorded). A
+malformed command is dead-lettered with the reason (and the reason is sent to
+its `reply_to`); a publish or store write that fails is requeued after a
 pause, and dead-lettered by the broker's delivery limit if it never succeeds.
 """
 
@@ -13,22 +15,53 @@ import asyncio
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
+from services.intake.errors import http_status
 from services.intake.redemptions import job_for, submit
 from shared import topology
 from shared.adapters.rabbitmq import Broker, Consumer, delivery_count
 from shared.clock import Clock
 from shared.domain.reasons import DomainError
-from shared.messages import ErrorBody, RedeemCommand, parse
+from shared.fulfillment.outcomes import Outcomes
+from shared.messages import AsyncResponseCommand, CodeRecord, ErrorBody, RedeemCommand, parse
 
 log = structlog.get_logger()
 
 
 class CommandConsumer(Consumer):
-    def __init__(self, broker: Broker, clock: Clock) -> None:
+    def __init__(self, broker: Broker, attempts: Outcomes, clock: Clock) -> None:
         super().__init__(broker, topology.INTAKE_QUEUE)
+        self._attempts = attempts
         self._clock = clock
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
+        if message.routing_key == topology.ASYNC_RESPONSE_ROUTING_KEY:
+            await self._async_response(message)
+        else:
+            await self._redeem(message)
+
+    async def _async_response(self, message: AbstractIncomingMessage) -> None:
+        try:
+            command = parse(AsyncResponseCommand, message.body)
+        except DomainError as error:
+            log.warning("dead-lettering a bad async-response", reason=error.message)
+            await self._refuse(message, error)
+            return
+        try:
+            code = await self._attempts.respond(command.for_redemption(command.redemptionId))
+        except DomainError as refusal:
+            log.info("async-response refused", reason=refusal.reason.name, why=refusal.message)
+            await self._reply(message, _error_body(refusal, http_status(refusal.reason)))
+            await message.ack()
+            return
+        except Exception:
+            log.exception("could not record the async-response; requeueing")
+            await asyncio.sleep(min(0.5 * 2 ** delivery_count(message), 10.0))
+            await message.nack(requeue=True)
+            return
+        await self._reply(message, CodeRecord.of(code).model_dump_json().encode())
+        await message.ack()
+
+    async def _redeem(self, message: AbstractIncomingMessage) -> None:
         try:
             command = parse(RedeemCommand, message.body)
             job = job_for(
@@ -55,20 +88,25 @@ class CommandConsumer(Consumer):
         await message.ack()
 
     async def _refuse(self, message: AbstractIncomingMessage, error: DomainError) -> None:
-        if message.reply_to:
-            body = ErrorBody(
-                status=422,
-                reasonCode=int(error.reason),
-                reasonName=error.reason.name,
-                message=error.message,
-            )
-            try:
-                await self._broker.publish(
-                    "",
-                    message.reply_to,
-                    body.model_dump_json().encode(),
-                    correlation_id=message.correlation_id,
-                )
-            except Exception:
-                log.info("could not tell the sender why", exc_info=True)
+        await self._reply(message, _error_body(error, 422))
         await self._broker.dead_letter(message, error)
+
+    async def _reply(self, message: AbstractIncomingMessage, body: bytes) -> None:
+        if not message.reply_to:
+            return
+        try:
+            await self._broker.publish(
+                "", message.reply_to, body, correlation_id=message.correlation_id
+            )
+        except Exception:
+            log.info("could not answer the sender", exc_info=True)
+
+
+def _error_body(error: DomainError, status: int) -> bytes:
+    body = ErrorBody(
+        status=status,
+        reasonCode=int(error.reason),
+        reasonName=error.reason.name,
+        message=error.message,
+    )
+    return body.model_dump_json().encode()

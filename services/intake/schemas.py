@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.clock import from_ms, to_ms
+from shared.domain.backoff import RetryPolicy
 from shared.domain.model import Campaign, Code, HistoryEntry, Job
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.messages import CodeRecord, EpochMs, Id, Info, RedemptionRecord, ScanCodeText
@@ -17,6 +19,29 @@ CodeTypeName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Z
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetryBackoffIn(Body):
+    """`retryBackoff`: seconds before retry n+1 = min(max, initial * multiplier**n) + jitter."""
+
+    initial: float = Field(1.0, gt=0, le=86400)
+    max: float = Field(300.0, gt=0, le=86400)
+    multiplier: float = Field(2.0, ge=1, le=10)
+    jitter: float = Field(0.0, ge=0, le=3600)
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(self.initial, self.max, self.multiplier, self.jitter)
+
+
+class RetryBackoffOut(BaseModel):
+    initial: float
+    max: float
+    multiplier: float
+    jitter: float
+
+
+Transport = Literal["local", "amqp", "webhook"]
+WebhookUrl = Annotated[str, Field(max_length=2000, pattern=r"^https?://[^\s]+$")]
 
 
 class CampaignIn(Body):
@@ -35,12 +60,35 @@ class CampaignIn(Body):
     validEnd: EpochMs | None = None
     customCodeInfo: Info | None = None
     handler: Id | None = Field(None, description="fulfillment handler name; none redeems at once")
-    handlerTransport: Literal["local"] = "local"
-    timeout: float = Field(30.0, gt=0, le=3600, description="allowed processing time, seconds")
+    handlerTransport: Transport = "local"
+    webhookUrl: WebhookUrl | None = Field(None, description="webhook transport only")
+    async_: bool = Field(False, alias="async", description="the handler may answer later")
+    maxRetries: int = Field(0, ge=0, le=100, description="failed attempts retried automatically")
+    timeout: float = Field(
+        30.0, gt=0, le=7 * 86400, description="allowed processing time of an attempt, seconds"
+    )
+    pollInterval: float | None = Field(
+        None, gt=0, le=86400, description="async only: seconds between polls of the handler"
+    )
+    retryBackoff: RetryBackoffIn = RetryBackoffIn()
     isDisabled: bool = False
+
+    def fulfillment_fields(self) -> dict[str, object]:
+        return {
+            "handler": self.handler,
+            "handler_transport": self.handlerTransport,
+            "webhook_url": self.webhookUrl,
+            "is_async": self.async_,
+            "max_retries": self.maxRetries,
+            "timeout_s": self.timeout,
+            "poll_interval_s": self.pollInterval,
+            "retry_backoff": self.retryBackoff.policy(),
+        }
 
 
 class CampaignOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
     codeType: str
     codeUseType: str
     scanCode: str | None
@@ -52,7 +100,12 @@ class CampaignOut(BaseModel):
     customCodeInfo: Info | None
     handler: str | None
     handlerTransport: str
+    webhookUrl: str | None
+    async_: bool = Field(alias="async")
+    maxRetries: int
     timeout: float
+    pollInterval: float | None
+    retryBackoff: RetryBackoffOut
     isDisabled: bool
     version: int
     createdAt: EpochMs
@@ -72,7 +125,12 @@ class CampaignOut(BaseModel):
             customCodeInfo=dict(c.custom_code_info) if c.custom_code_info else None,
             handler=c.handler,
             handlerTransport=c.handler_transport,
+            webhookUrl=c.webhook_url,
+            async_=c.is_async,
+            maxRetries=c.max_retries,
             timeout=c.timeout_s,
+            pollInterval=c.poll_interval_s,
+            retryBackoff=RetryBackoffOut(**dataclasses.asdict(c.retry_backoff)),
             isDisabled=c.is_disabled,
             version=c.version,
             createdAt=to_ms(c.created_at) or 0,
@@ -104,7 +162,13 @@ class CampaignPatch(Body):
     maxRedemptions: int | None = Field(None, ge=1)
     customCodeInfo: Info | None = None
     handler: Id | None = None
-    timeout: float | None = Field(None, gt=0, le=3600)
+    handlerTransport: Transport | None = None
+    webhookUrl: WebhookUrl | None = None
+    async_: bool | None = Field(None, alias="async")
+    maxRetries: int | None = Field(None, ge=0, le=100)
+    timeout: float | None = Field(None, gt=0, le=7 * 86400)
+    pollInterval: float | None = Field(None, gt=0, le=86400)
+    retryBackoff: RetryBackoffIn | None = None
 
     def domain_fields(self) -> dict[str, object]:
         """The fields the caller sent (null included, e.g. to open a window), as attributes."""
@@ -116,16 +180,28 @@ class CampaignPatch(Body):
             "maxRedemptions": "max_redemptions",
             "customCodeInfo": "custom_code_info",
             "handler": "handler",
+            "handlerTransport": "handler_transport",
+            "webhookUrl": "webhook_url",
+            "async_": "is_async",
+            "maxRetries": "max_retries",
             "timeout": "timeout_s",
+            "pollInterval": "poll_interval_s",
+            "retryBackoff": "retry_backoff",
         }
         sent = self.model_fields_set - {"version"}
         fields = {names[key]: getattr(self, key) for key in sent}
         for key in ("validStart", "validEnd"):
             if key in sent:
                 fields[names[key]] = instant(getattr(self, key))
-        for key, field in (("is_disabled", "isDisabled"), ("timeout_s", "timeout")):
-            if key in fields and fields[key] is None:
+        if self.retryBackoff is not None:
+            fields["retry_backoff"] = self.retryBackoff.policy()
+        required = ("isDisabled", "handlerTransport", "async_", "maxRetries", "timeout")
+        for key in required:
+            if names[key] in fields and fields[names[key]] is None:
+                field = self.model_fields[key].alias or key
                 raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, f"{field} cannot be null")
+        if "retryBackoff" in sent and self.retryBackoff is None:
+            raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, "retryBackoff cannot be null")
         return fields
 
 

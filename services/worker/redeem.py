@@ -4,6 +4,9 @@ Idempotent per redemption id: a repeated or redelivered job finds its
 redemption (and, once claimed, its code) and resumes where the last delivery
 stopped; it never claims twice.
 
+Fulfillment that does not end in the first call (an asynchronous handler, a
+retry after a failure) goes on under the code's timers (`services.worker.timers`).
+
 A personal code is claimed by one conditional update of the code. A shared
 code is claimed in three idempotent steps, each keyed by the redemption:
 the user's one claim of the campaign, a slot of the campaign's
@@ -12,20 +15,20 @@ the user's one claim of the campaign, a slot of the campaign's
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from collections.abc import Mapping
 
 import structlog
 
 from services.worker.campaigns import CampaignCache
+from services.worker.fulfil import Fulfiller
 from shared.clock import Clock
-from shared.domain import fulfillment, model
+from shared.domain import attempts, model
 from shared.domain.model import Campaign, Code, CodeRef, NewId, Redemption, RedemptionStatus
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import checked, normalise
 from shared.domain.states import CodeState
-from shared.ports import FulfillmentHandler, Store
+from shared.fulfillment.outcomes import Outcomes
+from shared.ports import Store
 
 log = structlog.get_logger()
 
@@ -35,15 +38,20 @@ class RedeemService:
         self,
         store: Store,
         campaigns: CampaignCache,
-        handlers: Mapping[str, FulfillmentHandler],
+        fulfiller: Fulfiller,
+        outcomes: Outcomes,
         clock: Clock,
         new_id: NewId,
+        *,
+        lease_s: float,
     ) -> None:
         self._store = store
         self._campaigns = campaigns
-        self._handlers = handlers
+        self._fulfiller = fulfiller
+        self._outcomes = outcomes
         self._clock = clock
         self._new_id = new_id
+        self._lease_s = lease_s
 
     async def redeem(self, pending: Redemption) -> Redemption:
         """Carry out `pending` to a terminal state, or resume it if known."""
@@ -55,19 +63,21 @@ class RedeemService:
                 return existing
             pending = existing
         try:
-            campaign, ref, code = await self._claim(pending)
-            if code.code_state is CodeState.IN_PROGRESS:
-                code = await self._fulfil(campaign, ref, code, pending)
+            campaign, ref, code, fresh = await self._claim(pending)
         except DomainError as refusal:
             return await self._finish(
                 pending, RedemptionStatus.REJECTED, refusal.reason, refusal.message
             )
-        if ref.is_shared:
-            refund = code.code_state is CodeState.FAILED
-            await self._store.release_slot(ref.code_type, pending.redemption_id, refund=refund)
-        status, reason, message = fulfillment.outcome_of(code)
+        if fresh and code.code_state is CodeState.IN_PROGRESS:
+            # Only the delivery that claimed the code makes the first call: a
+            # redelivery leaves the attempt to its timer, so no attempt is called twice.
+            code = await self._fulfiller.attempt(campaign, ref, code, "redeem")
+        if attempts.is_over(code):
+            ended = await self._outcomes.conclude(ref, code, pending)
+            if ended is not None:
+                return ended
         return await self._finish(
-            pending, status, reason, message, code=code, code_type=campaign.code_type
+            pending, RedemptionStatus.IN_PROGRESS, None, None, code=code, code_type=ref.code_type
         )
 
     async def give_up(self, pending: Redemption, error: DomainError) -> Redemption:
@@ -82,6 +92,8 @@ class RedeemService:
         for ref in await self._refs_held(pending):
             held = await self._store.get_code(ref)
             ours = held if held is not None and held.redemption_id == rid else None
+            if ours is not None and ours.retry_at is not None:
+                ours = await self._cancel_retry(ref, ours) or ours
             if ours is not None and ours.code_state is CodeState.IN_PROGRESS:
                 change = model.fail(
                     pending.claim,
@@ -109,6 +121,15 @@ class RedeemService:
             )
         return await self._finish(pending, RedemptionStatus.FAILED, error.reason, error.message)
 
+    async def _cancel_retry(self, ref: CodeRef, code: Code) -> Code | None:
+        return await self._store.update_attempt(
+            ref,
+            redemption_id=code.redemption_id or "",
+            attempt=code.attempt,
+            state=CodeState.FAILED,
+            fields={"retry_at": None, "timer_at": None},
+        )
+
     async def _refs_held(self, pending: Redemption) -> list[CodeRef]:
         scan_norm = normalise(pending.scan_code)
         refs = [
@@ -121,7 +142,8 @@ class RedeemService:
             refs.append(CodeRef(shared.code_type, scan_norm, pending.user_id))
         return refs
 
-    async def _claim(self, pending: Redemption) -> tuple[Campaign, CodeRef, Code]:
+    async def _claim(self, pending: Redemption) -> tuple[Campaign, CodeRef, Code, bool]:
+        """The campaign, the code this redemption holds, and whether this call claimed it."""
         scan_norm = checked(pending.scan_code)
         campaign = await self._campaign_for(pending.code_type, scan_norm)
         if campaign.is_shared:
@@ -130,18 +152,23 @@ class RedeemService:
         campaign.check_redeemable(now)
         ref = CodeRef(campaign.code_type, scan_norm)
         code = await self._store.apply(ref, self._claim_changes(campaign, pending))
-        return campaign, ref, code or await self._held_by(pending, ref)
+        if code is not None:
+            return campaign, ref, code, True
+        return campaign, ref, await self._held_by(pending, ref), False
 
     def _claim_changes(self, campaign: Campaign, pending: Redemption) -> list[model.Change]:
         now = self._clock()
-        changes = [model.claim(pending.claim, now=now, new_id=self._new_id)]
         if campaign.handler is None:
-            changes.append(model.succeed(pending.claim, None, now=now, new_id=self._new_id))
-        return changes
+            return [
+                model.claim(pending.claim, now=now, new_id=self._new_id),
+                model.succeed(pending.claim, None, now=now, new_id=self._new_id),
+            ]
+        first = attempts.started(campaign, now, self._lease_s)
+        return [model.claim(pending.claim, now=now, new_id=self._new_id, attempt_fields=first)]
 
     async def _claim_shared(
         self, campaign: Campaign, scan_norm: str, pending: Redemption
-    ) -> tuple[Campaign, CodeRef, Code]:
+    ) -> tuple[Campaign, CodeRef, Code, bool]:
         if normalise(campaign.scan_code or "") != scan_norm:
             raise DomainError(
                 ReasonCode.CODE_TYPE_SCAN_CODE_MISMATCH_FOR_MULTI_USE_CODE,
@@ -158,15 +185,17 @@ class RedeemService:
                 )
             raise model.refusal(instance, user)
         if instance is not None:
-            return campaign, ref, instance
+            return campaign, ref, instance, False
         now = self._clock()
         if not await self._store.take_slot(campaign.code_type, rid, now):
             await self._store.release_user(campaign.code_type, user, rid)
-            fresh = await self._campaigns.fresh(campaign.code_type)
-            raise model.slot_refusal(fresh, now)
+            current = await self._campaigns.fresh(campaign.code_type)
+            raise model.slot_refusal(current, now)
         created = model.instance_of(campaign, pending.claim, now)
-        code = await self._store.add_instance(created, self._claim_changes(campaign, pending))
-        return campaign, ref, code
+        code, fresh = await self._store.add_instance(
+            created, self._claim_changes(campaign, pending)
+        )
+        return campaign, ref, code, fresh
 
     async def _campaign_for(self, code_type: str | None, scan_norm: str) -> Campaign:
         if code_type is not None:
@@ -194,57 +223,6 @@ class RedeemService:
         if code.redemption_id != pending.redemption_id:
             raise model.refusal(code, pending.user_id)
         return code
-
-    async def _fulfil(
-        self, campaign: Campaign, ref: CodeRef, code: Code, pending: Redemption
-    ) -> Code:
-        result = await self._call_handler(campaign, code, pending)
-        now = self._clock()
-        if result.success:
-            change = model.succeed(
-                pending.claim, result.custom_redemption_info, now=now, new_id=self._new_id
-            )
-        else:
-            change = model.fail(
-                pending.claim,
-                result.error_code or "",
-                result.error_msg or "",
-                now=now,
-                new_id=self._new_id,
-            )
-        done = await self._store.apply(ref, [change], redemption_id=pending.redemption_id)
-        # None: a redelivered copy of this job finished it first.
-        return done or await self._held_by(pending, ref)
-
-    async def _call_handler(
-        self, campaign: Campaign, code: Code, pending: Redemption
-    ) -> fulfillment.Result:
-        handler = self._handlers.get(campaign.handler or "")
-        if handler is None:
-            return fulfillment.Result(
-                False,
-                True,
-                None,
-                fulfillment.HANDLER_MISSING,
-                f"no handler named {campaign.handler!r} is installed",
-            )
-        request = fulfillment.request_for(campaign, code, pending)
-        try:
-            answer = await asyncio.wait_for(handler(request), timeout=campaign.timeout_s)
-        except TimeoutError:
-            return fulfillment.Result(
-                False,
-                True,
-                None,
-                fulfillment.HANDLER_TIMED_OUT,
-                f"no answer within {campaign.timeout_s} s",
-            )
-        except Exception as exc:
-            log.warning("handler crashed", handler=campaign.handler, exc_info=True)
-            return fulfillment.Result(
-                False, True, None, fulfillment.HANDLER_CRASHED, f"{type(exc).__name__}: {exc}"[:500]
-            )
-        return fulfillment.interpret(answer, is_async=campaign.is_async)
 
     async def _finish(
         self,

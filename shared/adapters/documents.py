@@ -10,7 +10,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from shared.domain.backoff import RetryPolicy
 from shared.domain.model import (
+    AttemptState,
     Campaign,
     Code,
     CodeEvent,
@@ -41,15 +43,18 @@ def _plain_fields(cls: type, *special: str) -> list[tuple[str, str]]:
 
 
 CODE_FIELDS = _plain_fields(Code, "redemption_code_id", "code_state", "history")
-CAMPAIGN_FIELDS = _plain_fields(Campaign, "code_type", "code_use_type")
+CAMPAIGN_FIELDS = _plain_fields(Campaign, "code_type", "code_use_type", "retry_backoff")
 
 
 def code_from_doc(doc: Mapping[str, Any]) -> Code:
+    fields = {name: doc[key] for name, key in CODE_FIELDS if key in doc}
+    if fields.get("attempt_state") is not None:
+        fields["attempt_state"] = AttemptState(fields["attempt_state"])
     return Code(
         redemption_code_id=doc.get("redemptionCodeId") or doc["_id"],
         code_state=CodeState(doc["codeState"]),
         history=tuple(history_from_doc(h) for h in doc.get("history", ())),
-        **{name: doc[key] for name, key in CODE_FIELDS if key in doc},
+        **fields,
     )
 
 
@@ -92,7 +97,11 @@ def history_from_doc(doc: Mapping[str, Any]) -> HistoryEntry:
 
 def campaign_to_doc(campaign: Campaign) -> Doc:
     doc: Doc = {key: getattr(campaign, name) for name, key in CAMPAIGN_FIELDS}
-    doc.update(_id=campaign.code_type, codeUseType=campaign.code_use_type.value)
+    doc.update(
+        _id=campaign.code_type,
+        codeUseType=campaign.code_use_type.value,
+        retryBackoff=dataclasses.asdict(campaign.retry_backoff),
+    )
     if campaign.scan_code:
         doc["scanNorm"] = normalise(campaign.scan_code)
     return doc
@@ -102,6 +111,7 @@ def campaign_from_doc(doc: Mapping[str, Any]) -> Campaign:
     return Campaign(
         code_type=doc["_id"],
         code_use_type=CodeUseType(doc["codeUseType"]),
+        retry_backoff=RetryPolicy(**doc.get("retryBackoff", {})),
         **{name: doc[key] for name, key in CAMPAIGN_FIELDS if key in doc},
     )
 

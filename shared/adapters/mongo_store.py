@@ -8,8 +8,9 @@ and its event are committed together or not at all, without transactions.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument, UpdateOne
@@ -48,7 +49,7 @@ from shared.domain.model import (
 )
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import EVENT_NAMES, RESETTABLE, Action, CodeState
-from shared.ports import PendingEvents
+from shared.ports import Due, PendingEvents
 
 _HIDDEN = {"outbox": 0}
 DUPLICATE_KEY = 11000
@@ -67,6 +68,11 @@ _REPLY_PENDING = {
         {"$gt": [{"$size": {"$ifNull": ["$replies", []]}}, 0]},
     ]
 }
+
+
+_TIMERS = IndexModel(
+    [("timerAt", ASCENDING)], partialFilterExpression={"timerAt": {"$type": "date"}}
+)
 
 
 def _append(array: str, item: Any) -> Doc:
@@ -151,6 +157,7 @@ class MongoStore:
                     [("outboxPending", ASCENDING)],
                     partialFilterExpression={"outboxPending": {"$gt": 0}},
                 ),
+                _TIMERS,
             ]
         )
         await self._instances.create_indexes(
@@ -160,6 +167,7 @@ class MongoStore:
                     [("outboxPending", ASCENDING)],
                     partialFilterExpression={"outboxPending": {"$gt": 0}},
                 ),
+                _TIMERS,
             ]
         )
         await self._campaigns.create_indexes(
@@ -218,7 +226,7 @@ class MongoStore:
     async def update_campaign(
         self, code_type: str, version: int, fields: Mapping[str, Any], now: datetime
     ) -> Campaign | None:
-        changes = {camel(name): value for name, value in fields.items()}
+        changes = {camel(name): _plain(value) for name, value in fields.items()}
         doc = await self._campaigns.find_one_and_update(
             {"_id": code_type, "version": version},
             {"$set": changes | {"updatedAt": now}, "$inc": {"version": 1}},
@@ -256,13 +264,12 @@ class MongoStore:
         *,
         redemption_id: str | None = None,
         version: int | None = None,
+        attempt: int | None = None,
     ) -> Code | None:
         collection, query = self._where(ref)
         query["codeState"] = changes[0].source.value
-        if redemption_id is not None:
-            query["redemptionId"] = redemption_id
-        if version is not None:
-            query["version"] = version
+        expected = {"redemptionId": redemption_id, "version": version, "attempt": attempt}
+        query |= {key: value for key, value in expected.items() if value is not None}
         pipeline = [stage for change in changes for stage in _stages(change)]
         doc = await collection.find_one_and_update(
             query,
@@ -271,6 +278,51 @@ class MongoStore:
             return_document=ReturnDocument.AFTER,
         )
         return code_from_doc(doc) if doc else None
+
+    async def update_attempt(
+        self,
+        ref: CodeRef,
+        *,
+        redemption_id: str,
+        attempt: int,
+        state: CodeState,
+        fields: Mapping[str, Any],
+    ) -> Code | None:
+        collection, query = self._where(ref)
+        query |= {"redemptionId": redemption_id, "attempt": attempt, "codeState": state.value}
+        doc = await collection.find_one_and_update(
+            query,
+            {"$set": {camel(name): value for name, value in fields.items()}},
+            projection=_HIDDEN,
+            return_document=ReturnDocument.AFTER,
+        )
+        return code_from_doc(doc) if doc else None
+
+    async def take_due(self, now: datetime, lease_s: float, *, limit: int) -> list[Due]:
+        lease_end = now + timedelta(seconds=lease_s)
+        # attempts.lease, as an update: the lease ends at the deadline if that is sooner.
+        leased = {
+            "$cond": [
+                {"$gt": ["$deadlineAt", now]},
+                {"$min": ["$deadlineAt", lease_end]},
+                lease_end,
+            ]
+        }
+        taken: list[Due] = []
+        for collection in (self._codes, self._instances):
+            while len(taken) < limit:
+                doc = await collection.find_one_and_update(
+                    {"timerAt": {"$lte": now}},
+                    [{"$set": {"timerAt": leased}}],
+                    projection=_HIDDEN,
+                    sort=[("timerAt", ASCENDING)],
+                )
+                if doc is None:
+                    break
+                code = code_from_doc(doc)
+                user = code.redeemed_by_user_id if collection is self._instances else None
+                taken.append(Due(CodeRef(code.code_type, doc["scanNorm"], user), code))
+        return taken
 
     async def set_custom_code_info(
         self, code_type: str, scan_norm: str, version: int, info: Mapping[str, Any], by: str
@@ -332,14 +384,14 @@ class MongoStore:
             {"$pull": {"inflight": redemption_id}, "$inc": {"redemptionCount": -int(refund)}},
         )
 
-    async def add_instance(self, instance: Code, changes: Sequence[Change]) -> Code:
+    async def add_instance(self, instance: Code, changes: Sequence[Change]) -> tuple[Code, bool]:
         code, outbox = instance, []
         for change in changes:
             code = model.applied(code, change)
             outbox.append(event_to_doc(change.event, code))
         try:
             await self._instances.insert_one(code_to_doc(code, outbox=outbox))
-            return code
+            return code, True
         except DuplicateKeyError:
             existing = await self._instances.find_one(
                 {"codeType": instance.code_type, "redeemedByUserId": code.redeemed_by_user_id},
@@ -347,7 +399,7 @@ class MongoStore:
             )
             if existing is None:
                 raise
-            return code_from_doc(existing)
+            return code_from_doc(existing), False
 
     async def redeemed_codes(self, user_id: str, code_type: str | None) -> list[Code]:
         query: Doc = {"redeemedByUserId": user_id, "codeState": CodeState.REDEEMED.value}
@@ -412,7 +464,9 @@ class MongoStore:
 
     async def delete_codes(self, code_type: str) -> int:
         held = CodeState.IN_PROGRESS.value
-        deleted = await self._codes.delete_many({"codeType": code_type, "codeState": {"$ne": held}})
+        deleted = await self._codes.delete_many(
+            {"codeType": code_type, "codeState": {"$ne": held}, "timerAt": None}
+        )
         return deleted.deleted_count
 
     async def reset_codes(
@@ -469,7 +523,7 @@ class MongoStore:
         ]
         resettable = [state.value for state in RESETTABLE]
         done = await self._codes.update_many(
-            {"codeType": code_type, "codeState": {"$in": resettable}}, pipeline
+            {"codeType": code_type, "codeState": {"$in": resettable}, "timerAt": None}, pipeline
         )
         return done.modified_count
 
@@ -582,6 +636,13 @@ class MongoStore:
             for r in replied
         ]
         await self._redemptions.bulk_write(updates, ordered=False)
+
+
+def _plain(value: Any) -> Any:
+    """A field value as BSON takes it (policies are dataclasses)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
 
 
 def _campaign_query(where: CampaignFilter) -> Doc:

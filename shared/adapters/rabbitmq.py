@@ -101,6 +101,9 @@ class Broker:
         await jobs.bind(topology.WORK_EXCHANGE, routing_key=topology.JOB_ROUTING_KEY)
         intake = await ch.declare_queue(topology.INTAKE_QUEUE, durable=True, arguments=args)
         await intake.bind(topology.COMMANDS_EXCHANGE, routing_key=topology.REDEEM_ROUTING_KEY)
+        await intake.bind(
+            topology.COMMANDS_EXCHANGE, routing_key=topology.ASYNC_RESPONSE_ROUTING_KEY
+        )
 
     async def queue(self, name: str) -> AbstractQueue:
         """A declared queue, on the consuming channel."""

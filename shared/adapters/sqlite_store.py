@@ -35,7 +35,7 @@ from shared.adapters.documents import (
     redemption_to_doc,
 )
 from shared.clock import from_ms, to_ms, utcnow
-from shared.domain import model
+from shared.domain import attempts, model
 from shared.domain.model import (
     Campaign,
     CampaignFilter,
@@ -49,7 +49,7 @@ from shared.domain.model import (
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import normalise
 from shared.domain.states import RESETTABLE, CodeState
-from shared.ports import PendingEvents
+from shared.ports import Due, PendingEvents
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 30_000
@@ -118,6 +118,15 @@ CREATE INDEX IF NOT EXISTS redemptions_replying ON redemptions (reply_pending)
 CREATE INDEX IF NOT EXISTS redemptions_recent ON redemptions (code_type, accepted_at);
 CREATE INDEX IF NOT EXISTS redemptions_latest ON redemptions (accepted_at);
 """
+# Columns added after the first release, for files made before them.
+MIGRATIONS = {
+    "codes": {"timer_at": "INTEGER"},
+    "instances": {"timer_at": "INTEGER"},
+}
+TIMER_INDEXES = """
+CREATE INDEX IF NOT EXISTS codes_by_timer ON codes (timer_at) WHERE timer_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS instances_by_timer ON instances (timer_at) WHERE timer_at IS NOT NULL;
+"""
 
 
 def _encode(value: object) -> object:
@@ -176,7 +185,17 @@ class SqliteStore:
         return self._conn
 
     async def prepare(self) -> None:
-        await self._run(lambda conn: conn.executescript(SCHEMA))
+        def create(conn: sqlite3.Connection) -> None:
+            conn.executescript(SCHEMA)
+            with _transaction(conn):
+                for table, columns in MIGRATIONS.items():
+                    have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                    for name, kind in columns.items():
+                        if name not in have:
+                            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            conn.executescript(TIMER_INDEXES)
+
+        await self._run(create)
 
     async def close(self) -> None:
         def close(conn: sqlite3.Connection) -> None:
@@ -287,20 +306,64 @@ class SqliteStore:
         *,
         redemption_id: str | None = None,
         version: int | None = None,
+        attempt: int | None = None,
     ) -> Code | None:
         def transition(conn: sqlite3.Connection) -> Code | None:
             with _transaction(conn):
                 code = _select_code(conn, ref)
-                if code is None or not model.expected(code, changes, redemption_id, version):
+                if code is None or not model.expected(
+                    code, changes, redemption_id, version, attempt
+                ):
                     return None
                 code = _with_events(conn, code, changes, shared=ref.is_shared)
-                if ref.is_shared:
-                    _write_instance(conn, code, insert=False)
-                else:
-                    _update_code(conn, code)
+                _write(conn, ref, code)
                 return code
 
         return await self._run(transition)
+
+    async def update_attempt(
+        self,
+        ref: CodeRef,
+        *,
+        redemption_id: str,
+        attempt: int,
+        state: CodeState,
+        fields: Mapping[str, Any],
+    ) -> Code | None:
+        def update(conn: sqlite3.Connection) -> Code | None:
+            with _transaction(conn):
+                code = _select_code(conn, ref)
+                if code is None or (code.redemption_id, code.attempt, code.code_state) != (
+                    redemption_id,
+                    attempt,
+                    state,
+                ):
+                    return None
+                code = dataclasses.replace(code, **fields)
+                _write(conn, ref, code)
+                return code
+
+        return await self._run(update)
+
+    async def take_due(self, now: datetime, lease_s: float, *, limit: int) -> list[Due]:
+        def take(conn: sqlite3.Connection) -> list[Due]:
+            taken: list[Due] = []
+            with _transaction(conn):
+                for table in ("codes", "instances"):
+                    rows = conn.execute(
+                        f"SELECT doc FROM {table} WHERE timer_at <= ? ORDER BY timer_at LIMIT ?",
+                        (to_ms(now), limit - len(taken)),
+                    ).fetchall()
+                    for (doc,) in rows:
+                        code = code_from_doc(loads(doc))
+                        user = code.redeemed_by_user_id if table == "instances" else None
+                        ref = CodeRef(code.code_type, normalise(code.scan_code), user)
+                        leased = attempts.lease(code, now, lease_s)
+                        _write(conn, ref, dataclasses.replace(code, timer_at=leased))
+                        taken.append(Due(ref, code))
+            return taken
+
+        return await self._run(take)
 
     async def set_custom_code_info(
         self, code_type: str, scan_norm: str, version: int, info: Mapping[str, Any], by: str
@@ -379,16 +442,16 @@ class SqliteStore:
 
         await self._run(release)
 
-    async def add_instance(self, instance: Code, changes: Sequence[Change]) -> Code:
-        def add(conn: sqlite3.Connection) -> Code:
+    async def add_instance(self, instance: Code, changes: Sequence[Change]) -> tuple[Code, bool]:
+        def add(conn: sqlite3.Connection) -> tuple[Code, bool]:
             owner = CodeRef(instance.code_type, "", changes[0].event.user_id)
             with _transaction(conn):
                 existing = _select_code(conn, owner)
                 if existing is not None:
-                    return existing
+                    return existing, False
                 code = _with_events(conn, instance, changes, shared=True)
                 _write_instance(conn, code, insert=True)
-                return code
+                return code, True
 
         return await self._run(add)
 
@@ -475,7 +538,8 @@ class SqliteStore:
         def delete(conn: sqlite3.Connection) -> int:
             with _transaction(conn):
                 return conn.execute(
-                    "DELETE FROM codes WHERE code_type = ? AND code_state != ?",
+                    "DELETE FROM codes WHERE code_type = ? AND code_state != ?"
+                    " AND timer_at IS NULL",
                     (code_type, CodeState.IN_PROGRESS.value),
                 ).rowcount
 
@@ -491,7 +555,7 @@ class SqliteStore:
             with _transaction(conn):
                 rows = conn.execute(
                     f"SELECT doc FROM codes WHERE code_type = ? AND code_state IN ({marks})"
-                    " AND id > ? ORDER BY id LIMIT ?",
+                    " AND timer_at IS NULL AND id > ? ORDER BY id LIMIT ?",
                     (code_type, *states, after, RESET_BATCH),
                 ).fetchall()
                 for (doc,) in rows:
@@ -661,22 +725,32 @@ def _with_events(
     return code
 
 
+def _write(conn: sqlite3.Connection, ref: CodeRef, code: Code) -> None:
+    if ref.is_shared:
+        _write_instance(conn, code, insert=False)
+    else:
+        _update_code(conn, code)
+
+
 def _write_instance(conn: sqlite3.Connection, code: Code, *, insert: bool) -> None:
     values = (
         code.code_state.value,
         to_ms(code.redeemed_at),
+        to_ms(code.timer_at),
         dumps(code_to_doc(code)),
         code.redemption_code_id,
     )
     if insert:
         conn.execute(
-            "INSERT INTO instances (code_state, redeemed_at, doc, id, code_type, user_id)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO instances (code_state, redeemed_at, timer_at, doc, id, code_type,"
+            " user_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (*values, code.code_type, code.redeemed_by_user_id),
         )
     else:
         conn.execute(
-            "UPDATE instances SET code_state = ?, redeemed_at = ?, doc = ? WHERE id = ?", values
+            "UPDATE instances SET code_state = ?, redeemed_at = ?, timer_at = ?, doc = ?"
+            " WHERE id = ?",
+            values,
         )
 
 
@@ -727,12 +801,13 @@ def _insert_code(conn: sqlite3.Connection, code: Code) -> None:
 
 def _update_code(conn: sqlite3.Connection, code: Code) -> None:
     conn.execute(
-        "UPDATE codes SET code_state = ?, redeemed_by_user_id = ?, redeemed_at = ?, doc = ?"
-        " WHERE id = ?",
+        "UPDATE codes SET code_state = ?, redeemed_by_user_id = ?, redeemed_at = ?,"
+        " timer_at = ?, doc = ? WHERE id = ?",
         (
             code.code_state.value,
             code.redeemed_by_user_id,
             to_ms(code.redeemed_at),
+            to_ms(code.timer_at),
             dumps(code_to_doc(code)),
             code.redemption_code_id,
         ),

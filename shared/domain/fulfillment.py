@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.domain.model import Campaign, Code, Redemption, RedemptionStatus
+from shared.clock import to_ms
+from shared.domain.model import Campaign, Code, RedemptionStatus
 from shared.domain.reasons import ReasonCode
 from shared.domain.states import CodeState
 
@@ -18,9 +19,7 @@ BAD_RESPONSE = "BAD_RESPONSE"
 SERVICE_ERRORS = frozenset({HANDLER_MISSING, HANDLER_CRASHED, HANDLER_TIMED_OUT, BAD_RESPONSE})
 
 
-def request_for(
-    campaign: Campaign, code: Code, redemption: Redemption, operation: str = "redeem"
-) -> dict[str, Any]:
+def request_for(campaign: Campaign, code: Code, operation: str = "redeem") -> dict[str, Any]:
     """The data map a handler is called with."""
     return {
         "scanCode": code.scan_code,
@@ -32,8 +31,9 @@ def request_for(
         "codeUseType": campaign.code_use_type.value,
         "customCodeInfo": dict(code.custom_code_info or {}),
         "customRedemptionInfo": dict(code.custom_redemption_info or {}),
-        "redemptionId": redemption.redemption_id,
-        "userId": redemption.user_id,
+        "attemptedAt": to_ms(code.attempted_at),
+        "redemptionId": code.redemption_id,
+        "userId": code.redeemed_by_user_id,
     }
 
 
@@ -46,6 +46,16 @@ class Result:
     custom_redemption_info: Mapping[str, Any] | None = None
     error_code: str | None = None
     error_msg: str | None = None
+
+    def as_response(self) -> dict[str, Any]:
+        """The answer as recorded on the code (`response`)."""
+        return {
+            "success": self.success,
+            "complete": self.complete,
+            "customRedemptionInfo": _plain(self.custom_redemption_info),
+            "errorCode": self.error_code,
+            "errorMsg": self.error_msg,
+        }
 
 
 def interpret(answer: object, *, is_async: bool) -> Result:
@@ -69,6 +79,10 @@ def interpret(answer: object, *, is_async: bool) -> Result:
     )
 
 
+def _plain(info: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if info is None else dict(info)
+
+
 def _bad(why: str) -> Result:
     return Result(False, True, None, BAD_RESPONSE, why)
 
@@ -77,11 +91,25 @@ def outcome_of(code: Code) -> tuple[RedemptionStatus, ReasonCode | None, str | N
     """A redemption's status, given the code it holds."""
     if code.code_state is CodeState.REDEEMED:
         return RedemptionStatus.REDEEMED, None, None
-    if code.code_state is CodeState.FAILED:
+    if code.code_state is CodeState.FAILED and code.retry_at is None:
         reason = (
             ReasonCode.REDEMPTION_CODE_SCRIPT_FAILURE
             if code.error_code in SERVICE_ERRORS
             else ReasonCode.REDEMPTION_FAILED
         )
         return RedemptionStatus.FAILED, reason, f"{code.error_code}: {code.error_msg}"
+    if code.code_state is CodeState.INVALIDATED:
+        return RedemptionStatus.FAILED, ReasonCode.REDEMPTION_CODE_INVALID, "code was invalidated"
     return RedemptionStatus.IN_PROGRESS, None, None
+
+
+@dataclass(frozen=True)
+class AsyncResponse:
+    """`ProcessAsynchronousResponse`: a partner's answer for one attempt."""
+
+    redemption_id: str
+    attempt: int
+    response: object
+    scan_code: str | None = None
+    redemption_code_id: str | None = None
+    code_type: str | None = None

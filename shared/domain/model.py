@@ -14,11 +14,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from shared.domain.backoff import RetryPolicy
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import EVENT_NAMES, Action, CodeState, target
 
 JsonMap = Mapping[str, Any]
 NewId = Callable[[], str]
+
+
+DEFAULT_POLL_INTERVAL_S = 5.0
+TRANSPORTS = frozenset({"local", "amqp", "webhook"})
 
 
 class CodeUseType(StrEnum):
@@ -64,12 +69,35 @@ class Campaign:
     max_retries: int = 0
     timeout_s: float = 30.0
     poll_interval_s: float | None = None
+    retry_backoff: RetryPolicy = field(default_factory=RetryPolicy)
     is_disabled: bool = False
     redemption_count: int = 0
 
     @property
     def is_shared(self) -> bool:
         return self.code_use_type is CodeUseType.MULTI
+
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between polls of an asynchronous handler."""
+        return self.poll_interval_s or DEFAULT_POLL_INTERVAL_S
+
+    def check_fulfillment(self) -> None:
+        """Refuse fulfillment settings that cannot work together."""
+        transport = self.handler_transport
+        problem = None
+        if transport not in TRANSPORTS:
+            problem = f"handlerTransport must be one of {', '.join(sorted(TRANSPORTS))}"
+        elif (transport == "webhook") != (self.webhook_url is not None):
+            problem = "webhookUrl is required with handlerTransport webhook, and only then"
+        elif self.handler is None and (self.is_async or self.max_retries or transport != "local"):
+            problem = "async, maxRetries and handlerTransport need a handler"
+        elif self.poll_interval_s is not None and not self.is_async:
+            problem = "pollInterval applies to async handlers only"
+        elif self.retry_backoff.max < self.retry_backoff.initial:
+            problem = "retryBackoff.max must be at least retryBackoff.initial"
+        if problem:
+            raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, problem)
 
     def check_redeemable(self, now: datetime) -> None:
         """Refuse a redemption the campaign does not allow at `now`."""
@@ -154,6 +182,16 @@ class HistoryEntry:
     reason: str | None = None
 
 
+class AttemptState(StrEnum):
+    """How the current fulfillment attempt stands (`attemptState`)."""
+
+    RUNNING = "Running"
+    WAITING = "Waiting"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    TIMED_OUT = "TimedOut"
+
+
 @dataclass(frozen=True)
 class Code:
     """A personal code, as stored."""
@@ -177,6 +215,12 @@ class Code:
     attempted_at: datetime | None = None
     error_code: str | None = None
     error_msg: str | None = None
+    attempt_state: AttemptState | None = None
+    response: JsonMap | None = None
+    deadline_at: datetime | None = None
+    next_poll_at: datetime | None = None
+    retry_at: datetime | None = None
+    timer_at: datetime | None = None
     job_id: str | None = None
     history: tuple[HistoryEntry, ...] = ()
 
@@ -229,13 +273,18 @@ def applied(code: Code, change: Change) -> Code:
 
 
 def expected(
-    code: Code, changes: Sequence[Change], redemption_id: str | None, version: int | None
+    code: Code,
+    changes: Sequence[Change],
+    redemption_id: str | None,
+    version: int | None,
+    attempt: int | None = None,
 ) -> bool:
     """Whether `code` is as the first of `changes` expects it (see `Store.apply`)."""
     return (
         code.code_state is changes[0].source
         and redemption_id in (None, code.redemption_id)
         and version in (None, code.version)
+        and attempt in (None, code.attempt)
     )
 
 
@@ -283,8 +332,13 @@ def instance_of(campaign: Campaign, claim: Claim, now: datetime) -> Code:
     )
 
 
-def claim(claim: Claim, *, now: datetime, new_id: NewId) -> Change:
-    """Available -> InProgress: the code is leased to this redemption."""
+def claim(
+    claim: Claim, *, now: datetime, new_id: NewId, attempt_fields: JsonMap | None = None
+) -> Change:
+    """Available -> InProgress: the code is leased to this redemption.
+
+    `attempt_fields` start the first fulfillment attempt (see `attempts.started`).
+    """
     fields = {
         "redemption_id": claim.redemption_id,
         "redeemed_by_user_id": claim.user_id,
@@ -293,6 +347,7 @@ def claim(claim: Claim, *, now: datetime, new_id: NewId) -> Change:
         "attempted_at": now,
         "error_code": None,
         "error_msg": None,
+        **(attempt_fields or {}),
     }
     return _change(
         CodeState.AVAILABLE,
@@ -306,9 +361,16 @@ def claim(claim: Claim, *, now: datetime, new_id: NewId) -> Change:
     )
 
 
-def succeed(claim: Claim, info: JsonMap | None, *, now: datetime, new_id: NewId) -> Change:
+def succeed(
+    claim: Claim,
+    info: JsonMap | None,
+    *,
+    now: datetime,
+    new_id: NewId,
+    attempt_fields: JsonMap | None = None,
+) -> Change:
     """InProgress -> Redeemed, keeping what fulfillment granted."""
-    fields: dict[str, Any] = {"redeemed_at": now}
+    fields: dict[str, Any] = {"redeemed_at": now, **(attempt_fields or {})}
     if info is not None:
         fields["custom_redemption_info"] = info
     return _change(
@@ -323,18 +385,45 @@ def succeed(claim: Claim, info: JsonMap | None, *, now: datetime, new_id: NewId)
     )
 
 
-def fail(claim: Claim, error_code: str, error_msg: str, *, now: datetime, new_id: NewId) -> Change:
-    """InProgress -> Failed, with the error recorded."""
+def fail(
+    claim: Claim,
+    error_code: str,
+    error_msg: str,
+    *,
+    now: datetime,
+    new_id: NewId,
+    attempt_fields: JsonMap | None = None,
+) -> Change:
+    """InProgress -> Failed, with the error recorded (and, in `attempt_fields`,
+    when the next attempt is due, if any)."""
+    fields = {"error_code": error_code, "error_msg": error_msg, **(attempt_fields or {})}
     return _change(
         CodeState.IN_PROGRESS,
         Action.FAIL,
         now=now,
         new_id=new_id,
         by=claim.user_id,
-        fields={"error_code": error_code, "error_msg": error_msg},
+        fields=fields,
         redemption_id=claim.redemption_id,
         user_id=claim.user_id,
         reason=error_msg,
+    )
+
+
+def retry(
+    claim: Claim, next_attempt: int, attempt_fields: JsonMap, *, now: datetime, new_id: NewId
+) -> Change:
+    """Failed -> InProgress: attempt `next_attempt` of the same redemption starts."""
+    return _change(
+        CodeState.FAILED,
+        Action.RETRY,
+        now=now,
+        new_id=new_id,
+        by=claim.user_id,
+        fields={**attempt_fields, "attempt": next_attempt},
+        redemption_id=claim.redemption_id,
+        user_id=claim.user_id,
+        reason=f"attempt {next_attempt}",
     )
 
 
@@ -373,6 +462,12 @@ def reset_fields(to: CodeState, now: datetime) -> dict[str, Any]:
         "attempted_at": None,
         "error_code": None,
         "error_msg": None,
+        "attempt_state": None,
+        "response": None,
+        "deadline_at": None,
+        "next_poll_at": None,
+        "retry_at": None,
+        "timer_at": None,
     }
 
 
@@ -402,6 +497,13 @@ def check_version(code: Code, version: int) -> None:
 def refusal(code: Code, user_id: str) -> DomainError:
     """Why `user_id` cannot claim `code`, which is not Available."""
     state = code.code_state
+    if state is CodeState.FAILED and code.retry_at is not None:
+        state = CodeState.IN_PROGRESS  # failed, but its next attempt is on its way
+    elif state is CodeState.FAILED:
+        return DomainError(
+            ReasonCode.REDEMPTION_FAILED_MAX_RETRIES,
+            "the redemption of this code failed and has no retries left",
+        )
     if state in (CodeState.INACTIVE, CodeState.INVALIDATED):
         return DomainError(_STATE_REFUSALS[state], f"code is {state.value}")
     if code.redeemed_by_user_id != user_id:
@@ -416,13 +518,11 @@ _STATE_REFUSALS = {
     CodeState.INVALIDATED: ReasonCode.REDEMPTION_CODE_INVALID,
     CodeState.REDEEMED: ReasonCode.REDEMPTION_CODE_REDEEMED_BY_SELF,
     CodeState.IN_PROGRESS: ReasonCode.REDEMPTION_IN_PROGRESS,
-    CodeState.FAILED: ReasonCode.REDEMPTION_FAILED_MAX_RETRIES,
     CodeState.AVAILABLE: ReasonCode.REDEMPTION_CODE_ACTIVE,
 }
 _SELF_MESSAGES = {
     CodeState.REDEEMED: "you have already redeemed this code",
     CodeState.IN_PROGRESS: "your redemption of this code is in progress",
-    CodeState.FAILED: "your redemption of this code failed and has no retries left",
     CodeState.AVAILABLE: "code is available",
 }
 

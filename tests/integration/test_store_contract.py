@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from shared.domain import model
+from shared.domain import attempts, model
 from shared.domain.model import (
+    AttemptState,
     Campaign,
     CampaignFilter,
     Claim,
@@ -295,13 +296,17 @@ async def test_an_instance_is_created_once_with_its_events(store: Store) -> None
         model.claim(claim, now=NOW, new_id=new_id),
         model.succeed(claim, {"granted": 1}, now=NOW, new_id=new_id),
     ]
-    created = await store.add_instance(model.instance_of(campaign, claim, NOW), changes)
-    assert (created.code_state, created.redeemed_by_user_id) == (CodeState.REDEEMED, "u1")
+    created, new = await store.add_instance(model.instance_of(campaign, claim, NOW), changes)
+    assert (created.code_state, created.redeemed_by_user_id, new) == (
+        CodeState.REDEEMED,
+        "u1",
+        True,
+    )
     other = Claim("r2", "u1")
-    again = await store.add_instance(
+    again, new = await store.add_instance(
         model.instance_of(campaign, other, NOW), [model.claim(other, now=NOW, new_id=new_id)]
     )
-    assert again.redemption_id == "r1"
+    assert (again.redemption_id, new) == ("r1", False)
     ref = CodeRef("promo", "SPRING25", "u1")
     assert await store.get_code(ref) == again
     [pending] = await store.pending_events(limit=10)
@@ -388,3 +393,106 @@ async def test_a_job_records_its_progress(store: Store) -> None:
     await store.update_job(done)
     assert await store.get_job("job-1") == done
     assert await store.get_job("nope") is None
+
+
+# Fulfillment attempts and their timers
+
+
+async def claimed_with_timer(
+    store: Store, deadline_s: float = 60, **campaign_fields: Any
+) -> Campaign:
+    campaign = Campaign("gems", CodeUseType.SINGLE, NOW, NOW, handler="h", **campaign_fields)
+    await store.create_campaign(dataclasses.replace(campaign, timeout_s=deadline_s))
+    await store.add_code(Code("code-1", "gems", "ABC", CodeState.AVAILABLE, NOW, NOW))
+    fields = attempts.started(dataclasses.replace(campaign, timeout_s=deadline_s), NOW, 10)
+    change = model.claim(Claim("r1", "u1"), now=NOW, new_id=new_id, attempt_fields=fields)
+    assert await store.apply(CodeRef("gems", "ABC"), [change]) is not None
+    return campaign
+
+
+async def test_a_transition_expecting_another_attempt_changes_nothing(store: Store) -> None:
+    await claimed_with_timer(store)
+    ref, claim = CodeRef("gems", "ABC"), Claim("r1", "u1")
+    done = model.succeed(claim, None, now=NOW, new_id=new_id)
+    assert await store.apply(ref, [done], redemption_id="r1", attempt=1) is None
+    redeemed = await store.apply(ref, [done], redemption_id="r1", attempt=0)
+    assert redeemed is not None and redeemed.code_state is CodeState.REDEEMED
+
+
+async def test_update_attempt_sets_fields_only_on_the_expected_attempt(store: Store) -> None:
+    await claimed_with_timer(store)
+    ref = CodeRef("gems", "ABC")
+    later = NOW + timedelta(seconds=5)
+    fields = {"next_poll_at": later, "timer_at": later, "attempt_state": AttemptState.WAITING}
+    expect: dict[str, Any] = {"redemption_id": "r1", "state": CodeState.IN_PROGRESS}
+    assert await store.update_attempt(ref, attempt=1, fields=fields, **expect) is None
+    updated = await store.update_attempt(ref, attempt=0, fields=fields, **expect)
+    assert updated is not None
+    stored = await store.get_code(ref)
+    assert stored == updated
+    assert (stored.next_poll_at, stored.timer_at, stored.attempt_state) == (
+        later,
+        later,
+        AttemptState.WAITING,
+    )
+    assert stored.version == 2  # no change of state: no new version, no event
+    [pending] = await store.pending_events(limit=10)
+    assert [p.event.name for p in pending.events] == ["inprogress"]
+
+
+async def test_due_timers_are_taken_once_each_and_leased(store: Store) -> None:
+    await claimed_with_timer(store, deadline_s=30)
+    ref = CodeRef("gems", "ABC")
+    assert await store.take_due(NOW + timedelta(seconds=29), 10, limit=10) == []
+    at_deadline = NOW + timedelta(seconds=30)
+    taken = await asyncio.gather(*(store.take_due(at_deadline, 10, limit=10) for _ in range(8)))
+    winners = [due for batch in taken for due in batch]
+    assert len(winners) == 1
+    [due] = winners
+    assert due.ref == ref and due.code.timer_at == at_deadline
+    stored = await store.get_code(ref)
+    assert stored is not None and stored.timer_at == at_deadline + timedelta(seconds=10)
+    assert await store.take_due(at_deadline + timedelta(seconds=9), 10, limit=10) == []
+    again = await store.take_due(at_deadline + timedelta(seconds=10), 10, limit=10)
+    assert [d.ref for d in again] == [ref]
+
+
+async def test_a_lease_ends_no_later_than_the_deadline(store: Store) -> None:
+    await claimed_with_timer(store, deadline_s=30, is_async=True)
+    ref = CodeRef("gems", "ABC")
+    [due] = await store.take_due(NOW + timedelta(seconds=25), 10, limit=10)
+    assert due.code.timer_at == NOW + timedelta(seconds=10)  # the first look, at the lease's end
+    stored = await store.get_code(ref)
+    assert stored is not None and stored.timer_at == NOW + timedelta(seconds=30)
+
+
+async def test_timers_of_shared_code_instances_are_taken_too(store: Store) -> None:
+    await shared_campaign(store)
+    campaign = await store.get_campaign("promo")
+    assert campaign is not None
+    claim = Claim("r1", "u1")
+    due_at = NOW + timedelta(seconds=3)
+    fields = {"timer_at": due_at, "deadline_at": due_at}
+    change = model.claim(claim, now=NOW, new_id=new_id, attempt_fields=fields)
+    await store.add_instance(model.instance_of(campaign, claim, NOW), [change])
+    [due] = await store.take_due(due_at, 10, limit=10)
+    assert due.ref == CodeRef("promo", "SPRING25", "u1")
+    assert due.code.redemption_id == "r1"
+
+
+async def test_codes_with_a_timer_are_neither_reset_nor_deleted(store: Store) -> None:
+    await claimed_with_timer(store)
+    ref = CodeRef("gems", "ABC")
+    failed = model.fail(
+        Claim("r1", "u1"),
+        "E",
+        "failed",
+        now=NOW,
+        new_id=new_id,
+        attempt_fields={"retry_at": NOW, "timer_at": NOW},
+    )
+    assert await store.apply(ref, [failed]) is not None
+    assert await store.reset_codes("gems", CodeState.AVAILABLE, "reset-1", "ops", NOW) == 0
+    assert await store.delete_codes("gems") == 0
+    stored = await store.get_code(ref)
+    assert stored is not None and stored.code_state is CodeState.FAILED

@@ -54,7 +54,7 @@ async def consumer(store: MongoStore, broker: Broker) -> AsyncIterator[WorkConsu
             custom_code_info={"reward": {"item": "gems", "quantity": 1}},
         )
     )
-    service = bootstrap(store, {"grant-reward": grant_reward}, campaign_cache_ttl_s=0)
+    service = bootstrap(store, {"grant-reward": grant_reward}, campaign_cache_ttl_s=0).redeem
     running = WorkConsumer(service, broker, utcnow, max_deliveries=MAX_DELIVERIES)
     yield running
     await running.stop()

@@ -53,7 +53,7 @@ def service(store: FakeStore) -> RedeemService:
         campaign_cache_ttl_s=0,
         clock=lambda: NOW,
         ids=lambda: f"id-{next(counter)}",
-    )
+    ).redeem
 
 
 async def campaign(store: FakeStore, code_type: str = "gems", **fields: Any) -> None:
@@ -190,24 +190,6 @@ async def test_a_repeated_request_returns_the_first_outcome_and_claims_once() ->
     repeated = await svc.redeem(request("u1", "ONCE"))
     assert repeated == first
     assert store.events() == []
-
-
-async def test_a_redelivered_job_resumes_a_claim_it_holds() -> None:
-    store = FakeStore()
-    await campaign(store, handler="grant-reward")
-    await code(store, "HALF", info=REWARD)
-    pending = request("u1", "HALF")
-    svc = service(store)
-    # The first delivery claimed the code and died before fulfilment.
-    await store.open_redemption(pending)
-    from shared.domain import model
-
-    await store.apply(
-        CodeRef("gems", "HALF"), [model.claim(pending.claim, now=NOW, new_id=lambda: "e0")]
-    )
-    outcome = await svc.redeem(pending)
-    assert outcome.status is RedemptionStatus.REDEEMED
-    assert store.events() == ["code.inprogress", "code.redeemed"]
 
 
 async def test_a_caller_asking_again_is_added_to_those_told() -> None:

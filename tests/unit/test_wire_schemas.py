@@ -16,6 +16,7 @@ from shared import messages
 SNAPSHOTS = Path(__file__).parent / "schemas"
 MODELS: list[type[BaseModel]] = [
     messages.RedeemCommand,
+    messages.AsyncResponseCommand,
     messages.RedemptionJob,
     messages.RedemptionRecord,
     messages.CodeEventMessage,

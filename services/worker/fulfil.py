@@ -1,0 +1,54 @@
+"""One call of a campaign's fulfillment handler, for a code's current attempt, recorded."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from services.worker.transports import Transports
+from shared.clock import Clock
+from shared.domain import attempts, fulfillment
+from shared.domain.model import Campaign, Code, CodeRef
+from shared.fulfillment.outcomes import Outcomes
+from shared.ports import Store
+
+# A timeout that fires this close to the deadline counts as reaching it.
+_SLACK = timedelta(milliseconds=50)
+
+
+class Fulfiller:
+    def __init__(
+        self,
+        store: Store,
+        transports: Transports,
+        outcomes: Outcomes,
+        clock: Clock,
+        *,
+        lease_s: float,
+    ) -> None:
+        self._store = store
+        self._transports = transports
+        self._outcomes = outcomes
+        self._clock = clock
+        self._lease_s = lease_s
+
+    async def attempt(self, campaign: Campaign, ref: CodeRef, code: Code, operation: str) -> Code:
+        """Call the handler (`operation` "redeem", or "async" to poll) and record its answer.
+
+        Waits no longer than the attempt's deadline, nor, polling an
+        asynchronous handler, than a lease: then the code's timer looks again.
+        Returns the code as it now stands.
+        """
+        deadline = code.deadline_at or self._clock() + timedelta(seconds=campaign.timeout_s)
+        left = (deadline - self._clock()).total_seconds()
+        budget = min(left, self._lease_s) if campaign.is_async else left
+        request = fulfillment.request_for(campaign, code, operation)
+        answer = await self._transports.call(campaign, request, max(budget, 0.001))
+        timed_out = False
+        if answer is None:
+            if campaign.is_async and self._clock() < deadline - _SLACK:
+                return code  # still within the allowed time: the timer polls again
+            answer, timed_out = attempts.timed_out(campaign), True
+        recorded = await self._outcomes.record(campaign, ref, code, answer, timed_out=timed_out)
+        if recorded is None:  # another answer, or the deadline, came first
+            return await self._store.get_code(ref) or code
+        return recorded

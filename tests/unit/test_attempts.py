@@ -1,0 +1,308 @@
+"""Fulfillment attempts over time: polls, deadlines, retries with backoff, async responses.
+
+On the in-memory store, with a clock the test moves: every timer is fired by
+the same `TimerLoop.fire` a worker runs, taken with `Store.take_due`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.worker.bootstrap import Worker, bootstrap
+from shared.domain.backoff import RetryPolicy, compute_backoff
+from shared.domain.fulfillment import AsyncResponse
+from shared.domain.model import (
+    AttemptState,
+    Campaign,
+    Code,
+    CodeRef,
+    CodeUseType,
+    Redemption,
+    RedemptionStatus,
+)
+from shared.domain.reasons import DomainError, ReasonCode
+from shared.domain.states import CodeState
+from tests.fakes import FakeStore
+
+START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+REF = CodeRef("parcel", "ABC")
+LEASE_S = 10.0
+
+
+@dataclass
+class Partner:
+    """A scripted handler: answers in order, then repeats the last; records each call."""
+
+    answers: list[Mapping[str, Any]]
+    calls: list[Mapping[str, Any]] = field(default_factory=list)
+
+    async def __call__(self, request: Mapping[str, Any]) -> Mapping[str, Any]:
+        self.calls.append(dict(request))
+        return self.answers[min(len(self.calls), len(self.answers)) - 1]
+
+
+WAIT = {"success": True, "complete": False}
+DONE = {"success": True, "complete": True, "customRedemptionInfo": {"tracking": "T1"}}
+FAIL = {"success": False, "complete": True, "errorCode": "OUT_OF_STOCK", "errorMsg": "none left"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def move_to(self, instant: datetime) -> None:
+        self.now = instant
+
+
+@dataclass
+class Rig:
+    store: FakeStore
+    clock: Clock
+    partner: Partner
+    worker: Worker
+
+    async def redeem(self, user: str = "u1", rid: str = "r1") -> Redemption:
+        pending = Redemption(rid, rid, user, "abc", START, START, code_type="parcel")
+        return await self.worker.redeem.redeem(pending)
+
+    async def code(self) -> Code:
+        code = await self.store.get_code(REF)
+        assert code is not None
+        return code
+
+    async def fire_due(self) -> int:
+        """Fire every timer due now, as a worker's loop would; how many fired."""
+        due = await self.store.take_due(self.clock(), LEASE_S, limit=100)
+        for item in due:
+            await self.worker.timers.fire(item.ref, item.code)
+        return len(due)
+
+    async def redemption(self, rid: str = "r1") -> Redemption:
+        found = await self.store.get_redemption(rid)
+        assert found is not None
+        return found
+
+
+async def rig(answers: list[Mapping[str, Any]], **settings: Any) -> Rig:
+    store, clock, partner = FakeStore(), Clock(), Partner(answers)
+    fields: dict[str, Any] = {"handler": "partner", "timeout_s": 60.0} | settings
+    await store.create_campaign(Campaign("parcel", CodeUseType.SINGLE, START, START, **fields))
+    await store.add_code(Code("c1", "parcel", "ABC", CodeState.AVAILABLE, START, START))
+    counter = itertools.count()
+    worker = bootstrap(
+        store,
+        {"partner": partner},
+        campaign_cache_ttl_s=0,
+        lease_s=LEASE_S,
+        clock=clock,
+        ids=lambda: f"e{next(counter)}",
+        unit=lambda: 0.5,
+    )
+    return Rig(store, clock, partner, worker)
+
+
+def after(seconds: float) -> datetime:
+    return START + timedelta(seconds=seconds)
+
+
+def test_backoff_grows_by_the_multiplier_up_to_the_cap_plus_jitter() -> None:
+    policy = RetryPolicy(initial=2, max=10, multiplier=3, jitter=1)
+    assert [compute_backoff(policy, n, 0.0) for n in range(4)] == [2, 6, 10, 10]
+    assert compute_backoff(policy, 0, 0.5) == 2.5
+    assert compute_backoff(RetryPolicy(), 0, 0.99) == 1.0
+
+
+async def test_an_async_handler_is_polled_until_complete() -> None:
+    r = await rig([WAIT, WAIT, DONE], is_async=True, poll_interval_s=5.0)
+    first = await r.redeem()
+    assert first.status is RedemptionStatus.IN_PROGRESS
+    code = await r.code()
+    assert (code.code_state, code.attempt_state) == (CodeState.IN_PROGRESS, AttemptState.WAITING)
+    assert code.timer_at == after(5)
+    r.clock.move_to(after(4.9))
+    assert await r.fire_due() == 0
+    r.clock.move_to(after(5))
+    assert await r.fire_due() == 1
+    r.clock.move_to(after(10))
+    await r.fire_due()
+    assert [c["operation"] for c in r.partner.calls] == ["redeem", "async", "async"]
+    assert {c["attempt"] for c in r.partner.calls} == {0}
+    code = await r.code()
+    assert code.code_state is CodeState.REDEEMED
+    assert code.custom_redemption_info == {"tracking": "T1"}
+    ended = await r.redemption()
+    assert ended.status is RedemptionStatus.REDEEMED
+    assert (await r.code()).timer_at is None  # concluded: nothing left to look at
+    assert r.store.events() == ["code.inprogress", "code.redeemed"]
+
+
+async def test_a_failed_attempt_is_retried_after_its_backoff_then_ends_failed() -> None:
+    backoff = RetryPolicy(initial=2, max=60, multiplier=2)
+    r = await rig([FAIL], max_retries=2, retry_backoff=backoff)
+    assert (await r.redeem()).status is RedemptionStatus.IN_PROGRESS
+    code = await r.code()
+    assert (code.code_state, code.retry_at) == (CodeState.FAILED, after(2))
+    r.clock.move_to(after(2))
+    await r.fire_due()
+    code = await r.code()
+    assert (code.code_state, code.attempt, code.retry_at) == (CodeState.FAILED, 1, after(6))
+    r.clock.move_to(after(6))
+    await r.fire_due()
+    code = await r.code()
+    assert (code.code_state, code.attempt, code.retry_at) == (CodeState.FAILED, 2, None)
+    assert [c["attempt"] for c in r.partner.calls] == [0, 1, 2]
+    ended = await r.redemption()
+    assert (ended.status, ended.reason_code) == (
+        RedemptionStatus.FAILED,
+        ReasonCode.REDEMPTION_FAILED,
+    )
+    assert r.store.events() == ["code.inprogress", "code.failed"] * 3
+    later = await r.redeem(user="u2", rid="r2")
+    assert later.reason_code is ReasonCode.REDEMPTION_FAILED_MAX_RETRIES
+
+
+async def test_a_retry_that_succeeds_redeems_the_code() -> None:
+    r = await rig([FAIL, DONE], max_retries=1)
+    await r.redeem()
+    r.clock.move_to(after(1))
+    await r.fire_due()
+    assert (await r.code()).code_state is CodeState.REDEEMED
+    assert (await r.redemption()).status is RedemptionStatus.REDEEMED
+
+
+async def test_an_attempt_past_its_deadline_times_out() -> None:
+    r = await rig([WAIT], is_async=True, poll_interval_s=20.0, timeout_s=30.0)
+    await r.redeem()
+    r.clock.move_to(after(20))
+    await r.fire_due()  # a poll: still waiting; the next look is at the deadline
+    assert (await r.code()).timer_at == after(30)
+    r.clock.move_to(after(30))
+    await r.fire_due()
+    code = await r.code()
+    assert (code.code_state, code.attempt_state) == (CodeState.FAILED, AttemptState.TIMED_OUT)
+    assert code.error_code == "ASYNC_PROCESSING_TIMEOUT"
+    ended = await r.redemption()
+    assert ended.status is RedemptionStatus.FAILED
+
+
+async def test_a_redelivered_job_leaves_the_claimed_attempt_to_its_timer() -> None:
+    r = await rig([WAIT], is_async=True)
+    await r.redeem()
+    await r.redeem()  # the same job again: no second "redeem" call
+    assert [c["operation"] for c in r.partner.calls] == ["redeem"]
+
+
+async def test_a_crashed_first_call_is_taken_over_by_the_timer() -> None:
+    r = await rig([DONE], is_async=True)
+    pending = Redemption("r1", "r1", "u1", "abc", START, START, code_type="parcel")
+    await r.store.open_redemption(pending)
+    from shared.domain import attempts, model
+
+    campaign = await r.store.get_campaign("parcel")
+    assert campaign is not None
+    started = attempts.started(campaign, START, LEASE_S)
+    claim = model.claim(pending.claim, now=START, new_id=lambda: "e0", attempt_fields=started)
+    await r.store.apply(REF, [claim])  # the worker that made this claim died
+    r.clock.move_to(after(LEASE_S))
+    await r.fire_due()
+    assert [c["operation"] for c in r.partner.calls] == ["async"]
+    assert (await r.redemption()).status is RedemptionStatus.REDEEMED
+
+
+def answer(attempt: int = 0, response: object = DONE, **ids: str) -> AsyncResponse:
+    return AsyncResponse("r1", attempt, response, **ids)
+
+
+async def test_an_async_response_completes_the_current_attempt() -> None:
+    r = await rig([WAIT], is_async=True)
+    await r.redeem()
+    code = await r.worker.outcomes.respond(answer(scan_code="a-b-c", code_type="parcel"))
+    assert code.code_state is CodeState.REDEEMED
+    assert code.response is not None and code.response["success"] is True
+    assert (await r.redemption()).status is RedemptionStatus.REDEEMED
+
+
+async def test_an_async_failure_response_starts_the_retry() -> None:
+    r = await rig([WAIT], is_async=True, max_retries=1)
+    await r.redeem()
+    code = await r.worker.outcomes.respond(answer(response=FAIL))
+    assert (code.code_state, code.retry_at) == (CodeState.FAILED, after(1))
+    assert (await r.redemption()).status is RedemptionStatus.IN_PROGRESS
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (AsyncResponse("nope", 0, DONE), ReasonCode.REDEMPTION_CODE_BY_ID_NOT_FOUND),
+        (answer(attempt=1), ReasonCode.REDEMPTION_CODE_ATTEMPT_MISMATCH),
+        (answer(scan_code="OTHER"), ReasonCode.REDEMPTION_CODE_ATTEMPT_ERROR),
+        (answer(redemption_code_id="c2"), ReasonCode.REDEMPTION_CODE_ATTEMPT_ERROR),
+        (answer(response={"complete": True}), ReasonCode.REDEMPTION_CODE_ASYNC_BAD_RESPONSE),
+        (answer(response=[1, 2]), ReasonCode.REDEMPTION_CODE_ASYNC_BAD_RESPONSE),
+    ],
+)
+async def test_async_responses_are_checked_against_the_attempt(
+    reply: AsyncResponse, reason: ReasonCode
+) -> None:
+    r = await rig([WAIT], is_async=True)
+    await r.redeem()
+    before = await r.code()
+    with pytest.raises(DomainError) as refused:
+        await r.worker.outcomes.respond(reply)
+    assert refused.value.reason is reason
+    assert await r.code() == before
+
+
+async def test_a_response_after_the_deadline_gets_40768_and_changes_nothing() -> None:
+    r = await rig([WAIT], is_async=True, timeout_s=30.0)
+    await r.redeem()
+    before = await r.code()
+    r.clock.move_to(after(30))
+    with pytest.raises(DomainError) as refused:
+        await r.worker.outcomes.respond(answer())
+    assert refused.value.reason is ReasonCode.REDEMPTION_CODE_ASYNC_PROCESSING_TIMEOUT
+    assert await r.code() == before
+
+
+async def test_a_response_for_an_ended_attempt_gets_40758() -> None:
+    r = await rig([WAIT], is_async=True)
+    await r.redeem()
+    await r.worker.outcomes.respond(answer())
+    with pytest.raises(DomainError) as refused:
+        await r.worker.outcomes.respond(answer())
+    assert refused.value.reason is ReasonCode.REDEMPTION_CODE_NOT_IN_PROGRESS
+
+
+async def test_a_response_for_a_synchronous_campaign_gets_40767() -> None:
+    r = await rig([FAIL], max_retries=1)
+    await r.redeem()
+    with pytest.raises(DomainError) as refused:
+        await r.worker.outcomes.respond(answer())
+    assert refused.value.reason is ReasonCode.REDEMPTION_CODE_TYPE_NOT_ASYNC
+
+
+async def test_a_code_invalidated_while_its_retry_waits_ends_the_redemption() -> None:
+    r = await rig([FAIL], max_retries=3)
+    await r.redeem()
+    from shared.domain import model
+
+    code = await r.code()
+    change = model.invalidate(code, "fraud", now=START, new_id=lambda: "x", by="ops")
+    await r.store.apply(REF, [change])
+    r.clock.move_to(after(1))
+    await r.fire_due()
+    ended = await r.redemption()
+    assert (ended.status, ended.reason_code) == (
+        RedemptionStatus.FAILED,
+        ReasonCode.REDEMPTION_CODE_INVALID,
+    )
+    assert len(r.partner.calls) == 1
