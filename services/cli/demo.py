@@ -36,6 +36,13 @@ CONCURRENCY = 128
 TRANSPORT_RETRIES = 4
 REWARD = {"reward": {"item": "gems", "quantity": 100}}
 TERMINAL = {"Redeemed", "Failed", "Rejected"}
+# A worker killed mid-call leaves its attempt to time out and be retried by another.
+FULFILLMENT = {
+    "handler": "grant-reward",
+    "timeout": 5,
+    "maxRetries": 2,
+    "retryBackoff": {"initial": 0.5, "max": 2},
+}
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,7 @@ class Demo:
 
     async def setup(self) -> None:
         created = await self.call(
-            "POST", "/v1/campaigns", json={"codeType": self.campaign, "handler": "grant-reward"}
+            "POST", "/v1/campaigns", json={"codeType": self.campaign, **FULFILLMENT}
         )
         if created.status_code != 201:
             raise CliError(f"could not create the demo campaign: {created.text}")
@@ -140,8 +147,8 @@ class Demo:
             "codeUseType": "MULTI",
             "scanCode": self.shared_scan,
             "maxRedemptions": p.shared_max,
-            "handler": "grant-reward",
             "customCodeInfo": REWARD,
+            **FULFILLMENT,
         }
         created = await self.call("POST", "/v1/campaigns", json=shared)
         if created.status_code != 201:

@@ -1,25 +1,30 @@
 """A fulfillment partner simulated in process, for demos and tests.
 
-`customCodeInfo.simulate` sets its behaviour: `delayS` (seconds to take),
-`fail` (answer `success: false`), `raise` (crash). Without it, it succeeds.
+Behaves as `shared.fulfillment.simulation` describes, driven by each code's
+`customCodeInfo.simulate` (`delayS`, `fail`, `failAttempts`, `silent`, and
+`raise` to crash). Synchronous campaigns get the outcome after the delay;
+asynchronous ones get "not yet" until the delay has passed since the attempt
+started, then the outcome, on the call or poll that comes next.
 """
 
 import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from shared.clock import to_ms, utcnow
+from shared.fulfillment import simulation
+
+NEVER_S = 24 * 3600.0
+
 
 async def simulated_partner(request: Mapping[str, Any]) -> Mapping[str, Any]:
-    plan = (request.get("customCodeInfo") or {}).get("simulate") or {}
-    await asyncio.sleep(float(plan.get("delayS", 0)))
-    if plan.get("raise"):
+    chosen = simulation.plan(request, simulation.Behaviour())
+    rules = (request.get("customCodeInfo") or {}).get("simulate") or {}
+    if chosen.silent:
+        await asyncio.sleep(NEVER_S)
+    if request.get("async"):
+        return simulation.async_answer(request, chosen, to_ms(utcnow()) or 0)
+    await asyncio.sleep(chosen.delay_s)
+    if rules.get("raise"):
         raise RuntimeError("simulated partner crashed")
-    if plan.get("fail"):
-        return {
-            "success": False,
-            "complete": True,
-            "errorCode": "SIMULATED_FAILURE",
-            "errorMsg": "the simulated partner refused",
-        }
-    info = {"partner": "simulated", "attempt": request.get("attempt")}
-    return {"success": True, "complete": True, "customRedemptionInfo": info}
+    return simulation.outcome(request, chosen)

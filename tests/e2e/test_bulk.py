@@ -12,7 +12,7 @@ from tests.support.api import Api
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.e2e
-ROWS = 100_000
+ROWS = 30_000
 
 
 def inventory_file() -> tuple[bytes, dict[int, str]]:

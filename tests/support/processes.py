@@ -14,6 +14,7 @@ from pathlib import Path
 from tests.support.servers import free_port
 
 SERVICES = ("intake", "worker", "results")
+WEBHOOK_SECRET = "test-webhook-secret"
 
 
 @dataclass
@@ -44,13 +45,14 @@ class System:
     logs: Path
     services: list[Service] = field(default_factory=list)
 
-    def start(self, name: str) -> Service:
+    def start(self, name: str, **env: str) -> Service:
+        """Start `services.<name>`, with `env` added to the system's environment."""
         port = free_port()
         log_path = self.logs / f"{name}-{len(self.services)}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}"],
-                env={**self.env, "REDEEM_HTTP_PORT": str(port)},
+                env={**self.env, **env, "REDEEM_HTTP_PORT": str(port)},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -94,6 +96,7 @@ def system_env(*, rabbitmq_url: str, mongodb_url: str, db: str, api_keys: str) -
         REDEEM_MONGODB_URL=mongodb_url,
         REDEEM_MONGODB_DB=db,
         REDEEM_API_KEYS=api_keys,
+        REDEEM_WEBHOOK_SECRET=WEBHOOK_SECRET,
         REDEEM_LOG_FORMAT="json",
         REDEEM_CAMPAIGN_CACHE_TTL_S="1",
         PYTHONUNBUFFERED="1",

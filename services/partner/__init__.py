@@ -1,0 +1,1 @@
+"""A fulfillment partner simulator: the other side of the AMQP and webhook transports."""

@@ -1,0 +1,157 @@
+"""The partner simulator: answers fulfillment requests over AMQP and HTTP (webhook).
+
+Over AMQP it consumes `redemption.fulfillment` with its handler name as the
+routing key. In `sync` mode it replies to `reply_to` after the delay; in
+`async` mode it answers later, with `async-response` on `redemption.commands`
+once the attempt's delay has passed. Over HTTP, `POST /fulfil` checks the
+webhook signature (401 without a valid one) and answers as the campaign's
+mode asks. A silent attempt gets no answer at all. `GET /requests` lists the
+requests received, newest last, for whoever watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared import topology
+from shared.adapters.rabbitmq import Broker
+from shared.clock import to_ms, utcnow
+from shared.fulfillment import signing, simulation
+from shared.messages import AsyncResponseCommand
+
+log = structlog.get_logger()
+SILENT_S = 3600.0
+
+
+class PartnerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REDEEM_PARTNER_", extra="ignore")
+
+    handler: str = Field("partner", description="the handler name it serves (routing key)")
+    mode: Literal["sync", "async"] = "sync"
+    delay_s: float = Field(0.0, ge=0, description="time until an attempt's outcome is known")
+    failure_rate: float = Field(0.0, ge=0, le=1)
+    silence_rate: float = Field(0.0, ge=0, le=1, description="attempts never answered")
+    remember: int = Field(1000, ge=0, description="requests kept for GET /requests")
+
+    def behaviour(self) -> simulation.Behaviour:
+        return simulation.Behaviour(self.delay_s, self.failure_rate, self.silence_rate)
+
+
+class Partner:
+    def __init__(self, settings: PartnerSettings, broker: Broker, secret: str | None) -> None:
+        self._settings = settings
+        self._broker = broker
+        self._secret = secret
+        self.requests: deque[dict[str, Any]] = deque(maxlen=settings.remember)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        channel = self._broker.consuming
+        queue = await channel.declare_queue(
+            f"redemption.partner.{self._settings.handler}",
+            durable=True,
+            arguments={"x-queue-type": "quorum"},
+        )
+        await queue.bind(topology.FULFILLMENT_EXCHANGE, routing_key=self._settings.handler)
+        await queue.consume(self._on_request)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _plan(self, request: Mapping[str, Any], via: str) -> simulation.Plan:
+        self.requests.append({"via": via, **request})
+        return simulation.plan(request, self._settings.behaviour())
+
+    async def _on_request(self, message: AbstractIncomingMessage) -> None:
+        try:
+            request = json.loads(message.body)
+            assert isinstance(request, dict)
+        except (ValueError, AssertionError):
+            log.warning("ignoring a malformed request")
+            await message.ack()
+            return
+        chosen = self._plan(request, "amqp")
+        await message.ack()
+        if chosen.silent:
+            return
+        if self._settings.mode == "async" or request.get("async"):
+            self._spawn(self._push_when_ready(request, chosen))
+        elif message.reply_to:
+            self._spawn(self._reply_later(message, request, chosen))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reply_later(
+        self, message: AbstractIncomingMessage, request: Mapping[str, Any], chosen: simulation.Plan
+    ) -> None:
+        await asyncio.sleep(chosen.delay_s)
+        body = json.dumps(simulation.outcome(request, chosen)).encode()
+        await self._broker.publish(
+            "", message.reply_to or "", body, correlation_id=message.correlation_id
+        )
+
+    async def _push_when_ready(self, request: Mapping[str, Any], chosen: simulation.Plan) -> None:
+        started = int(request.get("attemptedAt") or to_ms(utcnow()) or 0)
+        ready_in = started / 1000 + chosen.delay_s - (to_ms(utcnow()) or 0) / 1000
+        await asyncio.sleep(max(0.0, ready_in))
+        command = AsyncResponseCommand(
+            redemptionId=str(request.get("redemptionId")),
+            scanCode=request.get("scanCode"),
+            redemptionCodeId=request.get("redemptionCodeId"),
+            codeType=request.get("codeType"),
+            attempt=int(request.get("attempt") or 0),
+            asyncResponse=dict(simulation.outcome(request, chosen)),
+        )
+        await self._broker.publish(
+            topology.COMMANDS_EXCHANGE,
+            topology.ASYNC_RESPONSE_ROUTING_KEY,
+            command.model_dump_json().encode(),
+        )
+
+    async def webhook(self, request: Request) -> Response:
+        body = await request.body()
+        headers = request.headers
+        signed = signing.verify(
+            self._secret or "",
+            headers.get(signing.TIMESTAMP_HEADER),
+            headers.get(signing.SIGNATURE_HEADER),
+            body,
+            to_ms(utcnow()) or 0,
+        )
+        if not self._secret or not signed:
+            return JSONResponse({"error": "bad signature"}, status_code=401)
+        payload = json.loads(body)
+        chosen = self._plan(payload, "webhook")
+        if chosen.http_status is not None:
+            return JSONResponse({"error": "simulated"}, status_code=chosen.http_status)
+        if chosen.silent:
+            await asyncio.sleep(SILENT_S)
+        if self._settings.mode == "async" or payload.get("async"):
+            answer = simulation.async_answer(payload, chosen, to_ms(utcnow()) or 0)
+            return JSONResponse(dict(answer))
+        await asyncio.sleep(chosen.delay_s)
+        return JSONResponse(dict(simulation.outcome(payload, chosen)))
+
+
+def routes(app: FastAPI, partner: Partner) -> None:
+    app.add_api_route("/fulfil", partner.webhook, methods=["POST"])
+
+    @app.get("/requests")
+    async def requests() -> list[dict[str, Any]]:
+        return list(partner.requests)
