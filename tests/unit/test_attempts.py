@@ -306,3 +306,79 @@ async def test_a_code_invalidated_while_its_retry_waits_ends_the_redemption() ->
         ReasonCode.REDEMPTION_CODE_INVALID,
     )
     assert len(r.partner.calls) == 1
+
+
+async def test_a_shared_code_retries_per_user_and_gives_its_slot_back_when_it_fails() -> None:
+    store, clock, partner = FakeStore(), Clock(), Partner([FAIL])
+    campaign = Campaign(
+        "promo",
+        CodeUseType.MULTI,
+        START,
+        START,
+        scan_code="SPRING",
+        max_redemptions=1,
+        handler="partner",
+        max_retries=1,
+    )
+    await store.create_campaign(campaign)
+    counter = itertools.count()
+    worker = bootstrap(
+        store,
+        {"partner": partner},
+        campaign_cache_ttl_s=0,
+        clock=clock,
+        ids=lambda: f"e{next(counter)}",
+        unit=lambda: 0.0,
+    )
+
+    def pending(user: str) -> Redemption:
+        return Redemption(f"r-{user}", f"r-{user}", user, "spring", START, START)
+
+    first = await worker.redeem.redeem(pending("u1"))
+    assert first.status is RedemptionStatus.IN_PROGRESS
+    mine = CodeRef("promo", "SPRING", "u1")
+    instance = await store.get_code(mine)
+    assert instance is not None and instance.retry_at == after(1)
+    blocked = await worker.redeem.redeem(pending("u2"))
+    assert blocked.reason_code is ReasonCode.MULTI_USE_CODE_MAX_REDEMPTIONS_REACHED
+
+    clock.move_to(after(1))
+    for due in await store.take_due(clock(), LEASE_S, limit=10):
+        await worker.timers.fire(due.ref, due.code)
+
+    instance = await store.get_code(mine)
+    assert instance is not None and (instance.code_state, instance.attempt) == (CodeState.FAILED, 1)
+    assert [c["attempt"] for c in partner.calls] == [0, 1]
+    ended = await store.get_redemption("r-u1")
+    assert ended is not None and ended.status is RedemptionStatus.FAILED
+    again = await worker.redeem.redeem(Redemption("r2", "r2", "u1", "spring", START, START))
+    assert again.reason_code is ReasonCode.REDEMPTION_FAILED_MAX_RETRIES
+    partner.answers = [DONE]
+    retried = Redemption("r3", "r3", "u2", "spring", START, START)
+    other = await worker.redeem.redeem(retried)  # the failed user's slot came back
+    assert other.status is RedemptionStatus.REDEEMED
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"handler": "h", "handler_transport": "webhook"}, "webhookUrl is required"),
+        ({"handler": "h", "webhook_url": "https://x"}, "webhookUrl is required"),
+        ({"is_async": True}, "need a handler"),
+        ({"max_retries": 2}, "need a handler"),
+        ({"handler": "h", "poll_interval_s": 5.0}, "async handlers only"),
+        ({"handler": "h", "handler_transport": "pigeon"}, "handlerTransport must be"),
+        (
+            {"handler": "h", "retry_backoff": RetryPolicy(initial=10, max=5)},
+            "at least retryBackoff.initial",
+        ),
+    ],
+)
+def test_fulfillment_settings_that_cannot_work_together_are_refused(
+    fields: dict[str, Any], problem: str
+) -> None:
+    campaign = Campaign("c", CodeUseType.SINGLE, START, START, **fields)
+    with pytest.raises(DomainError) as refused:
+        campaign.check_fulfillment()
+    assert refused.value.reason is ReasonCode.INVALID_PARAMETER_VALUE
+    assert problem in refused.value.message
