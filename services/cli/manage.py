@@ -57,9 +57,22 @@ def create_campaign(
     ] = None,
     max_redemptions: Annotated[int | None, typer.Option(min=1)] = None,
     handler: Annotated[str | None, typer.Option(help="fulfillment handler name")] = None,
+    transport: Annotated[str, typer.Option(help="local, amqp or webhook")] = "local",
+    webhook_url: Annotated[str | None, typer.Option(help="webhook transport only")] = None,
+    is_async: Annotated[bool, typer.Option("--async", help="the handler may answer later")] = False,
+    timeout: Annotated[float, typer.Option(help="allowed processing time, seconds")] = 30.0,
+    max_retries: Annotated[int, typer.Option(min=0, max=100)] = 0,
 ) -> None:
     """Create a personal campaign, or a shared one with --scan-code."""
     body: dict[str, Any] = {"codeType": code_type, "handler": handler}
+    if handler:
+        body |= {
+            "handlerTransport": transport,
+            "webhookUrl": webhook_url,
+            "async": is_async,
+            "timeout": timeout,
+            "maxRetries": max_retries,
+        }
     if scan_code:
         body |= {"codeUseType": "MULTI", "scanCode": scan_code, "maxRedemptions": max_redemptions}
     with connect() as api:

@@ -139,6 +139,14 @@ def test_operators_manage_inventories_from_the_command_line(
         env, "campaigns", "create", "fans", "--scan-code", "FANS-1", "--max-redemptions", "5"
     )
     assert "created fans (MULTI)" in created.stdout
+    slow = redeem(
+        env,
+        *("campaigns", "create", "parcels", "--handler", "simulated-partner", "--async"),
+        *("--timeout", "600", "--max-retries", "3"),
+    )
+    assert slow.returncode == 0, slow.stderr
+    shown = json.loads(redeem(env, "campaigns", "show", "parcels").stdout)
+    assert (shown["async"], shown["timeout"], shown["maxRetries"]) == (True, 600, 3)
     listed = redeem(env, "campaigns", "list")
     assert "cards" in listed.stdout and "FANS-1" in listed.stdout and "0/5" in listed.stdout
 
