@@ -46,8 +46,17 @@ def ops_router(checks: Sequence[tuple[str, Check]], timeout_s: float = 2.0) -> A
 class OpsServer:
     """A small uvicorn server for a service whose main job is not HTTP."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off")
+    def __init__(
+        self, app: FastAPI, host: str, port: int, *, graceful_s: int | None = None
+    ) -> None:
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            lifespan="off",
+            timeout_graceful_shutdown=graceful_s,
+        )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
         self._port = port

@@ -1,6 +1,8 @@
 """`redeem demo`: load a running system as real callers would, then check the invariants.
 
-It creates a personal campaign of 10,000 codes and sends redemptions over
+It creates a personal campaign of 10,000 codes, a shared code, and a campaign
+fulfilled asynchronously by the simulated partner `redeem up` runs (which
+fails one attempt in five: those are retried), and sends redemptions over
 HTTP and AMQP: single redemptions, duplicates of the same request, unknown,
 inactive and invalidated codes, and many users racing for the same codes. It
 listens to `redemption.events` all along, and ends by checking, on the
@@ -30,12 +32,24 @@ from rich.progress import Progress
 from rich.table import Table
 
 from services.cli.errors import CliError
+from services.cli.up import PARTNER_HANDLER
 from shared import topology
 
 CONCURRENCY = 128
 TRANSPORT_RETRIES = 4
 REWARD = {"reward": {"item": "gems", "quantity": 100}}
 TERMINAL = {"Redeemed", "Failed", "Rejected"}
+FAILED = ("Failed", 40751)  # the partner refused every attempt
+# Fulfilled over AMQP by the simulated partner, which answers later (async-response).
+PARTNER_FULFILLMENT = {
+    "handler": PARTNER_HANDLER,
+    "handlerTransport": "amqp",
+    "async": True,
+    "timeout": 10,
+    "pollInterval": 5,
+    "maxRetries": 3,
+    "retryBackoff": {"initial": 0.5, "max": 2},
+}
 # A worker killed mid-call leaves its attempt to time out and be retried by another.
 FULFILLMENT = {
     "handler": "grant-reward",
@@ -60,6 +74,7 @@ class Plan:
     unknown: int = 200
     shared_max: int = 500
     shared_users: int = 1_000
+    partner: int = 300
 
 
 @dataclass
@@ -97,6 +112,13 @@ class Demo:
         return self.campaign + "-shared"
 
     @property
+    def parcels(self) -> str:
+        return self.campaign + "-parcels"
+
+    def parcel(self, n: int) -> str:
+        return f"P{self.campaign[5:].upper()}-{n:04d}"
+
+    @property
     def shared_scan(self) -> str:
         return f"FANS-{self.campaign[5:].upper()}"
 
@@ -112,7 +134,7 @@ class Demo:
 
     async def _on_event(self, message: AbstractIncomingMessage) -> None:
         body = json.loads(message.body)
-        if body["code"]["codeType"] in (self.campaign, self.shared):
+        if body["code"]["codeType"] in (self.campaign, self.shared, self.parcels):
             self.events[body["eventId"]] = body
             self.event_arrived.set()
 
@@ -166,7 +188,19 @@ class Demo:
             path = f"/v1/campaigns/{self.campaign}/codes/{self.scan(n)}/invalidate"
             await self.call("POST", path, json={"invalidationReason": "reported stolen"})
 
+        parcels = {"codeType": self.parcels, **PARTNER_FULFILLMENT}
+        created = await self.call("POST", "/v1/campaigns", json=parcels)
+        if created.status_code != 201:
+            raise CliError(f"could not create the partner's demo campaign: {created.text}")
+
+        async def add_parcel(n: int) -> None:
+            body = {"scanCode": self.parcel(n), "codeState": "Available"}
+            answer = await self.call("POST", f"/v1/campaigns/{self.parcels}/codes", json=body)
+            if answer.status_code not in (201, 409):
+                raise CliError(f"could not add a code: {answer.text}")
+
         await self.bounded("loading codes", [add(n) for n in range(p.codes)])
+        await self.bounded("loading parcels", [add_parcel(n) for n in range(p.partner)])
         first = p.inactive
         await self.bounded(
             "invalidating codes", [invalidate(n) for n in range(first, first + p.invalidated)]
@@ -228,6 +262,12 @@ class Demo:
                 "http" if i % 2 else "amqp", f"fan-{i}", self.shared_scan, "shared", self.shared
             )
             for i in range(p.shared_users)
+        ]
+        plan += [
+            Attempt(
+                "http" if i % 2 else "amqp", f"buyer-{i}", self.parcel(i), "partner", self.parcels
+            )
+            for i in range(p.partner)
         ]
         random.shuffle(plan)
         return plan
@@ -304,9 +344,9 @@ class Demo:
         await self.bounded("redeeming", [self.redeem(a, reply_queue) for a in attempts])
         return time.perf_counter() - started
 
-    async def code(self, n_or_scan: str) -> dict[str, Any]:
-        answer = await self.call("GET", f"/v1/campaigns/{self.campaign}/codes/{n_or_scan}")
-        return dict(answer.json())
+    async def code(self, scan: str, code_type: str = "") -> dict[str, Any]:
+        path = f"/v1/campaigns/{code_type or self.campaign}/codes/{scan}"
+        return dict((await self.call("GET", path)).json())
 
 
 def summary(attempts: list[Attempt], elapsed_s: float, console: Console) -> None:
@@ -343,8 +383,8 @@ async def check_invariants(demo: Demo, attempts: list[Attempt]) -> list[Check]:
         )
     )
     personal = [a for a in attempts if a.code_type != demo.shared]
-    touched = sorted({a.scan for a in personal if not a.scan.startswith("NOPE")})
-    codes = await gather_bounded([demo.code(s) for s in touched])
+    touched = sorted({(a.scan, a.code_type) for a in personal if not a.scan.startswith("NOPE")})
+    codes = await gather_bounded([demo.code(scan, code_type) for scan, code_type in touched])
     checks.append(never_twice(demo, attempts, codes))
     shared_redeemed = sum(1 for a in attempts if a.expect == "shared" and a.status == "Redeemed")
     checks.append(await one_event_per_change(demo, codes, shared_redeemed))
@@ -396,6 +436,8 @@ def expectations_met(attempts: list[Attempt], shared_max: int) -> Check:
             wrong.append(f"{a.scan} by {a.user}: {a.status} {a.reason}")
         elif kind == "rejected" and (a.status, a.reason) != ("Rejected", int(detail)):
             wrong.append(f"{a.scan}: {a.status} {a.reason}, expected {detail}")
+        elif kind == "partner" and (a.status, a.reason) not in (("Redeemed", None), FAILED):
+            wrong.append(f"{a.scan} (partner): {a.status} {a.reason}")
         elif kind == "duplicate" and a.redemption_id != originals[detail].redemption_id:
             wrong.append(f"{a.scan}: a repeated request got another redemption")
         elif kind == "race":
@@ -415,19 +457,25 @@ def expectations_met(attempts: list[Attempt], shared_max: int) -> Check:
 async def one_event_per_change(
     demo: Demo, codes: list[dict[str, Any]], shared_redeemed: int
 ) -> Check:
-    """Personal codes: one event per entry of their history. Shared instances: two each."""
+    """Personal codes: one event per entry of their history. Shared instances, whose
+    history callers do not read: one event per version, ending redeemed."""
     changes = {c["redemptionCodeId"]: len(c.get("history", [])) for c in codes}
 
     def mismatched() -> list[str]:
         seen: Counter[str] = Counter(e["code"]["redemptionCodeId"] for e in demo.events.values())
-        shared = {
-            e["code"]["redemptionCodeId"]
-            for e in demo.events.values()
-            if e["code"]["codeType"] == demo.shared
-        }
+        versions: defaultdict[str, dict[int, str]] = defaultdict(dict)
+        for e in demo.events.values():
+            if e["code"]["codeType"] == demo.shared:
+                versions[e["code"]["redemptionCodeId"]][e["code"]["version"]] = e["eventType"]
         wrong = [code for code, n in changes.items() if seen[code] != n]
-        wrong += [code for code in shared if seen[code] != 2]
-        return wrong + (["shared instances"] if len(shared) != shared_redeemed else [])
+        wrong += [
+            code
+            for code, by_version in versions.items()
+            if seen[code] != len(by_version)
+            or sorted(by_version) != list(range(2, max(by_version) + 1))
+            or by_version[max(by_version)] != "CodeRedeemed"
+        ]
+        return wrong + (["shared instances"] if len(versions) != shared_redeemed else [])
 
     deadline = time.monotonic() + 30
     while mismatched() and time.monotonic() < deadline:
@@ -435,7 +483,9 @@ async def one_event_per_change(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(demo.event_arrived.wait(), deadline - time.monotonic())
     wrong = mismatched()
-    total = sum(changes.values()) + 2 * shared_redeemed
+    total = sum(changes.values()) + sum(
+        1 for e in demo.events.values() if e["code"]["codeType"] == demo.shared
+    )
     return (
         "one event per change",
         not wrong,

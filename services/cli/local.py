@@ -12,6 +12,7 @@ from services.cli.errors import CliError
 
 ADMIN_KEY_FILE = "admin-key"
 CONTEXT_SECRET_FILE = "context-secret"
+WEBHOOK_SECRET_FILE = "webhook-secret"
 SYSTEM_FILE = "system.json"
 
 

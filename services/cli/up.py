@@ -149,6 +149,15 @@ class Supervisor:
                 process.wait()
 
 
+# The simulated fulfillment partner `redeem up` runs beside the system (and the demo uses).
+PARTNER_HANDLER = "demo-partner"
+PARTNER_ENV = {
+    "REDEEM_PARTNER_HANDLER": PARTNER_HANDLER,
+    "REDEEM_PARTNER_DELAY_S": "0.5",
+    "REDEEM_PARTNER_FAILURE_RATE": "0.2",
+}
+
+
 def children(settings: Settings, workers: int, api_keys: str, logs: Path) -> list[Child]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDEEM_")}
     env.update(
@@ -157,6 +166,8 @@ def children(settings: Settings, workers: int, api_keys: str, logs: Path) -> lis
         REDEEM_API_KEYS=api_keys,
         REDEEM_CONTEXT_SECRET=settings.context_secret
         or local.secret(settings.data_dir, local.CONTEXT_SECRET_FILE),
+        REDEEM_WEBHOOK_SECRET=settings.webhook_secret
+        or local.secret(settings.data_dir, local.WEBHOOK_SECRET_FILE),
         REDEEM_LOG_FORMAT="json",
         REDEEM_LOG_LEVEL=settings.log_level,
         PYTHONUNBUFFERED="1",
@@ -164,11 +175,16 @@ def children(settings: Settings, workers: int, api_keys: str, logs: Path) -> lis
     if settings.mongodb_url:
         env.update(REDEEM_MONGODB_URL=settings.mongodb_url, REDEEM_MONGODB_DB=settings.mongodb_db)
     logs.mkdir(parents=True, exist_ok=True)
-    names = ["intake", *(f"worker-{n}" for n in range(1, workers + 1)), "results"]
+    names = ["intake", *(f"worker-{n}" for n in range(1, workers + 1)), "results", "partner"]
     intake_port = settings.port_for(8080)
     if _answers("127.0.0.1", intake_port):
         raise CliError(f"port {intake_port} is taken: set REDEEM_HTTP_PORT to a free one")
     return [
-        Child(name, intake_port if name == "intake" else free_port(), logs / f"{name}.log", env)
+        Child(
+            name,
+            intake_port if name == "intake" else free_port(),
+            logs / f"{name}.log",
+            env | PARTNER_ENV if name == "partner" else env,
+        )
         for name in names
     ]

@@ -28,7 +28,8 @@ async def main() -> None:
         app = FastAPI(title="Fulfillment partner simulator")
         app.include_router(ops_router([("broker", broker.ping)]))
         routes(app, partner)
-        server = OpsServer(app, settings.http_host, settings.port_for(DEFAULT_PORT))
+        # Requests it chose not to answer would hold a graceful shutdown forever.
+        server = OpsServer(app, settings.http_host, settings.port_for(DEFAULT_PORT), graceful_s=1)
         await server.start()
         await partner.start()
         log.info("partner started", handler=own.handler, mode=own.mode, delay_s=own.delay_s)

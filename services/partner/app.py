@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -55,6 +55,8 @@ class Partner:
         self._secret = secret
         self.requests: deque[dict[str, Any]] = deque(maxlen=settings.remember)
         self._tasks: set[asyncio.Task[None]] = set()
+        # Webhook tries per (redemptionCodeId, attempt), for the tries-limited behaviours.
+        self._tries: Counter[tuple[Any, Any]] = Counter()
 
     async def start(self) -> None:
         channel = self._broker.consuming
@@ -138,9 +140,12 @@ class Partner:
             return JSONResponse({"error": "bad signature"}, status_code=401)
         payload = json.loads(body)
         chosen = self._plan(payload, "webhook")
-        if chosen.http_status is not None:
+        tried = self._tries[(payload.get("redemptionCodeId"), payload.get("attempt"))]
+        self._tries[(payload.get("redemptionCodeId"), payload.get("attempt"))] += 1
+        failing = chosen.http_status_tries is None or tried < chosen.http_status_tries
+        if chosen.http_status is not None and failing:
             return JSONResponse({"error": "simulated"}, status_code=chosen.http_status)
-        if chosen.silent:
+        if chosen.silent or tried < chosen.slow_tries:
             await asyncio.sleep(SILENT_S)
         if self._settings.mode == "async" or payload.get("async"):
             answer = simulation.async_answer(payload, chosen, to_ms(utcnow()) or 0)

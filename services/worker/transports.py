@@ -128,7 +128,11 @@ class PartnerUnreachable(Exception):
 
 
 class WebhookTransport:
-    """Signed HTTP POSTs; a timeout or 5xx is tried again while time is left, a 4xx is final."""
+    """Signed HTTP POSTs; a timeout or 5xx is tried again while time is left, a 4xx is final.
+
+    Up to `tries` tries share the attempt's time; the answer of the first that
+    is not a timeout or 5xx counts.
+    """
 
     def __init__(
         self, client: httpx.AsyncClient, secret: str, *, tries: int = 3, pause_s: float = 0.2
@@ -145,12 +149,14 @@ class WebhookTransport:
         give_up_at = loop.time() + timeout_s
         body = json.dumps(request).encode()
         last = "no answer"
-        for _ in range(self._tries):
+        for tried in range(self._tries):
             left = give_up_at - loop.time()
             if left <= 0:
                 break
+            # Each try gets its share of the time left, so a try that times out leaves some.
+            share = left / (self._tries - tried)
             try:
-                response = await self._post(campaign, body, left)
+                response = await self._post(campaign, body, share)
             except httpx.TimeoutException:
                 last = "timed out"
                 continue

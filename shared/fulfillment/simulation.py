@@ -7,7 +7,8 @@ asynchronous outcome is ready `delay_s` after the attempt started
 gets the same story. A code's `customCodeInfo.simulate` overrides the
 partner's defaults: `delayS`, `fail` (bool), `failAttempts` (attempts before
 the first success), `silent` (never answer), `httpStatus` (webhook: answer
-with this status instead).
+with this status instead; `httpStatusTries`: only to the first n tries of an
+attempt) and `slowTries` (webhook: let the first n tries of an attempt hang).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Plan:
     fail: bool
     silent: bool
     http_status: int | None = None
+    http_status_tries: int | None = None
+    slow_tries: int = 0
 
 
 def _draw(request: Mapping[str, Any], salt: str) -> float:
@@ -57,6 +60,8 @@ def plan(request: Mapping[str, Any], defaults: Behaviour) -> Plan:
         fail=fail,
         silent=silent,
         http_status=int(status) if status is not None else None,
+        http_status_tries=int(rules["httpStatusTries"]) if "httpStatusTries" in rules else None,
+        slow_tries=int(rules.get("slowTries", 0)),
     )
 
 

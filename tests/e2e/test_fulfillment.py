@@ -115,11 +115,18 @@ async def test_webhooks_are_signed_and_retried_on_5xx_but_not_on_4xx(
 ) -> None:
     partner = system.start("partner", REDEEM_PARTNER_HANDLER="hook")
     await api.campaign(
-        "hooked", handler="hook", handlerTransport="webhook", webhookUrl=partner.url + "/fulfil"
+        "hooked",
+        handler="hook",
+        handlerTransport="webhook",
+        webhookUrl=partner.url + "/fulfil",
+        timeout=6,
     )
     await api.code("hooked", "OK")
     await api.code("hooked", "DOWN", customCodeInfo={"simulate": {"httpStatus": 503}})
     await api.code("hooked", "NO", customCodeInfo={"simulate": {"httpStatus": 400}})
+    once = {"httpStatus": 502, "httpStatusTries": 1}
+    await api.code("hooked", "BLIP", customCodeInfo={"simulate": once})
+    await api.code("hooked", "SLOW", customCodeInfo={"simulate": {"slowTries": 1}})
 
     ok = await api.redeem("bo", "OK", codeType="hooked")
     assert ok.status_code == 200, ok.text  # the simulator answers 401 to a bad signature
@@ -128,7 +135,14 @@ async def test_webhooks_are_signed_and_retried_on_5xx_but_not_on_4xx(
     refused = await api.redeem("bo", "NO", codeType="hooked")
     assert refused.json()["reasonCode"] == 40751, refused.text
 
+    blip = await api.redeem("bo", "BLIP", codeType="hooked")
+    assert blip.status_code == 200, blip.text
+    slow = await api.redeem("bo", "SLOW", codeType="hooked")
+    assert slow.status_code == 200, slow.text
+
     assert len(await requests_seen(partner, "DOWN")) == 3  # tried again on 5xx
+    assert len(await requests_seen(partner, "BLIP")) == 2
+    assert len(await requests_seen(partner, "SLOW")) == 2  # tried again after a timeout
     assert len(await requests_seen(partner, "NO")) == 1  # a 4xx is final
     no = await store.get_code(CodeRef("hooked", "NO"))
     assert no is not None and no.error_code == "WEBHOOK_REFUSED"
