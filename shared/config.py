@@ -42,6 +42,9 @@ class Settings(BaseSettings):
         0.25, gt=0, le=1, description="how often a worker looks for timers that fell due"
     )
     timer_concurrency: int = Field(64, ge=1, description="timers a worker acts on at once")
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, description="longest one webhook request waits (within the attempt's time)"
+    )
     webhook_secret: str | None = Field(
         None, description="signs webhook fulfillment requests; unset: webhooks are not called"
     )

@@ -122,7 +122,8 @@ class Store(Protocol):
         `attempt`, in `state`. Returns the code as changed, or None."""
 
     async def take_due(self, now: datetime, lease_s: float, *, limit: int) -> list[Due]:
-        """Up to `limit` codes whose `timer_at` is due at `now`, earliest first.
+        """Up to `limit` codes whose `timer_at` is due at `now`: earliest first, taking
+        personal codes and shared-code instances in turn so that neither starves.
 
         Each is taken atomically: its timer moves to `attempts.lease(code, now,
         lease_s)`, so no other worker takes it until the lease ends.

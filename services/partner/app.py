@@ -139,7 +139,7 @@ class Partner:
         if not self._secret or not signed:
             return JSONResponse({"error": "bad signature"}, status_code=401)
         payload = json.loads(body)
-        chosen = self._plan(payload, "webhook")
+        chosen = self._plan(payload | {"idempotencyKey": headers.get("Idempotency-Key")}, "webhook")
         tried = self._tries[(payload.get("redemptionCodeId"), payload.get("attempt"))]
         self._tries[(payload.get("redemptionCodeId"), payload.get("attempt"))] += 1
         failing = chosen.http_status_tries is None or tried < chosen.http_status_tries

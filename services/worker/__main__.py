@@ -31,7 +31,9 @@ async def main() -> None:
         webhook = None
         if settings.webhook_secret:
             client = await stack.enter_async_context(httpx.AsyncClient())
-            webhook = WebhookTransport(client, settings.webhook_secret)
+            webhook = WebhookTransport(
+                client, settings.webhook_secret, try_timeout_s=settings.webhook_timeout_s
+            )
         worker = bootstrap(
             a.store,
             Transports(LocalTransport(handlers), amqp, webhook),

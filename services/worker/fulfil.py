@@ -40,7 +40,9 @@ class Fulfiller:
         """
         deadline = code.deadline_at or self._clock() + timedelta(seconds=campaign.timeout_s)
         left = (deadline - self._clock()).total_seconds()
-        budget = min(left, self._lease_s) if campaign.is_async else left
+        # Within the lease (less a margin for the time since it was taken), so that no
+        # other worker polls while this call may still answer.
+        budget = min(left, 0.9 * self._lease_s) if campaign.is_async else left
         request = fulfillment.request_for(campaign, code, operation)
         answer = await self._transports.call(campaign, request, max(budget, 0.001))
         timed_out = False

@@ -16,6 +16,7 @@ the user's one claim of the campaign, a slot of the campaign's
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 
 import structlog
 
@@ -68,6 +69,8 @@ class RedeemService:
             return await self._finish(
                 pending, RedemptionStatus.REJECTED, refusal.reason, refusal.message
             )
+        if not fresh and code.code_state is CodeState.IN_PROGRESS and code.timer_at is None:
+            code = await self._wake(ref, code)
         if fresh and code.code_state is CodeState.IN_PROGRESS:
             # Only the delivery that claimed the code makes the first call: a
             # redelivery leaves the attempt to its timer, so no attempt is called twice.
@@ -90,19 +93,7 @@ class RedeemService:
             return existing
         rid, outcome = pending.redemption_id, None
         for ref in await self._refs_held(pending):
-            held = await self._store.get_code(ref)
-            ours = held if held is not None and held.redemption_id == rid else None
-            if ours is not None and ours.retry_at is not None:
-                ours = await self._cancel_retry(ref, ours) or ours
-            if ours is not None and ours.code_state is CodeState.IN_PROGRESS:
-                change = model.fail(
-                    pending.claim,
-                    error.reason.name,
-                    error.message,
-                    now=self._clock(),
-                    new_id=self._new_id,
-                )
-                ours = await self._store.apply(ref, [change], redemption_id=rid) or ours
+            ours = await self._stop_attempts(ref, pending, error)
             redeemed = ours is not None and ours.code_state is CodeState.REDEEMED
             if ref.is_shared:
                 await self._store.release_slot(ref.code_type, rid, refund=not redeemed)
@@ -121,14 +112,62 @@ class RedeemService:
             )
         return await self._finish(pending, RedemptionStatus.FAILED, error.reason, error.message)
 
-    async def _cancel_retry(self, ref: CodeRef, code: Code) -> Code | None:
-        return await self._store.update_attempt(
+    async def _wake(self, ref: CodeRef, code: Code) -> Code:
+        """Give a code claimed without timers (before they existed) one, due now."""
+        woken = await self._store.update_attempt(
             ref,
             redemption_id=code.redemption_id or "",
             attempt=code.attempt,
-            state=CodeState.FAILED,
-            fields={"retry_at": None, "timer_at": None},
+            state=CodeState.IN_PROGRESS,
+            fields={"timer_at": self._clock()},
         )
+        return woken or code
+
+    async def _stop_attempts(
+        self, ref: CodeRef, pending: Redemption, error: DomainError
+    ) -> Code | None:
+        """The code `pending` holds at `ref`, with no attempt running or due any more:
+        a running attempt failed, a due retry cancelled. None if it holds none.
+
+        Each write expects the code as just read; when a poll, a response or a
+        timer changed it meanwhile, it is read again, so the outcome is the
+        code's real last state (an attempt that succeeded meanwhile stays so).
+        """
+        rid = pending.redemption_id
+        # Should this process die before the redemption is finished, the timer concludes it.
+        conclude_by = self._clock() + timedelta(seconds=self._lease_s)
+        while True:
+            held = await self._store.get_code(ref)
+            if held is None or held.redemption_id != rid:
+                return None
+            if held.code_state is CodeState.FAILED and held.retry_at is not None:
+                stopped = await self._store.update_attempt(
+                    ref,
+                    state=CodeState.FAILED,
+                    fields={"retry_at": None, "timer_at": conclude_by},
+                    redemption_id=rid,
+                    attempt=held.attempt,
+                )
+            elif held.code_state is CodeState.IN_PROGRESS:
+                change = model.fail(
+                    pending.claim,
+                    error.reason.name,
+                    error.message,
+                    now=self._clock(),
+                    new_id=self._new_id,
+                    attempt_fields={
+                        "deadline_at": None,
+                        "next_poll_at": None,
+                        "timer_at": conclude_by,
+                    },
+                )
+                stopped = await self._store.apply(
+                    ref, [change], redemption_id=rid, attempt=held.attempt
+                )
+            else:
+                return held
+            if stopped is not None:
+                return stopped
 
     async def _refs_held(self, pending: Redemption) -> list[CodeRef]:
         scan_norm = normalise(pending.scan_code)

@@ -130,15 +130,24 @@ class PartnerUnreachable(Exception):
 class WebhookTransport:
     """Signed HTTP POSTs; a timeout or 5xx is tried again while time is left, a 4xx is final.
 
-    Up to `tries` tries share the attempt's time; the answer of the first that
-    is not a timeout or 5xx counts.
+    Each try waits at most `try_timeout_s` (and never past the attempt's
+    time); the answer of the first that is neither a timeout nor a 5xx
+    counts. Every try of one attempt carries the same `Idempotency-Key`
+    (`<redemptionId>:<attempt>`), so a partner can tell a repeat.
     """
 
     def __init__(
-        self, client: httpx.AsyncClient, secret: str, *, tries: int = 3, pause_s: float = 0.2
+        self,
+        client: httpx.AsyncClient,
+        secret: str,
+        *,
+        try_timeout_s: float = 10.0,
+        tries: int = 3,
+        pause_s: float = 0.2,
     ) -> None:
         self._client = client
         self._secret = secret
+        self._try_timeout_s = try_timeout_s
         self._tries = tries
         self._pause_s = pause_s
 
@@ -148,15 +157,14 @@ class WebhookTransport:
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + timeout_s
         body = json.dumps(request).encode()
+        key = f"{request.get('redemptionId')}:{request.get('attempt')}"
         last = "no answer"
-        for tried in range(self._tries):
+        for _ in range(self._tries):
             left = give_up_at - loop.time()
             if left <= 0:
                 break
-            # Each try gets its share of the time left, so a try that times out leaves some.
-            share = left / (self._tries - tried)
             try:
-                response = await self._post(campaign, body, share)
+                response = await self._post(campaign, body, key, min(left, self._try_timeout_s))
             except httpx.TimeoutException:
                 last = "timed out"
                 continue
@@ -170,9 +178,12 @@ class WebhookTransport:
         log.info("webhook gave no answer", url=campaign.webhook_url, last=last)
         return None if last == "timed out" else _failure(fulfillment.HANDLER_CRASHED, last)
 
-    async def _post(self, campaign: Campaign, body: bytes, timeout_s: float) -> httpx.Response:
+    async def _post(
+        self, campaign: Campaign, body: bytes, key: str, timeout_s: float
+    ) -> httpx.Response:
         headers = signing.headers(self._secret, to_ms(utcnow()) or 0, body)
         headers["Content-Type"] = "application/json"
+        headers["Idempotency-Key"] = key
         return await self._client.post(
             campaign.webhook_url or "", content=body, headers=headers, timeout=timeout_s
         )

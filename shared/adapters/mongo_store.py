@@ -309,19 +309,23 @@ class MongoStore:
             ]
         }
         taken: list[Due] = []
-        for collection in (self._codes, self._instances):
-            while len(taken) < limit:
-                doc = await collection.find_one_and_update(
-                    {"timerAt": {"$lte": now}},
-                    [{"$set": {"timerAt": leased}}],
-                    projection=_HIDDEN,
-                    sort=[("timerAt", ASCENDING)],
-                )
-                if doc is None:
-                    break
-                code = code_from_doc(doc)
-                user = code.redeemed_by_user_id if collection is self._instances else None
-                taken.append(Due(CodeRef(code.code_type, doc["scanNorm"], user), code))
+        # Taking from both collections in turn, so that neither starves the other.
+        pending = [self._codes, self._instances]
+        while pending and len(taken) < limit:
+            collection = pending.pop(0)
+            doc = await collection.find_one_and_update(
+                # `$type` as in the index's filter, so that the partial index is used.
+                {"timerAt": {"$type": "date", "$lte": now}},
+                [{"$set": {"timerAt": leased}}],
+                projection=_HIDDEN,
+                sort=[("timerAt", ASCENDING)],
+            )
+            if doc is None:
+                continue
+            pending.append(collection)
+            code = code_from_doc(doc)
+            user = code.redeemed_by_user_id if collection is self._instances else None
+            taken.append(Due(CodeRef(code.code_type, doc["scanNorm"], user), code))
         return taken
 
     async def set_custom_code_info(
@@ -427,7 +431,10 @@ class MongoStore:
     async def codes_of(
         self, code_type: str, *, job_id: str | None = None, batch: int = 1000
     ) -> AsyncIterator[list[Code]]:
-        query: Doc = {"jobId": job_id} if job_id else {"codeType": code_type}
+        # `$type` as in the partial index's filter, so that it is used.
+        query: Doc = (
+            {"jobId": {"$eq": job_id, "$type": "string"}} if job_id else {"codeType": code_type}
+        )
         after: str | None = None
         while True:
             page = query | ({"_id": {"$gt": after}} if after else {})
@@ -439,7 +446,7 @@ class MongoStore:
             after = docs[-1]["_id"]
 
     async def count_job_codes(self, job_id: str) -> int:
-        return await self._codes.count_documents({"jobId": job_id})
+        return await self._codes.count_documents({"jobId": {"$eq": job_id, "$type": "string"}})
 
     async def create_job(self, job: Job) -> None:
         await self._jobs.insert_one(job_to_doc(job))

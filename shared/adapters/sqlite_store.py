@@ -347,20 +347,25 @@ class SqliteStore:
 
     async def take_due(self, now: datetime, lease_s: float, *, limit: int) -> list[Due]:
         def take(conn: sqlite3.Connection) -> list[Due]:
-            taken: list[Due] = []
+            due: list[tuple[int, str, str]] = []
             with _transaction(conn):
                 for table in ("codes", "instances"):
-                    rows = conn.execute(
-                        f"SELECT doc FROM {table} WHERE timer_at <= ? ORDER BY timer_at LIMIT ?",
-                        (to_ms(now), limit - len(taken)),
-                    ).fetchall()
-                    for (doc,) in rows:
-                        code = code_from_doc(loads(doc))
-                        user = code.redeemed_by_user_id if table == "instances" else None
-                        ref = CodeRef(code.code_type, normalise(code.scan_code), user)
-                        leased = attempts.lease(code, now, lease_s)
-                        _write(conn, ref, dataclasses.replace(code, timer_at=leased))
-                        taken.append(Due(ref, code))
+                    due += [
+                        (timer_at, table, doc)
+                        for timer_at, doc in conn.execute(
+                            f"SELECT timer_at, doc FROM {table} WHERE timer_at <= ?"
+                            " ORDER BY timer_at LIMIT ?",
+                            (to_ms(now), limit),
+                        )
+                    ]
+                taken: list[Due] = []
+                for _, table, doc in sorted(due)[:limit]:  # earliest first, of either table
+                    code = code_from_doc(loads(doc))
+                    user = code.redeemed_by_user_id if table == "instances" else None
+                    ref = CodeRef(code.code_type, normalise(code.scan_code), user)
+                    leased = attempts.lease(code, now, lease_s)
+                    _write(conn, ref, dataclasses.replace(code, timer_at=leased))
+                    taken.append(Due(ref, code))
             return taken
 
         return await self._run(take)

@@ -157,7 +157,8 @@ class Outcomes:
         Refused, with nothing changed: 40762 unknown redemption, 40767 campaign
         not asynchronous, 40759 the identifiers are not the redemption's,
         40758 not in progress, 40760 not the current attempt, 40768 past the
-        deadline, 40761 a malformed `asyncResponse`.
+        deadline, 40761 a malformed `asyncResponse`. The same answer again, for
+        an attempt it ended, is accepted and changes nothing.
         """
         redemption = await self._store.get_redemption(reply.redemption_id)
         if redemption is None:
@@ -173,6 +174,10 @@ class Outcomes:
         if code is None or code.redemption_id != reply.redemption_id:
             raise DomainError(R.REDEMPTION_CODE_NOT_IN_PROGRESS, "the redemption holds no code")
         _check_identity(reply, code)
+        if _already_recorded(code, reply):  # a repeat of the answer that ended this attempt
+            if attempts.is_over(code):
+                await self.conclude(ref, code)
+            return code
         answer = self._checked(campaign, code, reply)
         recorded = await self.record(campaign, ref, code, answer)
         if recorded is None:
@@ -217,6 +222,13 @@ class Outcomes:
         if answer.error_code == fulfillment.BAD_RESPONSE:
             raise DomainError(R.REDEMPTION_CODE_ASYNC_BAD_RESPONSE, answer.error_msg or "")
         return answer
+
+
+def _already_recorded(code: Code, reply: AsyncResponse) -> bool:
+    if code.code_state is CodeState.IN_PROGRESS or code.attempt != reply.attempt:
+        return False
+    answer = fulfillment.interpret(reply.response, is_async=True)
+    return code.response == answer.as_response()
 
 
 def _check_identity(reply: AsyncResponse, code: Code) -> None:

@@ -496,3 +496,22 @@ async def test_codes_with_a_timer_are_neither_reset_nor_deleted(store: Store) ->
     assert await store.delete_codes("gems") == 0
     stored = await store.get_code(ref)
     assert stored is not None and stored.code_state is CodeState.FAILED
+
+
+async def test_a_burst_of_code_timers_does_not_starve_an_instance_timer(store: Store) -> None:
+    await shared_campaign(store)
+    campaign = await store.get_campaign("promo")
+    assert campaign is not None
+    claim = Claim("r-shared", "u1")
+    first = {"timer_at": NOW, "deadline_at": NOW}
+    change = model.claim(claim, now=NOW, new_id=new_id, attempt_fields=first)
+    await store.add_instance(model.instance_of(campaign, claim, NOW), [change])
+    await store.create_campaign(Campaign("gems", CodeUseType.SINGLE, NOW, NOW))
+    for n in range(5):
+        await store.add_code(Code(f"c{n}", "gems", f"G{n}", CodeState.AVAILABLE, NOW, NOW))
+        due = {"timer_at": NOW + timedelta(seconds=1), "deadline_at": NOW}
+        personal = model.claim(Claim(f"r{n}", f"u{n}"), now=NOW, new_id=new_id, attempt_fields=due)
+        await store.apply(CodeRef("gems", f"G{n}"), [personal])
+    taken = await store.take_due(NOW + timedelta(seconds=2), 10, limit=2)
+    assert CodeRef("promo", "SPRING25", "u1") in [d.ref for d in taken]
+    assert len(taken) == 2

@@ -97,6 +97,7 @@ def system_env(*, rabbitmq_url: str, mongodb_url: str, db: str, api_keys: str) -
         REDEEM_MONGODB_DB=db,
         REDEEM_API_KEYS=api_keys,
         REDEEM_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        REDEEM_WEBHOOK_TIMEOUT_S="2",
         REDEEM_LOG_FORMAT="json",
         REDEEM_CAMPAIGN_CACHE_TTL_S="1",
         PYTHONUNBUFFERED="1",

@@ -273,13 +273,17 @@ async def test_a_response_after_the_deadline_gets_40768_and_changes_nothing() ->
     assert await r.code() == before
 
 
-async def test_a_response_for_an_ended_attempt_gets_40758() -> None:
+async def test_a_response_for_an_ended_attempt_gets_40758_unless_it_repeats_the_last() -> None:
     r = await rig([WAIT], is_async=True)
     await r.redeem()
     await r.worker.outcomes.respond(answer())
+    ended = await r.code()
+    again = await r.worker.outcomes.respond(answer())  # a redelivered response
+    assert (again.code_state, again.version) == (CodeState.REDEEMED, ended.version)
     with pytest.raises(DomainError) as refused:
-        await r.worker.outcomes.respond(answer())
+        await r.worker.outcomes.respond(answer(response=FAIL))
     assert refused.value.reason is ReasonCode.REDEMPTION_CODE_NOT_IN_PROGRESS
+    assert await r.code() == ended
 
 
 async def test_a_response_for_a_synchronous_campaign_gets_40767() -> None:
@@ -382,3 +386,11 @@ def test_fulfillment_settings_that_cannot_work_together_are_refused(
         campaign.check_fulfillment()
     assert refused.value.reason is ReasonCode.INVALID_PARAMETER_VALUE
     assert problem in refused.value.message
+
+
+async def test_an_attempt_ended_within_its_job_is_concluded_and_leaves_no_timer() -> None:
+    r = await rig([DONE])
+    assert (await r.redeem()).status is RedemptionStatus.REDEEMED
+    assert (await r.code()).timer_at is None
+    r.clock.move_to(after(3600))
+    assert await r.fire_due() == 0
