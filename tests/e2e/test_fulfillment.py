@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -29,16 +28,6 @@ from tests.support.wait import eventually
 
 pytestmark = pytest.mark.e2e
 PARTNER_KEY = {"Authorization": "Bearer test-partner-key"}
-
-
-@pytest.fixture
-async def api(system: System) -> AsyncIterator[Api]:
-    intake = system.start("intake")
-    system.start("worker")
-    system.start("results")
-    client = Api(intake.url)
-    yield client
-    await client.close()
 
 
 async def final_code(store: MongoStore, ref: CodeRef, timeout_s: float = 30) -> Code:

@@ -97,17 +97,21 @@ async def rig(answers: list[Mapping[str, Any]], **settings: Any) -> Rig:
     fields: dict[str, Any] = {"handler": "partner", "timeout_s": 60.0} | settings
     await store.create_campaign(Campaign("parcel", CodeUseType.SINGLE, START, START, **fields))
     await store.add_code(Code("c1", "parcel", "ABC", CodeState.AVAILABLE, START, START))
+    return Rig(store, clock, partner, worker_for(store, clock, partner, unit=0.5))
+
+
+def worker_for(store: FakeStore, clock: Clock, partner: Partner, *, unit: float) -> Worker:
+    """A worker on `store` and `clock` whose one handler is `partner`; its jitter is `unit`."""
     counter = itertools.count()
-    worker = bootstrap(
+    return bootstrap(
         store,
         {"partner": partner},
         campaign_cache_ttl_s=0,
         lease_s=LEASE_S,
         clock=clock,
         ids=lambda: f"e{next(counter)}",
-        unit=lambda: 0.5,
+        unit=lambda: unit,
     )
-    return Rig(store, clock, partner, worker)
 
 
 def after(seconds: float) -> datetime:
@@ -325,15 +329,7 @@ async def test_a_shared_code_retries_per_user_and_gives_its_slot_back_when_it_fa
         max_retries=1,
     )
     await store.create_campaign(campaign)
-    counter = itertools.count()
-    worker = bootstrap(
-        store,
-        {"partner": partner},
-        campaign_cache_ttl_s=0,
-        clock=clock,
-        ids=lambda: f"e{next(counter)}",
-        unit=lambda: 0.0,
-    )
+    worker = worker_for(store, clock, partner, unit=0.0)
 
     def pending(user: str) -> Redemption:
         return Redemption(f"r-{user}", f"r-{user}", user, "spring", START, START)
