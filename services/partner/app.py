@@ -80,8 +80,9 @@ class Partner:
     async def _on_request(self, message: AbstractIncomingMessage) -> None:
         try:
             request = json.loads(message.body)
-            assert isinstance(request, dict)
-        except (ValueError, AssertionError):
+        except ValueError:
+            request = None
+        if not isinstance(request, dict):
             log.warning("ignoring a malformed request")
             await message.ack()
             return

@@ -53,7 +53,6 @@ class TimerLoop:
         self._clock = clock
         self._lease_s = lease_s
         self._scan_s = scan_s
-        self._slots = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

@@ -158,7 +158,7 @@ class WebhookTransport:
         give_up_at = loop.time() + timeout_s
         body = json.dumps(request).encode()
         key = f"{request.get('redemptionId')}:{request.get('attempt')}"
-        last = "no answer"
+        last, timed_out = "no answer", False
         for _ in range(self._tries):
             left = give_up_at - loop.time()
             if left <= 0:
@@ -166,17 +166,17 @@ class WebhookTransport:
             try:
                 response = await self._post(campaign, body, key, min(left, self._try_timeout_s))
             except httpx.TimeoutException:
-                last = "timed out"
+                last, timed_out = "timed out", True
                 continue
             except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}: {exc}"
+                last, timed_out = f"{type(exc).__name__}: {exc}", False
             else:
                 if response.status_code < 500:
                     return self._answer(campaign, response)
-                last = f"HTTP {response.status_code}"
+                last, timed_out = f"HTTP {response.status_code}", False
             await asyncio.sleep(min(self._pause_s, max(0.0, give_up_at - loop.time())))
         log.info("webhook gave no answer", url=campaign.webhook_url, last=last)
-        return None if last == "timed out" else _failure(fulfillment.HANDLER_CRASHED, last)
+        return None if timed_out else _failure(fulfillment.HANDLER_CRASHED, last)
 
     async def _post(
         self, campaign: Campaign, body: bytes, key: str, timeout_s: float

@@ -14,9 +14,8 @@ from shared.domain.states import CodeState
 # errorCode values the service itself records when a handler misbehaves.
 HANDLER_MISSING = "HANDLER_NOT_FOUND"
 HANDLER_CRASHED = "HANDLER_ERROR"
-HANDLER_TIMED_OUT = "HANDLER_TIMEOUT"
 BAD_RESPONSE = "BAD_RESPONSE"
-SERVICE_ERRORS = frozenset({HANDLER_MISSING, HANDLER_CRASHED, HANDLER_TIMED_OUT, BAD_RESPONSE})
+SERVICE_ERRORS = frozenset({HANDLER_MISSING, HANDLER_CRASHED, BAD_RESPONSE})
 
 
 def request_for(campaign: Campaign, code: Code, operation: str = "redeem") -> dict[str, Any]:

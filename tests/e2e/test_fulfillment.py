@@ -129,7 +129,10 @@ async def test_webhooks_are_signed_and_retried_on_5xx_but_not_on_4xx(
     slow = await api.redeem("bo", "SLOW", codeType="hooked")
     assert slow.status_code == 200, slow.text
 
-    assert len(await requests_seen(partner, "DOWN")) == 3  # tried again on 5xx
+    down_tries = await requests_seen(partner, "DOWN")
+    assert len(down_tries) == 3  # tried again on 5xx
+    key = f"{down.headers['x-redemption-id']}:0"
+    assert {r["idempotencyKey"] for r in down_tries} == {key}  # the same on every try
     assert len(await requests_seen(partner, "BLIP")) == 2
     assert len(await requests_seen(partner, "SLOW")) == 2  # tried again after a timeout
     assert len(await requests_seen(partner, "NO")) == 1  # a 4xx is final
