@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 
 import structlog
 from prometheus_client import Counter
@@ -89,7 +90,7 @@ class Relay:
                 break
             RELAYED.labels(pending.event.routing_key).inc()
             done.append(pending)
-        return PendingEvents(item.code_id, tuple(done))
+        return dataclasses.replace(item, events=tuple(done))
 
     async def _reply(self, redemption: Redemption) -> Redemption | None:
         body = RedemptionRecord.of(redemption).model_dump_json().encode()

@@ -22,6 +22,7 @@ from shared.domain.model import (
     ReplyTo,
 )
 from shared.domain.states import CodeState
+from shared.ports import Store
 from tests.support.amqp import Tap
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -72,6 +73,32 @@ async def test_events_go_out_in_order_per_code_and_leave_the_outbox(
         assert message.routing_key == f"code.{body['code']['codeState'].lower()}"
         by_code.setdefault(body["code"]["redemptionCodeId"], []).append(body["eventType"])
     assert by_code == {f"c{n}": ["CodeInprogress", "CodeRedeemed"] for n in range(3)}
+    await events.close()
+
+
+async def test_events_of_shared_code_instances_leave_their_outbox_once_relayed(
+    any_store: Store, broker: Broker
+) -> None:
+    events = await Tap.on(broker, topology.EVENTS_EXCHANGE)
+    shared = Campaign(
+        "summer", CodeUseType.MULTI, NOW, NOW, scan_code="SUMMER", max_redemptions=5
+    )
+    await any_store.create_campaign(shared)
+    for n in range(3):
+        claim = Claim(f"r{n}", f"u{n}")
+        changes = [
+            model.claim(claim, now=NOW, new_id=f"ev{n}-1".__str__),
+            model.succeed(claim, None, now=NOW, new_id=f"ev{n}-2".__str__),
+        ]
+        await any_store.add_instance(model.instance_of(shared, claim, NOW), changes)
+    relay = Relay(any_store, broker, batch=10, idle_s=0.01)
+    await relay.relay_once()
+    assert await any_store.pending_events(limit=10) == []
+    await relay.relay_once()
+    messages = await events.wait_for(6)
+    assert sorted(m.message_id or "" for m in messages) == sorted(
+        f"ev{n}-{k}" for n in range(3) for k in (1, 2)
+    )
     await events.close()
 
 
