@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from shared.clock import to_ms
+from shared.domain import jsonmaps
 from shared.domain.fulfillment import AsyncResponse
 from shared.domain.model import Code, Redemption, RedemptionStatus
 from shared.domain.reasons import DomainError, ReasonCode
@@ -22,7 +23,11 @@ MAX_BODY_BYTES = 64 * 1024
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 ScanCodeText = Annotated[str, Field(min_length=1, max_length=128)]
 Info = dict[str, JsonValue]
-EpochMs = Annotated[int, Field(description="epoch milliseconds")]
+# What a caller may send as a free-form map (or value): JSON within `jsonmaps`' bounds.
+CallerInfo = Annotated[Info, AfterValidator(jsonmaps.checked)]
+CallerJson = Annotated[JsonValue, AfterValidator(jsonmaps.checked)]
+# Epoch milliseconds, up to the end of year 9999 (what a datetime holds).
+EpochMs = Annotated[int, Field(ge=0, le=253_402_300_799_999, description="epoch milliseconds")]
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -101,7 +106,7 @@ class RedeemCommand(WireModel):
     userId: Id = Field(description="the user on whose behalf the code is redeemed")
     scanCode: ScanCodeText = Field(description="the code as the user typed it")
     codeType: Id | None = Field(None, description="the campaign; found from the code if absent")
-    customRedemptionInfo: Info | None = None
+    customRedemptionInfo: CallerInfo | None = None
     requestId: Id | None = Field(
         None, description="idempotency key: the same userId and requestId redeem once"
     )
@@ -112,7 +117,7 @@ class AsyncAnswer(WireModel):
 
     schemaVersion: Literal[1] = SCHEMA_VERSION
     attempt: int = Field(ge=0, description="the attempt answered (0-based), as in the request")
-    asyncResponse: JsonValue = Field(
+    asyncResponse: CallerJson = Field(
         description="the handler's result map: success, complete, customRedemptionInfo,"
         " errorCode, errorMsg"
     )

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from shared.domain.model import (
+    AttemptState,
     Campaign,
     CampaignFilter,
     Change,
@@ -37,7 +38,8 @@ class PendingEvents:
 
     code_id: str
     events: tuple[PendingEvent, ...]
-    shared: bool = False
+    source: str = ""
+    """Where the store keeps this outbox: its own tag, handed back to `mark_relayed`."""
 
 
 @dataclass(frozen=True)
@@ -116,10 +118,12 @@ class Store(Protocol):
         attempt: int,
         state: CodeState,
         fields: Mapping[str, Any],
+        attempt_state: AttemptState | None = None,
     ) -> Code | None:
         """Set `Code` attributes of a redemption's current attempt, without a change of
         state (so without an event): only if the code holds `redemption_id`, on
-        `attempt`, in `state`. Returns the code as changed, or None."""
+        `attempt`, in `state` (and, when given, in `attempt_state`). Returns the code
+        as changed, or None."""
 
     async def take_due(self, now: datetime, lease_s: float, *, limit: int) -> list[Due]:
         """Up to `limit` codes whose `timer_at` is due at `now`: earliest first, taking
@@ -187,7 +191,7 @@ class Store(Protocol):
 
     async def delete_codes(self, code_type: str) -> int:
         """Delete the campaign's codes that no redemption holds (none in progress, none
-        with a timer running); how many went."""
+        with a timer running); how many went. Their events not yet relayed stay pending."""
 
     async def reset_codes(
         self, code_type: str, to: CodeState, reset_id: str, by: str, now: datetime
@@ -212,7 +216,8 @@ class Store(Protocol):
     async def get_redemption(self, redemption_id: str) -> Redemption | None: ...
 
     async def pending_events(self, *, limit: int) -> list[PendingEvents]:
-        """Codes with unrelayed events, each with its events in order."""
+        """Codes with unrelayed events, each with its events in order; the codes whose
+        events have waited longest first. Events of deleted codes are still here."""
 
     async def mark_relayed(self, relayed: Sequence[PendingEvents]) -> None:
         """Drop relayed events from their outboxes."""

@@ -25,3 +25,4 @@ INSTANCES = "instances"  # users' instances of shared codes
 SHARED_CLAIMS = "shared_claims"  # which redemption holds a user's one claim of a shared code
 REDEMPTIONS = "redemptions"
 JOBS = "jobs"
+DELETED_OUTBOXES = "deleted_outboxes"  # events of deleted codes still to be relayed

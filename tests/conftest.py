@@ -14,6 +14,7 @@ from shared.adapters.mongo_store import MongoStore
 from shared.adapters.rabbitmq import Broker
 from shared.adapters.sqlite_store import SqliteStore
 from shared.ports import Store
+from tests.fakes import FakeStore
 from tests.support import servers
 from tests.support.processes import System, system_env
 
@@ -63,19 +64,21 @@ async def store(mongo_client: AsyncMongoClient[Doc], db_name: str) -> MongoStore
     return store
 
 
-@pytest.fixture(params=["mongodb", "sqlite"])
+@pytest.fixture(params=["mongodb", "sqlite", "fake"])
 async def any_store(
     request: pytest.FixtureRequest,
     mongo_client: AsyncMongoClient[Doc],
     db_name: str,
     tmp_path: Path,
 ) -> AsyncIterator[Store]:
-    """Each store in turn, for the contract every store keeps."""
+    """Each store in turn, for the contract every store keeps (the unit tests' fake too)."""
     store: Store
     if request.param == "mongodb":
         store = MongoStore(mongo_client[db_name])
-    else:
+    elif request.param == "sqlite":
         store = SqliteStore(tmp_path / "store.sqlite3")
+    else:
+        store = FakeStore()
     await store.prepare()
     yield store
     await store.close()

@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from shared.clock import utcnow
 from shared.domain import attempts, model
 from shared.domain.model import (
+    AttemptState,
     Campaign,
     CampaignFilter,
     Change,
@@ -47,6 +49,8 @@ class FakeStore:
     async def create_campaign(self, campaign: Campaign) -> None:
         if campaign.code_type in self.campaigns:
             raise DomainError(ReasonCode.CODE_TYPE_EXISTS, "exists")
+        if campaign.scan_code and await self.find_shared_campaign(normalise(campaign.scan_code)):
+            raise DomainError(ReasonCode.SCAN_CODE_EXISTS, "another campaign has this scan code")
         self.campaigns[campaign.code_type] = campaign
 
     async def get_campaign(self, code_type: str) -> Campaign | None:
@@ -79,8 +83,8 @@ class FakeStore:
         self.codes[key] = code
 
     async def find_shared_campaign(self, scan_norm: str) -> Campaign | None:
-        shared = [c for c in self.campaigns.values() if normalise(c.scan_code or "") == scan_norm]
-        return shared[0] if shared else None
+        shared = (c for c in self.campaigns.values() if c.scan_code)
+        return next((c for c in shared if normalise(c.scan_code or "") == scan_norm), None)
 
     def _table(self, ref: CodeRef) -> tuple[dict[tuple[str, str], Code], tuple[str, str]]:
         if ref.user_id is not None:
@@ -118,14 +122,11 @@ class FakeStore:
         attempt: int,
         state: CodeState,
         fields: Mapping[str, Any],
+        attempt_state: AttemptState | None = None,
     ) -> Code | None:
         table, key = self._table(ref)
         code = table.get(key)
-        if code is None or (code.redemption_id, code.attempt, code.code_state) != (
-            redemption_id,
-            attempt,
-            state,
-        ):
+        if code is None or not model.on_attempt(code, redemption_id, attempt, state, attempt_state):
             return None
         table[key] = dataclasses.replace(code, **fields)
         return table[key]
@@ -165,7 +166,9 @@ class FakeStore:
         held = self.slots.setdefault(code_type, set())
         if redemption_id in held:
             return True
-        c = self.campaigns[code_type]
+        c = self.campaigns.get(code_type)
+        if c is None:
+            return False
         try:
             c.check_redeemable(now)
         except DomainError:
@@ -197,18 +200,21 @@ class FakeStore:
         code = self.codes.get((code_type, scan_norm))
         if code is None or code.version != version:
             return None
-        code = dataclasses.replace(code, custom_code_info=dict(info), version=version + 1)
+        code = dataclasses.replace(
+            code, custom_code_info=dict(info), version=version + 1, updated_at=utcnow()
+        )
         self.codes[(code_type, scan_norm)] = code
         return code
 
     async def redeemed_codes(self, user_id: str, code_type: str | None) -> list[Code]:
-        return [
+        found = [
             c
             for c in [*self.codes.values(), *self.instances.values()]
             if c.redeemed_by_user_id == user_id
-            and c.code_state.value == "Redeemed"
+            and c.code_state is CodeState.REDEEMED
             and code_type in (None, c.code_type)
         ]
+        return sorted(found, key=lambda code: code.redeemed_at or code.updated_at)
 
     async def add_codes(self, codes: Sequence[Code]) -> list[bool]:
         added = []
@@ -297,11 +303,14 @@ class FakeStore:
         return existing
 
     async def add_reply(self, redemption_id: str, reply: ReplyTo) -> None:
-        r = self.redemptions[redemption_id]
-        self.redemptions[redemption_id] = dataclasses.replace(r, replies=(*r.replies, reply))
+        r = self.redemptions.get(redemption_id)
+        if r is not None:
+            self.redemptions[redemption_id] = dataclasses.replace(r, replies=(*r.replies, reply))
 
     async def finish_redemption(self, redemption: Redemption) -> Redemption:
-        stored = self.redemptions[redemption.redemption_id]
+        stored = self.redemptions.get(redemption.redemption_id)
+        if stored is None:
+            raise LookupError(f"redemption {redemption.redemption_id} was never opened")
         if stored.status.is_terminal:
             return stored
         finished = dataclasses.replace(redemption, replies=stored.replies)
@@ -312,15 +321,18 @@ class FakeStore:
         return self.redemptions.get(redemption_id)
 
     async def pending_events(self, *, limit: int) -> list[PendingEvents]:
-        items = [PendingEvents(k, tuple(v)) for k, v in self.outbox.items() if v]
+        # In the order codes' first pending events were written: an emptied outbox is dropped.
+        items = [PendingEvents(k, tuple(v)) for k, v in self.outbox.items()]
         return items[:limit]
 
     async def mark_relayed(self, relayed: Sequence[PendingEvents]) -> None:
         for item in relayed:
             sent = {p.event.event_id for p in item.events}
-            self.outbox[item.code_id] = [
-                p for p in self.outbox[item.code_id] if p.event.event_id not in sent
-            ]
+            left = [p for p in self.outbox.get(item.code_id, []) if p.event.event_id not in sent]
+            if left:
+                self.outbox[item.code_id] = left
+            else:
+                self.outbox.pop(item.code_id, None)
 
     async def pending_replies(self, *, limit: int) -> list[Redemption]:
         return [r for r in self.redemptions.values() if r.status.is_terminal and r.replies][:limit]
@@ -328,7 +340,9 @@ class FakeStore:
     async def mark_replied(self, replied: Sequence[Redemption]) -> None:
         for r in replied:
             sent = set(r.replies)
-            stored = self.redemptions[r.redemption_id]
+            stored = self.redemptions.get(r.redemption_id)
+            if stored is None:
+                continue
             remaining = tuple(x for x in stored.replies if x not in sent)
             self.redemptions[r.redemption_id] = dataclasses.replace(stored, replies=remaining)
 

@@ -170,6 +170,7 @@ def children(settings: Settings, workers: int, api_keys: str, logs: Path) -> lis
         or local.secret(settings.data_dir, local.WEBHOOK_SECRET_FILE),
         REDEEM_LOG_FORMAT="json",
         REDEEM_LOG_LEVEL=settings.log_level,
+        REDEEM_FAILPOINTS=os.environ.get("REDEEM_FAILPOINTS", ""),  # for fault tests by hand
         PYTHONUNBUFFERED="1",
     )
     if settings.mongodb_url:

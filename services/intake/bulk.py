@@ -25,7 +25,7 @@ from shared.domain.model import Code, NewId
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import checked
 from shared.domain.states import CodeState
-from shared.messages import CodeRecord, describe
+from shared.messages import CallerInfo, CodeRecord, describe
 from shared.ports import Store
 
 BATCH = 1_000
@@ -47,7 +47,7 @@ CSV_COLUMNS = (
 class ImportRow(BaseModel):
     scanCode: str
     codeState: CodeState = CodeState.INACTIVE
-    customCodeInfo: dict[str, Any] | None = None
+    customCodeInfo: CallerInfo | None = None
 
 
 @dataclass
@@ -109,6 +109,8 @@ def _json(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, "not valid JSON") from None
+    except RecursionError:
+        raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, "JSON nested too deeply") from None
 
 
 def _row(values: dict[str, Any]) -> ImportRow:

@@ -13,6 +13,7 @@ from shared import topology
 from shared.adapters.rabbitmq import Broker
 from shared.clock import Clock, new_id, to_ms
 from shared.domain.scancode import checked
+from shared.failpoints import failpoint
 from shared.messages import Info, RedemptionJob, RedemptionRecord
 
 log = structlog.get_logger()
@@ -63,6 +64,7 @@ async def submit(broker: Broker, job: RedemptionJob, via: str) -> None:
         message_id=job.redemptionId,
     )
     ACCEPTED.labels(via).inc()
+    await failpoint("intake-after-publish")
 
 
 class Outcomes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,7 +12,15 @@ from shared.clock import from_ms, to_ms
 from shared.domain.backoff import RetryPolicy
 from shared.domain.model import Campaign, Code, HistoryEntry, Job
 from shared.domain.reasons import DomainError, ReasonCode
-from shared.messages import CodeRecord, EpochMs, Id, Info, RedemptionRecord, ScanCodeText
+from shared.messages import (
+    CallerInfo,
+    CodeRecord,
+    EpochMs,
+    Id,
+    Info,
+    RedemptionRecord,
+    ScanCodeText,
+)
 
 CodeTypeName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
@@ -58,7 +66,7 @@ class CampaignIn(Body):
     description: str | None = Field(None, max_length=1000)
     validStart: EpochMs | None = None
     validEnd: EpochMs | None = None
-    customCodeInfo: Info | None = None
+    customCodeInfo: CallerInfo | None = None
     handler: Id | None = Field(None, description="fulfillment handler name; none redeems at once")
     handlerTransport: Transport = "local"
     webhookUrl: WebhookUrl | None = Field(None, description="webhook transport only")
@@ -160,7 +168,7 @@ class CampaignPatch(Body):
     validEnd: EpochMs | None = None
     isDisabled: bool | None = None
     maxRedemptions: int | None = Field(None, ge=1)
-    customCodeInfo: Info | None = None
+    customCodeInfo: CallerInfo | None = None
     handler: Id | None = None
     handlerTransport: Transport | None = None
     webhookUrl: WebhookUrl | None = None
@@ -208,11 +216,11 @@ class CampaignPatch(Body):
 class AddCodeIn(Body):
     scanCode: ScanCodeText
     codeState: Literal["Inactive", "Available"] = "Inactive"
-    customCodeInfo: Info | None = None
+    customCodeInfo: CallerInfo | None = None
 
 
 class ActivateIn(Body):
-    customCodeInfo: Info | None = None
+    customCodeInfo: CallerInfo | None = None
 
 
 class InvalidateIn(Body):
@@ -221,14 +229,14 @@ class InvalidateIn(Body):
 
 class UpdateCustomInfoIn(Body):
     version: int = Field(ge=1)
-    customCodeInfo: Info
+    customCodeInfo: CallerInfo
 
 
 class RedeemIn(Body):
     userId: Id
     scanCode: ScanCodeText
     codeType: Id | None = None
-    customRedemptionInfo: Info | None = None
+    customRedemptionInfo: CallerInfo | None = None
     requestId: Id | None = None
 
 
@@ -324,10 +332,10 @@ class GenerateIn(Body):
 
     quantity: int = Field(ge=1, le=10_000_000)
     codeState: Literal["Inactive", "Available"] = "Inactive"
-    customCodeInfo: Info | None = None
+    customCodeInfo: CallerInfo | None = None
     prefix: str | None = Field(None, max_length=16)
     algorithmName: str = "FiveByFive"
-    algorithmDetailsJson: dict[str, Any] = Field(default_factory=dict)
+    algorithmDetailsJson: CallerInfo = Field(default_factory=dict)
     inline: bool = Field(False, description="generate at once, at most 100 codes")
 
 

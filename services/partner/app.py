@@ -7,13 +7,17 @@ once the attempt's delay has passed. Over HTTP, `POST /fulfil` checks the
 webhook signature (401 without a valid one) and answers as the campaign's
 mode asks. A silent attempt gets no answer at all. `GET /requests` lists the
 requests received, newest last, for whoever watches.
+
+Like a partner that follows the IETF Idempotency-Key draft, it answers 422
+to a request whose `Idempotency-Key` it saw before with another body.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -57,6 +61,8 @@ class Partner:
         self._tasks: set[asyncio.Task[None]] = set()
         # Webhook tries per (redemptionCodeId, attempt), for the tries-limited behaviours.
         self._tries: Counter[tuple[Any, Any]] = Counter()
+        # The body digest of each Idempotency-Key seen, the latest `remember` of them.
+        self._bodies: OrderedDict[str, str] = OrderedDict()
 
     async def start(self) -> None:
         channel = self._broker.consuming
@@ -139,6 +145,8 @@ class Partner:
         )
         if not self._secret or not signed:
             return JSONResponse({"error": "bad signature"}, status_code=401)
+        if not self._same_body(headers.get("Idempotency-Key"), body):
+            return JSONResponse({"error": "Idempotency-Key reused"}, status_code=422)
         payload = json.loads(body)
         chosen = self._plan(payload | {"idempotencyKey": headers.get("Idempotency-Key")}, "webhook")
         tried = self._tries[(payload.get("redemptionCodeId"), payload.get("attempt"))]
@@ -153,6 +161,18 @@ class Partner:
             return JSONResponse(dict(answer))
         await asyncio.sleep(chosen.delay_s)
         return JSONResponse(dict(simulation.outcome(payload, chosen)))
+
+
+    def _same_body(self, key: str | None, body: bytes) -> bool:
+        """Whether `body` is the one first sent under `key` (or the key is new)."""
+        if key is None:
+            return True
+        digest = hashlib.sha256(body).hexdigest()
+        first = self._bodies.setdefault(key, digest)
+        self._bodies.move_to_end(key)
+        while len(self._bodies) > max(self._settings.remember, 1):
+            self._bodies.popitem(last=False)
+        return first == digest
 
 
 def routes(app: FastAPI, partner: Partner) -> None:

@@ -18,6 +18,7 @@ from shared import topology
 from shared.adapters.rabbitmq import Broker, Unroutable
 from shared.clock import to_ms
 from shared.domain.model import Redemption
+from shared.failpoints import failpoint
 from shared.messages import CodeEventMessage, CodeRecord, RedemptionRecord
 from shared.ports import PendingEvent, PendingEvents, Store
 
@@ -66,9 +67,13 @@ class Relay:
         """One pass over events and replies; True if a batch was full."""
         pending = await self._store.pending_events(limit=self._batch)
         published = await asyncio.gather(*(self._publish_in_order(p) for p in pending))
+        if pending:  # an idle pass is no place to crash: it would only churn restarts
+            await failpoint("relay-before-mark")
         await self._store.mark_relayed([p for p in published if p.events])
         waiting = await self._store.pending_replies(limit=self._batch)
         replied = await asyncio.gather(*(self._reply(r) for r in waiting))
+        if waiting:
+            await failpoint("relay-before-reply-mark")
         await self._store.mark_replied([r for r in replied if r is not None])
         return len(pending) == self._batch or len(waiting) == self._batch
 

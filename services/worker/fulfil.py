@@ -7,7 +7,9 @@ from datetime import timedelta
 from services.worker.transports import Transports
 from shared.clock import Clock
 from shared.domain import attempts, fulfillment
-from shared.domain.model import Campaign, Code, CodeRef
+from shared.domain.model import AttemptState, Campaign, Code, CodeRef
+from shared.domain.states import CodeState
+from shared.failpoints import failpoint
 from shared.fulfillment.outcomes import Outcomes
 from shared.ports import Store
 
@@ -34,17 +36,34 @@ class Fulfiller:
     async def attempt(self, campaign: Campaign, ref: CodeRef, code: Code, operation: str) -> Code:
         """Call the handler (`operation` "redeem", or "async" to poll) and record its answer.
 
+        An attempt's "redeem" call is made once: it is recorded as made before it
+        is made, and only by the caller that recorded it, so a crash leaves the
+        attempt's outcome to its deadline rather than calling again.
         Waits no longer than the attempt's deadline, nor, polling an
         asynchronous handler, than a lease: then the code's timer looks again.
         Returns the code as it now stands.
         """
+        if operation == "redeem":
+            calling = await self._store.update_attempt(
+                ref,
+                redemption_id=code.redemption_id or "",
+                attempt=code.attempt,
+                state=CodeState.IN_PROGRESS,
+                fields=attempts.calling(campaign, self._clock(), self._lease_s),
+                attempt_state=AttemptState.STARTING,
+            )
+            if calling is None:  # called by another worker, or over meanwhile
+                return await self._store.get_code(ref) or code
+            code = calling
         deadline = code.deadline_at or self._clock() + timedelta(seconds=campaign.timeout_s)
         left = (deadline - self._clock()).total_seconds()
         # Within the lease (less a margin for the time since it was taken), so that no
         # other worker polls while this call may still answer.
         budget = min(left, 0.9 * self._lease_s) if campaign.is_async else left
         request = fulfillment.request_for(campaign, code, operation)
+        await failpoint("before-fulfillment-call")
         answer = await self._transports.call(campaign, request, max(budget, 0.001))
+        await failpoint("after-fulfillment-call")
         timed_out = False
         if answer is None:
             if campaign.is_async and self._clock() < deadline - _SLACK:

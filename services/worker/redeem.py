@@ -24,10 +24,19 @@ from services.worker.campaigns import CampaignCache
 from services.worker.fulfil import Fulfiller
 from shared.clock import Clock
 from shared.domain import attempts, model
-from shared.domain.model import Campaign, Code, CodeRef, NewId, Redemption, RedemptionStatus
+from shared.domain.model import (
+    AttemptState,
+    Campaign,
+    Code,
+    CodeRef,
+    NewId,
+    Redemption,
+    RedemptionStatus,
+)
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import checked, normalise
 from shared.domain.states import CodeState
+from shared.failpoints import failpoint
 from shared.fulfillment.outcomes import Outcomes
 from shared.ports import Store
 
@@ -69,11 +78,14 @@ class RedeemService:
             return await self._finish(
                 pending, RedemptionStatus.REJECTED, refusal.reason, refusal.message
             )
+        if fresh:
+            await failpoint("after-claim")
         if not fresh and code.code_state is CodeState.IN_PROGRESS and code.timer_at is None:
             code = await self._wake(ref, code)
-        if fresh and code.code_state is CodeState.IN_PROGRESS:
-            # Only the delivery that claimed the code makes the first call: a
-            # redelivery leaves the attempt to its timer, so no attempt is called twice.
+        if code.code_state is CodeState.IN_PROGRESS and code.attempt_state is AttemptState.STARTING:
+            # Not called yet, also when this is a redelivery: the first to record the
+            # call makes it (see `Fulfiller.attempt`); one called already is left to
+            # its timer, so no attempt is called twice.
             code = await self._fulfiller.attempt(campaign, ref, code, "redeem")
         if attempts.is_over(code):
             ended = await self._outcomes.conclude(ref, code, pending)
@@ -101,6 +113,7 @@ class RedeemService:
                     await self._store.release_user(ref.code_type, pending.user_id, rid)
             if redeemed:
                 outcome = ours
+        await failpoint("in-give-up")
         if outcome is not None:
             return await self._finish(
                 pending,
@@ -187,9 +200,15 @@ class RedeemService:
         campaign = await self._campaign_for(pending.code_type, scan_norm)
         if campaign.is_shared:
             return await self._claim_shared(campaign, scan_norm, pending)
-        now = self._clock()
-        campaign.check_redeemable(now)
         ref = CodeRef(campaign.code_type, scan_norm)
+        try:
+            campaign.check_redeemable(self._clock())
+        except DomainError:
+            # A redelivered job resumes the code it holds, whatever the campaign says now.
+            held = await self._store.get_code(ref)
+            if held is None or held.redemption_id != pending.redemption_id:
+                raise
+            return campaign, ref, held, False
         code = await self._store.apply(ref, self._claim_changes(campaign, pending))
         if code is not None:
             return campaign, ref, code, True

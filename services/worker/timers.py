@@ -19,8 +19,9 @@ from services.worker.campaigns import CampaignCache
 from services.worker.fulfil import Fulfiller
 from shared.clock import Clock
 from shared.domain import attempts
-from shared.domain.model import Code, CodeRef
+from shared.domain.model import AttemptState, Code, CodeRef
 from shared.domain.states import CodeState
+from shared.failpoints import failpoint
 from shared.fulfillment.outcomes import Outcomes
 from shared.ports import Due, Store
 
@@ -90,6 +91,7 @@ class TimerLoop:
             LATENESS.observe(max(0.0, (self._clock() - due.code.timer_at).total_seconds()))
         with structlog.contextvars.bound_contextvars(redemptionId=due.code.redemption_id):
             try:
+                await failpoint("after-timer-taken")
                 await self.fire(due.ref, due.code)
             except Exception:
                 log.exception("timer failed; it falls due again when its lease ends")
@@ -106,7 +108,10 @@ class TimerLoop:
             code = await self._fulfiller.attempt(campaign, ref, started, "redeem")
         elif state is CodeState.IN_PROGRESS:
             campaign = await self._campaigns.get(code.code_type)
-            if code.deadline_at is None or now >= code.deadline_at:
+            if code.attempt_state is AttemptState.STARTING:
+                FIRED.labels("start").inc()  # whoever opened the attempt died before calling
+                code = await self._fulfiller.attempt(campaign, ref, code, "redeem")
+            elif code.deadline_at is None or now >= code.deadline_at:
                 FIRED.labels("timeout").inc()
                 answer = attempts.timed_out(campaign)
                 timed_out = await self._outcomes.record(campaign, ref, code, answer, timed_out=True)

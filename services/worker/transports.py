@@ -42,6 +42,22 @@ class Transport(Protocol):
     ) -> Result | None: ...
 
 
+def idempotency_key(request: Mapping[str, Any]) -> str:
+    """The key of one request to a partner: the same key, the same body.
+
+    An attempt's call is `<redemptionId>:<attempt>`, the same for every try
+    and after any crash. Each poll is a request of its own
+    (`<redemptionId>:<attempt>:poll:<n>`, `n` unique), so a partner that
+    caches answers by key never answers a poll with an earlier one, nor sees
+    one key with two bodies. Grants are deduplicated by `redemptionId`,
+    which stays the same across attempts (see CONTRIBUTING's partner contract).
+    """
+    key = f"{request.get('redemptionId')}:{request.get('attempt')}"
+    if request.get("operation") == "redeem":
+        return key
+    return f"{key}:poll:{new_id()}"
+
+
 def _failure(error_code: str, error_msg: str) -> Result:
     return Result(False, True, None, error_code, error_msg[:500])
 
@@ -84,15 +100,15 @@ class AmqpTransport:
         self, campaign: Campaign, request: Mapping[str, Any], timeout_s: float
     ) -> Result | None:
         assert self._queue is not None, "start() first"
-        correlation_id = new_id()
+        correlation_id, key = new_id(), idempotency_key(request)
         body = json.dumps(request).encode()
         if campaign.is_async:
-            await self._send(campaign, body, correlation_id)
+            await self._send(campaign, body, key, correlation_id)
             return SENT
         reply = asyncio.get_running_loop().create_future()
         self._waiting[correlation_id] = reply
         try:
-            await self._send(campaign, body, correlation_id)
+            await self._send(campaign, body, key, correlation_id)
             raw = await asyncio.wait_for(reply, timeout=timeout_s)
         except TimeoutError:
             return None
@@ -104,13 +120,14 @@ class AmqpTransport:
             return _failure(fulfillment.BAD_RESPONSE, "the partner's reply is not JSON")
         return fulfillment.interpret(answer, is_async=False)
 
-    async def _send(self, campaign: Campaign, body: bytes, correlation_id: str) -> None:
+    async def _send(self, campaign: Campaign, body: bytes, key: str, correlation_id: str) -> None:
         assert self._queue is not None
         try:
             await self._broker.publish(
                 topology.FULFILLMENT_EXCHANGE,
                 campaign.handler or "",
                 body,
+                message_id=key,
                 correlation_id=correlation_id,
                 reply_to=self._queue.name,
             )
@@ -132,8 +149,8 @@ class WebhookTransport:
 
     Each try waits at most `try_timeout_s` (and never past the attempt's
     time); the answer of the first that is neither a timeout nor a 5xx
-    counts. Every try of one attempt carries the same `Idempotency-Key`
-    (`<redemptionId>:<attempt>`), so a partner can tell a repeat.
+    counts. Every try of one request carries the same `Idempotency-Key` (see
+    `idempotency_key`), so a partner can tell a repeat.
     """
 
     def __init__(
@@ -157,7 +174,7 @@ class WebhookTransport:
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + timeout_s
         body = json.dumps(request).encode()
-        key = f"{request.get('redemptionId')}:{request.get('attempt')}"
+        key = idempotency_key(request)
         last, timed_out = "no answer", False
         for _ in range(self._tries):
             left = give_up_at - loop.time()

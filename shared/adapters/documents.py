@@ -2,14 +2,27 @@
 
 Field names are the API's (camelCase), so that a document reads like the
 record a caller sees.
+
+A caller's free-form maps (`CALLER_MAPS`) are stored with their keys
+escaped: `%`, `.`, `$` and NUL are percent-encoded (`%25`, `%2E`, `%24`,
+`%00`) and the empty key is stored as `%`. MongoDB takes keys with a leading
+`$` or a `.` in some operations only (and neither in a path), BSON takes no
+NUL in a key, and the embedded store's JSON tags instants as `{"$date": ms}`;
+escaped, any map the API accepts is an ordinary document for every operation
+of both stores, and reads back unchanged. Ordinary keys are stored as they
+are, so documents stay readable and queryable; the alternative, a map kept
+as one JSON string, would hide every key from MongoDB's tools and indexes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
+from shared.clock import to_ms
 from shared.domain.backoff import RetryPolicy
 from shared.domain.model import (
     AttemptState,
@@ -31,6 +44,52 @@ from shared.ports import PendingEvent
 
 Doc = dict[str, Any]
 
+# Attributes (of Code, Campaign, Job) holding a caller's free-form JSON.
+CALLER_MAPS = frozenset(
+    {"custom_code_info", "custom_redemption_info", "response", "algorithm_details"}
+)
+_KEY_OUT = str.maketrans({"%": "%25", ".": "%2E", "$": "%24", "\0": "%00"})
+_KEY_IN = re.compile("%(25|2E|24|00)")
+_EMPTY_KEY = "%"
+
+
+def escaped(value: Any) -> Any:
+    """A caller's JSON as stored: every key escaped, at any depth."""
+    if isinstance(value, Mapping):
+        return {(k.translate(_KEY_OUT) or _EMPTY_KEY): escaped(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [escaped(v) for v in value]
+    return value
+
+
+def unescaped(value: Any) -> Any:
+    """A caller's JSON as it was given, from its stored form."""
+    if isinstance(value, Mapping):
+        return {_key_in(k): unescaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unescaped(v) for v in value]
+    if isinstance(value, datetime):
+        # Only the embedded store's previous format gives one: a caller's
+        # {"$date": ms}, written unescaped and read back as an instant.
+        return {"$date": to_ms(value)}
+    return value
+
+
+def _key_in(key: str) -> str:
+    if key == _EMPTY_KEY:
+        return ""
+    return _KEY_IN.sub(lambda m: chr(int(m[1], 16)), key) if "%" in key else key
+
+
+def stored(name: str, value: Any) -> Any:
+    """An attribute's value as a document holds it."""
+    return escaped(value) if name in CALLER_MAPS and value is not None else value
+
+
+def loaded(name: str, value: Any) -> Any:
+    """An attribute's value from a document."""
+    return unescaped(value) if name in CALLER_MAPS and value is not None else value
+
 
 def camel(name: str) -> str:
     head, *rest = name.split("_")
@@ -47,7 +106,7 @@ CAMPAIGN_FIELDS = _plain_fields(Campaign, "code_type", "code_use_type", "retry_b
 
 
 def code_from_doc(doc: Mapping[str, Any]) -> Code:
-    fields = {name: doc[key] for name, key in CODE_FIELDS if key in doc}
+    fields = {name: loaded(name, doc[key]) for name, key in CODE_FIELDS if key in doc}
     if fields.get("attempt_state") is not None:
         fields["attempt_state"] = AttemptState(fields["attempt_state"])
     return Code(
@@ -59,7 +118,7 @@ def code_from_doc(doc: Mapping[str, Any]) -> Code:
 
 
 def code_to_doc(code: Code, *, outbox: list[Doc] | None = None) -> Doc:
-    doc: Doc = {key: getattr(code, name) for name, key in CODE_FIELDS}
+    doc: Doc = {key: stored(name, getattr(code, name)) for name, key in CODE_FIELDS}
     doc.update(
         _id=code.redemption_code_id,
         codeState=code.code_state.value,
@@ -96,7 +155,7 @@ def history_from_doc(doc: Mapping[str, Any]) -> HistoryEntry:
 
 
 def campaign_to_doc(campaign: Campaign) -> Doc:
-    doc: Doc = {key: getattr(campaign, name) for name, key in CAMPAIGN_FIELDS}
+    doc: Doc = {key: stored(name, getattr(campaign, name)) for name, key in CAMPAIGN_FIELDS}
     doc.update(
         _id=campaign.code_type,
         codeUseType=campaign.code_use_type.value,
@@ -112,7 +171,7 @@ def campaign_from_doc(doc: Mapping[str, Any]) -> Campaign:
         code_type=doc["_id"],
         code_use_type=CodeUseType(doc["codeUseType"]),
         retry_backoff=RetryPolicy(**doc.get("retryBackoff", {})),
-        **{name: doc[key] for name, key in CAMPAIGN_FIELDS if key in doc},
+        **{name: loaded(name, doc[key]) for name, key in CAMPAIGN_FIELDS if key in doc},
     )
 
 
@@ -124,7 +183,7 @@ def redemption_to_doc(r: Redemption) -> Doc:
         "scanCode": r.scan_code,
         "codeType": r.code_type,
         "status": r.status.value,
-        "customRedemptionInfo": r.custom_redemption_info,
+        "customRedemptionInfo": stored("custom_redemption_info", r.custom_redemption_info),
         "reasonCode": int(r.reason_code) if r.reason_code else None,
         "message": r.message,
         "attempt": r.attempt,
@@ -148,7 +207,7 @@ def redemption_from_doc(doc: Mapping[str, Any]) -> Redemption:
         scan_code=doc["scanCode"],
         code_type=doc.get("codeType"),
         status=RedemptionStatus(doc["status"]),
-        custom_redemption_info=doc.get("customRedemptionInfo"),
+        custom_redemption_info=loaded("custom_redemption_info", doc.get("customRedemptionInfo")),
         reason_code=ReasonCode(reason) if reason else None,
         message=doc.get("message"),
         attempt=doc.get("attempt", 0),
@@ -189,7 +248,7 @@ _JOB_FIELDS = _plain_fields(Job, "job_id", "code_state", "state")
 
 
 def job_to_doc(job: Job) -> Doc:
-    doc: Doc = {key: getattr(job, name) for name, key in _JOB_FIELDS}
+    doc: Doc = {key: stored(name, getattr(job, name)) for name, key in _JOB_FIELDS}
     doc.update(_id=job.job_id, codeState=job.code_state.value, state=job.state.value)
     return doc
 
@@ -199,5 +258,5 @@ def job_from_doc(doc: Mapping[str, Any]) -> Job:
         job_id=doc["_id"],
         code_state=CodeState(doc["codeState"]),
         state=JobState(doc["state"]),
-        **{name: doc[key] for name, key in _JOB_FIELDS if key in doc},
+        **{name: loaded(name, doc[key]) for name, key in _JOB_FIELDS if key in doc},
     )

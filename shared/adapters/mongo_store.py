@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument, UpdateOne
@@ -34,9 +34,12 @@ from shared.adapters.documents import (
     pending_event_from_doc,
     redemption_from_doc,
     redemption_to_doc,
+    stored,
 )
+from shared.adapters.unreadable import readable, set_aside
 from shared.domain import model
 from shared.domain.model import (
+    AttemptState,
     Campaign,
     CampaignFilter,
     Change,
@@ -73,6 +76,9 @@ _REPLY_PENDING = {
 _TIMERS = IndexModel(
     [("timerAt", ASCENDING)], partialFilterExpression={"timerAt": {"$type": "date"}}
 )
+_OUTBOX = IndexModel(
+    [("outboxSince", ASCENDING)], partialFilterExpression={"outboxPending": {"$gt": 0}}
+)
 
 
 def _append(array: str, item: Any) -> Doc:
@@ -81,7 +87,9 @@ def _append(array: str, item: Any) -> Doc:
 
 def _stages(change: Change) -> list[Doc]:
     """The update-pipeline stages of one transition: fields, history, event."""
-    fields = {camel(name): {"$literal": value} for name, value in change.fields.items()}
+    fields = {
+        camel(name): {"$literal": stored(name, value)} for name, value in change.fields.items()
+    }
     event = change.event
     envelope = {
         "eventId": event.event_id,
@@ -111,7 +119,43 @@ def _stages(change: Change) -> list[Doc]:
 
 
 def _outbox_pending() -> Doc:
-    return {"$set": {"outboxPending": {"$size": {"$ifNull": ["$outbox", []]}}}}
+    """The stage keeping the outbox's size, and when its oldest event occurred (the
+    relay takes the outboxes that waited longest first)."""
+    return {
+        "$set": {
+            "outboxPending": {"$size": {"$ifNull": ["$outbox", []]}},
+            "outboxSince": {
+                "$let": {
+                    "vars": {"oldest": {"$arrayElemAt": ["$outbox", 0]}},
+                    "in": "$$oldest.occurredAt",
+                }
+            },
+        }
+    }
+
+
+def _merge_outbox(events: list[Doc]) -> list[Doc]:
+    """Update stages adding to an outbox those of `events` it does not hold yet."""
+    known = {"$map": {"input": {"$ifNull": ["$outbox", []]}, "in": "$$this.eventId"}}
+    new = {
+        "$filter": {
+            "input": {"$literal": events},
+            "cond": {"$not": [{"$in": ["$$this.eventId", known]}]},
+        }
+    }
+    return [
+        {"$set": {"outbox": {"$concatArrays": [{"$ifNull": ["$outbox", []]}, new]}}},
+        _outbox_pending(),
+    ]
+
+
+# The outboxes waiting longest first; missing times (from older versions) before all.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _waited(doc: Doc) -> tuple[bool, datetime]:
+    since = doc.get("outboxSince")
+    return (since is not None, since or _EPOCH)
 
 
 class MongoStore:
@@ -126,6 +170,13 @@ class MongoStore:
         self._claims: AsyncCollection[Doc] = db[topology.SHARED_CLAIMS]
         self._jobs: AsyncCollection[Doc] = db[topology.JOBS]
         self._redemptions: AsyncCollection[Doc] = db[topology.REDEMPTIONS]
+        self._deleted: AsyncCollection[Doc] = db[topology.DELETED_OUTBOXES]
+        # Where outboxes live, by the tag `PendingEvents.source` carries.
+        self._outboxes = {
+            topology.CODES: self._codes,
+            topology.INSTANCES: self._instances,
+            topology.DELETED_OUTBOXES: self._deleted,
+        }
 
     @classmethod
     def connect(cls, url: str, database: str, **options: Any) -> MongoStore:
@@ -153,23 +204,18 @@ class MongoStore:
                     [("redeemedByUserId", ASCENDING), ("codeType", ASCENDING)],
                     partialFilterExpression={"codeState": CodeState.REDEEMED.value},
                 ),
-                IndexModel(
-                    [("outboxPending", ASCENDING)],
-                    partialFilterExpression={"outboxPending": {"$gt": 0}},
-                ),
+                _OUTBOX,
                 _TIMERS,
             ]
         )
         await self._instances.create_indexes(
             [
                 IndexModel([("codeType", ASCENDING), ("redeemedByUserId", ASCENDING)], unique=True),
-                IndexModel(
-                    [("outboxPending", ASCENDING)],
-                    partialFilterExpression={"outboxPending": {"$gt": 0}},
-                ),
+                _OUTBOX,
                 _TIMERS,
             ]
         )
+        await self._deleted.create_indexes([_OUTBOX])
         await self._campaigns.create_indexes(
             [
                 IndexModel(
@@ -226,7 +272,7 @@ class MongoStore:
     async def update_campaign(
         self, code_type: str, version: int, fields: Mapping[str, Any], now: datetime
     ) -> Campaign | None:
-        changes = {camel(name): _plain(value) for name, value in fields.items()}
+        changes = {camel(name): _plain(stored(name, value)) for name, value in fields.items()}
         doc = await self._campaigns.find_one_and_update(
             {"_id": code_type, "version": version},
             {"$set": changes | {"updatedAt": now}, "$inc": {"version": 1}},
@@ -268,6 +314,7 @@ class MongoStore:
     ) -> Code | None:
         collection, query = self._where(ref)
         query["codeState"] = changes[0].source.value
+        query |= {camel(name): value for name, value in changes[0].expects.items()}
         expected = {"redemptionId": redemption_id, "version": version, "attempt": attempt}
         query |= {key: value for key, value in expected.items() if value is not None}
         pipeline = [stage for change in changes for stage in _stages(change)]
@@ -287,12 +334,15 @@ class MongoStore:
         attempt: int,
         state: CodeState,
         fields: Mapping[str, Any],
+        attempt_state: AttemptState | None = None,
     ) -> Code | None:
         collection, query = self._where(ref)
         query |= {"redemptionId": redemption_id, "attempt": attempt, "codeState": state.value}
+        if attempt_state is not None:
+            query["attemptState"] = attempt_state.value
         doc = await collection.find_one_and_update(
             query,
-            {"$set": {camel(name): value for name, value in fields.items()}},
+            {"$set": {camel(name): stored(name, value) for name, value in fields.items()}},
             projection=_HIDDEN,
             return_document=ReturnDocument.AFTER,
         )
@@ -323,7 +373,11 @@ class MongoStore:
             if doc is None:
                 continue
             pending.append(collection)
-            code = code_from_doc(doc)
+            try:
+                code = code_from_doc(doc)
+            except Exception as error:  # leased: looked at again when the lease ends
+                set_aside(f"{collection.name} timer", doc["_id"], error)
+                continue
             user = code.redeemed_by_user_id if collection is self._instances else None
             taken.append(Due(CodeRef(code.code_type, doc["scanNorm"], user), code))
         return taken
@@ -334,7 +388,7 @@ class MongoStore:
         doc = await self._codes.find_one_and_update(
             {"codeType": code_type, "scanNorm": scan_norm, "version": version},
             {
-                "$set": {"customCodeInfo": dict(info)},
+                "$set": {"customCodeInfo": stored("custom_code_info", info)},
                 "$inc": {"version": 1},
                 "$currentDate": {"updatedAt": True},
             },
@@ -345,13 +399,15 @@ class MongoStore:
 
     async def reserve_user(self, code_type: str, user_id: str, redemption_id: str) -> str:
         key = {"codeType": code_type, "userId": user_id}
-        try:
-            await self._claims.insert_one({"_id": key, "redemptionId": redemption_id})
-            return redemption_id
-        except DuplicateKeyError:
-            holder = await self._claims.find_one({"_id": key})
-            # Released meanwhile: the next redelivery of this job will try again.
-            return str(holder["redemptionId"]) if holder else ""
+        while True:
+            try:
+                await self._claims.insert_one({"_id": key, "redemptionId": redemption_id})
+                return redemption_id
+            except DuplicateKeyError:
+                holder = await self._claims.find_one({"_id": key})
+            if holder is not None:
+                return str(holder["redemptionId"])
+            # Released between the two: the claim is free again, so try to take it.
 
     async def release_user(self, code_type: str, user_id: str, redemption_id: str) -> None:
         key = {"codeType": code_type, "userId": user_id}
@@ -393,8 +449,11 @@ class MongoStore:
         for change in changes:
             code = model.applied(code, change)
             outbox.append(event_to_doc(change.event, code))
+        doc = code_to_doc(code, outbox=outbox)
+        if outbox:
+            doc["outboxSince"] = outbox[0]["occurredAt"]
         try:
-            await self._instances.insert_one(code_to_doc(code, outbox=outbox))
+            await self._instances.insert_one(doc)
             return code, True
         except DuplicateKeyError:
             existing = await self._instances.find_one(
@@ -442,7 +501,7 @@ class MongoStore:
             docs = await cursor.limit(batch).to_list()
             if not docs:
                 return
-            yield [code_from_doc(doc) for doc in docs]
+            yield list(readable(((d["_id"], d) for d in docs), code_from_doc, "code"))
             after = docs[-1]["_id"]
 
     async def count_job_codes(self, job_id: str) -> int:
@@ -470,11 +529,26 @@ class MongoStore:
         return counts
 
     async def delete_codes(self, code_type: str) -> int:
-        held = CodeState.IN_PROGRESS.value
-        deleted = await self._codes.delete_many(
-            {"codeType": code_type, "codeState": {"$ne": held}, "timerAt": None}
-        )
-        return deleted.deleted_count
+        unheld = {
+            "codeType": code_type,
+            "codeState": {"$ne": CodeState.IN_PROGRESS.value},
+            "timerAt": None,
+        }
+        quiet = await self._codes.delete_many(unheld | {"outboxPending": {"$not": {"$gt": 0}}})
+        deleted = quiet.deleted_count
+        # A code with events still to relay: they are kept aside first, then the code
+        # goes only if it did not change meanwhile (an event of the relay's may go twice).
+        waiting = unheld | {"outboxPending": {"$gt": 0}}
+        cursor = self._codes.find(waiting, {"outbox": 1, "version": 1})
+        async for doc in cursor:
+            await self._deleted.update_one(
+                {"_id": doc["_id"]}, _merge_outbox(doc["outbox"]), upsert=True
+            )
+            gone = await self._codes.delete_one(
+                unheld | {"_id": doc["_id"], "version": doc["version"]}
+            )
+            deleted += gone.deleted_count
+        return deleted
 
     async def reset_codes(
         self, code_type: str, to: CodeState, reset_id: str, by: str, now: datetime
@@ -596,21 +670,24 @@ class MongoStore:
         return redemption_from_doc(doc) if doc else None
 
     async def pending_events(self, *, limit: int) -> list[PendingEvents]:
-        found: list[PendingEvents] = []
-        for collection in (self._codes, self._instances):
-            shared = collection is self._instances
-            cursor = collection.find({"outboxPending": {"$gt": 0}}, {"outbox": 1}).limit(limit)
-            found += [
-                PendingEvents(
-                    doc["_id"], tuple(pending_event_from_doc(e) for e in doc["outbox"]), shared
-                )
-                async for doc in cursor
-            ]
-        return found[:limit]
+        found: list[tuple[tuple[bool, datetime], PendingEvents]] = []
+        for source, collection in self._outboxes.items():
+            cursor = collection.find(
+                {"outboxPending": {"$gt": 0}}, {"outbox": 1, "outboxSince": 1}
+            ).sort("outboxSince", ASCENDING)
+            async for doc in cursor.limit(limit):
+                try:
+                    events = tuple(pending_event_from_doc(e) for e in doc["outbox"])
+                except Exception as error:
+                    set_aside(f"{source} outbox", doc["_id"], error)
+                    await collection.update_one({"_id": doc["_id"]}, {"$set": {"outboxPending": 0}})
+                    continue
+                found.append((_waited(doc), PendingEvents(doc["_id"], events, source)))
+        found.sort(key=lambda item: item[0])
+        return [item for _, item in found[:limit]]
 
     async def mark_relayed(self, relayed: Sequence[PendingEvents]) -> None:
-        for collection in (self._codes, self._instances):
-            shared = collection is self._instances
+        for source, collection in self._outboxes.items():
             updates = [
                 UpdateOne(
                     {"_id": item.code_id},
@@ -620,10 +697,13 @@ class MongoStore:
                     ],
                 )
                 for item in relayed
-                if item.shared is shared
+                if item.source == source
             ]
             if updates:
                 await collection.bulk_write(updates, ordered=False)
+        emptied = [i.code_id for i in relayed if i.source == topology.DELETED_OUTBOXES]
+        if emptied:
+            await self._deleted.delete_many({"_id": {"$in": emptied}, "outboxPending": 0})
 
     async def pending_replies(self, *, limit: int) -> list[Redemption]:
         cursor = self._redemptions.find({"replyPending": True}).limit(limit)

@@ -4,7 +4,8 @@ Same guarantees as the MongoDB store: each transition is one `BEGIN IMMEDIATE`
 transaction that checks the expected state, writes the code and inserts its
 events into the outbox table; uniqueness comes from constraints. Several
 processes may share the file: SQLite's locks serialise their writes. In a
-process, every statement runs on one thread that owns the connection.
+process, every statement runs on one thread that owns the connection. Commits
+are durable (`synchronous = FULL`) before anything is acknowledged.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,9 +35,11 @@ from shared.adapters.documents import (
     redemption_from_doc,
     redemption_to_doc,
 )
+from shared.adapters.unreadable import readable, set_aside
 from shared.clock import from_ms, to_ms, utcnow
 from shared.domain import attempts, model
 from shared.domain.model import (
+    AttemptState,
     Campaign,
     CampaignFilter,
     Change,
@@ -122,6 +125,7 @@ CREATE INDEX IF NOT EXISTS redemptions_latest ON redemptions (accepted_at);
 MIGRATIONS = {
     "codes": {"timer_at": "INTEGER"},
     "instances": {"timer_at": "INTEGER"},
+    "outbox": {"set_aside": "INTEGER NOT NULL DEFAULT 0"},
 }
 TIMER_INDEXES = """
 CREATE INDEX IF NOT EXISTS codes_by_timer ON codes (timer_at) WHERE timer_at IS NOT NULL;
@@ -138,7 +142,20 @@ def _encode(value: object) -> object:
 
 
 def _decode(obj: dict[str, Any]) -> object:
-    return from_ms(obj["$date"]) if obj.keys() == {"$date"} else obj
+    """An instant from its tag `{"$date": ms}`; any other object as it is.
+
+    No key of a caller's map is stored with a `$` (`documents.escaped`), so a
+    tag is always an instant. Files of the previous format may hold a caller's
+    own `{"$date": x}`: it stays a map unless x is a whole number of
+    milliseconds in range (and `documents.unescaped` gives those back as maps).
+    """
+    ms = obj.get("$date") if len(obj) == 1 else None
+    if type(ms) is not int:
+        return obj
+    try:
+        return from_ms(ms)
+    except (OverflowError, ValueError, OSError):
+        return obj
 
 
 def dumps(doc: Doc) -> str:
@@ -180,7 +197,9 @@ class SqliteStore:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            # Each commit reaches the disk before it returns: a job is acknowledged
+            # after its commit, so a power loss must not undo what was acknowledged.
+            conn.execute("PRAGMA synchronous = FULL")
             self._conn = conn
         return self._conn
 
@@ -329,14 +348,13 @@ class SqliteStore:
         attempt: int,
         state: CodeState,
         fields: Mapping[str, Any],
+        attempt_state: AttemptState | None = None,
     ) -> Code | None:
         def update(conn: sqlite3.Connection) -> Code | None:
             with _transaction(conn):
                 code = _select_code(conn, ref)
-                if code is None or (code.redemption_id, code.attempt, code.code_state) != (
-                    redemption_id,
-                    attempt,
-                    state,
+                if code is None or not model.on_attempt(
+                    code, redemption_id, attempt, state, attempt_state
                 ):
                     return None
                 code = dataclasses.replace(code, **fields)
@@ -347,20 +365,30 @@ class SqliteStore:
 
     async def take_due(self, now: datetime, lease_s: float, *, limit: int) -> list[Due]:
         def take(conn: sqlite3.Connection) -> list[Due]:
-            due: list[tuple[int, str, str]] = []
+            due: list[tuple[int, str, str, str]] = []
             with _transaction(conn):
                 for table in ("codes", "instances"):
                     due += [
-                        (timer_at, table, doc)
-                        for timer_at, doc in conn.execute(
-                            f"SELECT timer_at, doc FROM {table} WHERE timer_at <= ?"
+                        (timer_at, table, key, doc)
+                        for timer_at, key, doc in conn.execute(
+                            f"SELECT timer_at, id, doc FROM {table} WHERE timer_at <= ?"
                             " ORDER BY timer_at LIMIT ?",
                             (to_ms(now), limit),
                         )
                     ]
                 taken: list[Due] = []
-                for _, table, doc in sorted(due)[:limit]:  # earliest first, of either table
-                    code = code_from_doc(loads(doc))
+                for _, table, key, doc in sorted(due):  # earliest first, of either table
+                    if len(taken) == limit:
+                        break
+                    try:
+                        code = code_from_doc(loads(doc))
+                    except Exception as error:
+                        set_aside(f"{table} timer", key, error)  # looked at again after a lease
+                        conn.execute(
+                            f"UPDATE {table} SET timer_at = ? WHERE id = ?",
+                            (to_ms(now + timedelta(seconds=lease_s)), key),
+                        )
+                        continue
                     user = code.redeemed_by_user_id if table == "instances" else None
                     ref = CodeRef(code.code_type, normalise(code.scan_code), user)
                     leased = attempts.lease(code, now, lease_s)
@@ -494,19 +522,16 @@ class SqliteStore:
         self, code_type: str, *, job_id: str | None = None, batch: int = 1000
     ) -> AsyncIterator[list[Code]]:
         column, value = ("job_id", job_id) if job_id else ("code_type", code_type)
+        query = f"SELECT id, doc FROM codes WHERE {column} = ? AND id > ? ORDER BY id LIMIT ?"
         after = ""
         while True:
-            rows = await self._all(
-                f"SELECT doc FROM codes WHERE {column} = ? AND id > ? ORDER BY id LIMIT ?",
-                value,
-                after,
-                batch,
+            rows: list[tuple[str, str]] = await self._run(
+                functools.partial(_fetch_all, query=query, args=(value, after, batch))
             )
             if not rows:
                 return
-            codes = [code_from_doc(loads(r)) for r in rows]
-            yield codes
-            after = codes[-1].redemption_code_id
+            yield list(readable(rows, lambda doc: code_from_doc(loads(doc)), "code"))
+            after = rows[-1][0]
 
     async def count_job_codes(self, job_id: str) -> int:
         return int(await self._one("SELECT count(*) FROM codes WHERE job_id = ?", job_id) or 0)
@@ -652,7 +677,8 @@ class SqliteStore:
     async def pending_events(self, *, limit: int) -> list[PendingEvents]:
         def read(conn: sqlite3.Connection) -> list[PendingEvents]:
             codes = conn.execute(
-                "SELECT code_id, shared FROM outbox GROUP BY code_id ORDER BY min(seq) LIMIT ?",
+                "SELECT code_id, shared FROM outbox WHERE set_aside = 0"
+                " GROUP BY code_id ORDER BY min(seq) LIMIT ?",
                 (limit,),
             ).fetchall()
             found: list[PendingEvents] = []
@@ -660,8 +686,16 @@ class SqliteStore:
                 rows = conn.execute(
                     "SELECT doc FROM outbox WHERE code_id = ? ORDER BY seq", (code_id,)
                 )
-                events = tuple(pending_event_from_doc(loads(r[0])) for r in rows)
-                found.append(PendingEvents(code_id, events, bool(shared)))
+                try:
+                    events = tuple(pending_event_from_doc(loads(r[0])) for r in rows)
+                except Exception as error:
+                    set_aside("outbox", code_id, error)
+                    with _transaction(conn):
+                        conn.execute(
+                            "UPDATE outbox SET set_aside = 1 WHERE code_id = ?", (code_id,)
+                        )
+                    continue
+                found.append(PendingEvents(code_id, events, "instances" if shared else "codes"))
             return found
 
         return await self._run(read)
@@ -700,6 +734,10 @@ class SqliteStore:
 
     async def _all(self, query: str, *args: object) -> list[Any]:
         return await self._run(lambda conn: [row[0] for row in conn.execute(query, args)])
+
+
+def _fetch_all(conn: sqlite3.Connection, *, query: str, args: tuple[object, ...]) -> list[Any]:
+    return conn.execute(query, args).fetchall()
 
 
 def _select_code(conn: sqlite3.Connection, ref: CodeRef) -> Code | None:

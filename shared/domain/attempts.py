@@ -25,24 +25,39 @@ def _after(now: datetime, seconds: float) -> datetime:
 
 
 def started(campaign: Campaign, now: datetime, lease_s: float) -> dict[str, Any]:
-    """Fields of an attempt that starts at `now`.
+    """Fields of an attempt that opens at `now`, its handler not called yet.
 
-    The first look is at the deadline, or, for an asynchronous handler, at
-    the end of the caller's lease, so that if the worker making the first
-    call dies another one polls.
+    The first look is at the end of the opener's lease: should it die before
+    it calls, another worker calls then (see `calling`).
     """
     deadline = _after(now, campaign.timeout_s)
-    first_look = min(deadline, _after(now, lease_s)) if campaign.is_async else deadline
     return {
         "attempted_at": now,
         "deadline_at": deadline,
         "next_poll_at": None,
         "retry_at": None,
-        "timer_at": first_look,
-        "attempt_state": AttemptState.RUNNING,
+        "timer_at": min(deadline, _after(now, lease_s)),
+        "attempt_state": AttemptState.STARTING,
         "response": None,
         "error_code": None,
         "error_msg": None,
+    }
+
+
+def calling(campaign: Campaign, now: datetime, lease_s: float) -> dict[str, Any]:
+    """Fields of an attempt whose handler is called at `now`; written, on the condition
+    that the attempt is still `STARTING`, before the call, so that one call is made.
+
+    The allowed processing time runs from the call. The first look is at the
+    deadline, or, for an asynchronous handler, at the end of the caller's
+    lease, so that if the worker making the call dies another one polls.
+    """
+    deadline = _after(now, campaign.timeout_s)
+    first_look = min(deadline, _after(now, lease_s)) if campaign.is_async else deadline
+    return {
+        "attempt_state": AttemptState.RUNNING,
+        "deadline_at": deadline,
+        "timer_at": first_look,
     }
 
 

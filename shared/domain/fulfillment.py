@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.clock import to_ms
+from shared.domain import jsonmaps
 from shared.domain.model import Campaign, Code, RedemptionStatus
 from shared.domain.reasons import ReasonCode
 from shared.domain.states import CodeState
@@ -67,6 +68,10 @@ def interpret(answer: object, *, is_async: bool) -> Result:
         return _bad("'complete' must be boolean and 'customRedemptionInfo' an object")
     if not complete and not is_async:
         return _bad("a synchronous handler answered complete: false")
+    try:
+        jsonmaps.checked(info)
+    except ValueError as error:
+        return _bad(f"'customRedemptionInfo' {error}")
     if answer["success"]:
         return Result(True, complete, info)
     return Result(

@@ -185,7 +185,8 @@ class HistoryEntry:
 class AttemptState(StrEnum):
     """How the current fulfillment attempt stands (`attemptState`)."""
 
-    RUNNING = "Running"
+    STARTING = "Starting"  # open, its handler not called yet
+    RUNNING = "Running"  # its handler called
     WAITING = "Waiting"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
@@ -250,7 +251,8 @@ class Change:
 
     `fields` names `Code` attributes; the store sets them, `code_state` and
     `updated_at`, increments `version`, appends `history` and the event, all in
-    one update whose filter expects `source`.
+    one update whose filter expects `source` and the values in `expects`
+    (`Code` attributes too).
     """
 
     source: CodeState
@@ -258,6 +260,7 @@ class Change:
     fields: JsonMap
     event: CodeEvent
     history: HistoryEntry
+    expects: JsonMap = field(default_factory=dict)
 
 
 def applied(code: Code, change: Change) -> Code:
@@ -280,12 +283,29 @@ def expected(
     attempt: int | None = None,
 ) -> bool:
     """Whether `code` is as the first of `changes` expects it (see `Store.apply`)."""
+    first = changes[0]
     return (
-        code.code_state is changes[0].source
+        code.code_state is first.source
+        and all(getattr(code, name) == value for name, value in first.expects.items())
         and redemption_id in (None, code.redemption_id)
         and version in (None, code.version)
         and attempt in (None, code.attempt)
     )
+
+
+def on_attempt(
+    code: Code,
+    redemption_id: str,
+    attempt: int,
+    state: CodeState,
+    attempt_state: AttemptState | None = None,
+) -> bool:
+    """Whether `code` is on this attempt of this redemption (see `Store.update_attempt`)."""
+    return (code.redemption_id, code.attempt, code.code_state) == (
+        redemption_id,
+        attempt,
+        state,
+    ) and attempt_state in (None, code.attempt_state)
 
 
 def _change(
@@ -411,10 +431,17 @@ def fail(
 
 
 def retry(
-    claim: Claim, next_attempt: int, attempt_fields: JsonMap, *, now: datetime, new_id: NewId
+    claim: Claim,
+    next_attempt: int,
+    attempt_fields: JsonMap,
+    *,
+    scheduled: datetime,
+    now: datetime,
+    new_id: NewId,
 ) -> Change:
-    """Failed -> InProgress: attempt `next_attempt` of the same redemption starts."""
-    return _change(
+    """Failed -> InProgress: attempt `next_attempt` of the same redemption starts, if
+    it is still the retry `scheduled` then (a cancelled retry never starts)."""
+    change = _change(
         CodeState.FAILED,
         Action.RETRY,
         now=now,
@@ -425,6 +452,7 @@ def retry(
         user_id=claim.user_id,
         reason=f"attempt {next_attempt}",
     )
+    return dataclasses.replace(change, expects={"retry_at": scheduled})
 
 
 def activate(code: Code, info: JsonMap | None, *, now: datetime, new_id: NewId, by: str) -> Change:

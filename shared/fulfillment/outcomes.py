@@ -102,10 +102,13 @@ class Outcomes:
     async def retry(self, campaign: Campaign, ref: CodeRef, code: Code) -> Code | None:
         """Start the next attempt of a failed code whose retry is due; None if it moved on."""
         now = self._clock()
+        if code.retry_at is None:
+            return None
         change = model.retry(
             claim_of(code),
             code.attempt + 1,
             attempts.started(campaign, now, self._lease_s),
+            scheduled=code.retry_at,
             now=now,
             new_id=self._new_id,
         )

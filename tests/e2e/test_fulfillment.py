@@ -143,6 +143,29 @@ async def test_webhooks_are_signed_and_retried_on_5xx_but_not_on_4xx(
     assert unsigned.status_code == 401
 
 
+async def test_webhook_polls_never_reuse_the_calls_idempotency_key(
+    api: Api, system: System
+) -> None:
+    partner = system.start("partner", REDEEM_PARTNER_HANDLER="hook", REDEEM_PARTNER_MODE="async")
+    await api.campaign(
+        "polled",
+        handler="hook",
+        handlerTransport="webhook",
+        webhookUrl=partner.url + "/fulfil",
+        timeout=20,
+        pollInterval=0.3,
+        **{"async": True},
+    )
+    await api.code("polled", "LATER", customCodeInfo={"simulate": {"delayS": 1.0}})
+    later = await api.redeem("bo", "LATER", codeType="polled", wait=15)
+    assert later.status_code == 200, later.text  # a 422 for a reused key would fail it
+    seen = await requests_seen(partner, "LATER")
+    call = f"{later.json()['redemptionId']}:0"
+    assert [r["idempotencyKey"] for r in seen if r["operation"] == "redeem"] == [call]
+    polls = [r["idempotencyKey"] for r in seen if r["operation"] == "async"]
+    assert polls and len(set(polls)) == len(polls) and call not in polls
+
+
 def _entries(code: Code, action: Action) -> list[datetime]:
     return [h.at for h in code.history if h.action is action]
 

@@ -53,3 +53,18 @@ async def test_processes_racing_for_one_code_have_exactly_one_winner(tmp_path: P
     code = await store.get_code(CodeRef("gems", "CODE"))
     assert code is not None and code.code_state is CodeState.IN_PROGRESS
     await store.close()
+
+
+async def test_every_commit_is_on_disk_before_it_returns(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    await store.prepare()
+    try:
+        modes = await store._run(
+            lambda conn: (
+                conn.execute("PRAGMA journal_mode").fetchone()[0],
+                conn.execute("PRAGMA synchronous").fetchone()[0],
+            )
+        )
+    finally:
+        await store.close()
+    assert modes == ("wal", 2)  # 2: FULL, the WAL synced at every commit

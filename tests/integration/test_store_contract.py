@@ -2,7 +2,7 @@
 
 Conditional transitions, events written with them, uniqueness, the
 redemption gate, replies and the outbox, under concurrency. Each test runs
-on MongoDB and on the embedded SQLite store.
+on MongoDB, on the embedded SQLite store and on the unit tests' in-memory fake.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from shared.domain import attempts, model
+from shared.domain import attempts, jsonmaps, model
+from shared.domain.fulfillment import Result
 from shared.domain.model import (
     AttemptState,
     Campaign,
@@ -310,7 +311,7 @@ async def test_an_instance_is_created_once_with_its_events(store: Store) -> None
     ref = CodeRef("promo", "SPRING25", "u1")
     assert await store.get_code(ref) == again
     [pending] = await store.pending_events(limit=10)
-    assert pending.shared and [p.event.name for p in pending.events] == ["inprogress", "redeemed"]
+    assert [p.event.name for p in pending.events] == ["inprogress", "redeemed"]
     assert [c.scan_code for c in await store.redeemed_codes("u1", None)] == ["SPRING-25"]
     await store.mark_relayed([pending])
     assert await store.pending_events(limit=10) == []
@@ -404,7 +405,8 @@ async def claimed_with_timer(
     campaign = Campaign("gems", CodeUseType.SINGLE, NOW, NOW, handler="h", **campaign_fields)
     await store.create_campaign(dataclasses.replace(campaign, timeout_s=deadline_s))
     await store.add_code(Code("code-1", "gems", "ABC", CodeState.AVAILABLE, NOW, NOW))
-    fields = attempts.started(dataclasses.replace(campaign, timeout_s=deadline_s), NOW, 10)
+    timed = dataclasses.replace(campaign, timeout_s=deadline_s)
+    fields = attempts.started(timed, NOW, 10) | attempts.calling(timed, NOW, 10)  # called
     change = model.claim(Claim("r1", "u1"), now=NOW, new_id=new_id, attempt_fields=fields)
     assert await store.apply(CodeRef("gems", "ABC"), [change]) is not None
     return campaign
@@ -515,3 +517,198 @@ async def test_a_burst_of_code_timers_does_not_starve_an_instance_timer(store: S
     taken = await store.take_due(NOW + timedelta(seconds=2), 10, limit=2)
     assert CodeRef("promo", "SPRING25", "u1") in [d.ref for d in taken]
     assert len(taken) == 2
+
+
+async def test_pending_events_come_oldest_first(store: Store) -> None:
+    await store.create_campaign(Campaign("gems", CodeUseType.SINGLE, NOW, NOW))
+    scans = [f"NEW{n}" for n in range(4)] + ["OLD"]
+    for scan in scans:
+        await store.add_code(Code(f"id-{scan}", "gems", scan, CodeState.AVAILABLE, NOW, NOW))
+    old = Claim("r-old", "u-old")
+    await store.apply(
+        CodeRef("gems", "OLD"),
+        [
+            model.claim(old, now=NOW, new_id=new_id),
+            model.succeed(old, None, now=NOW, new_id=new_id),
+        ],
+    )
+    for n, scan in enumerate(scans[:-1]):
+        later = NOW + timedelta(seconds=n + 1)
+        claim = model.claim(Claim(f"r{n}", f"u{n}"), now=later, new_id=new_id)
+        await store.apply(CodeRef("gems", scan), [claim])
+    first, second = await store.pending_events(limit=2)
+    assert (first.code_id, second.code_id) == ("id-OLD", "id-NEW0")
+
+
+async def test_deleting_and_resetting_codes_keeps_their_pending_events(store: Store) -> None:
+    await seed(store)
+    claim = Claim("r1", "u1")
+    redeemed = [
+        model.claim(claim, now=NOW, new_id=new_id),
+        model.succeed(claim, None, now=NOW, new_id=new_id),
+    ]
+    await store.apply(CodeRef("gems", "ABC123"), redeemed)
+    await store.add_code(Code("x1", "gems", "X1", CodeState.INACTIVE, NOW, NOW))
+    assert await store.reset_codes("gems", CodeState.AVAILABLE, "reset-1", "op", NOW) == 2
+    assert await store.delete_codes("gems") == 2
+    assert await store.get_code(CodeRef("gems", "ABC123")) is None
+    pending = await store.pending_events(limit=10)
+    by_code = {item.code_id: [p.event.name for p in item.events] for item in pending}
+    assert by_code == {
+        "code-1": ["inprogress", "redeemed", "activated"],
+        "x1": ["activated"],
+    }
+    await store.add_code(Code("code-2", "gems", "ABC-123", CodeState.AVAILABLE, NOW, NOW))
+    await store.mark_relayed(pending)
+    assert await store.pending_events(limit=10) == []
+
+
+def hostile_map() -> dict[str, Any]:
+    """A map the API accepts, holding what a store is prone to change or refuse."""
+    deep: dict[str, Any] = {"$date": 1}
+    for _ in range(jsonmaps.MAX_DEPTH - 2):
+        deep = {"a.b": deep}
+    return jsonmaps.checked(
+        {
+            "$date": 1e17,
+            "$set": {"a.b": 1, "$inc": {"$date": 5}},
+            "": {"": ""},
+            "%": "100%",
+            "%24date": "%2E",
+            "a.b.c": [{"$oid": "x"}, [1, [2.5, {"$date": {"$numberLong": "1"}}]]],
+            "ключ ✓": "значение 🎁",
+            "nul\x00key": "nul\x00value",
+            "ints": [2**63 - 1, -(2**63), 0],
+            "floats": [1e20, -0.5, 5e-324],
+            "scalars": [True, False, None, ""],
+            "deep": deep,
+        }
+    )
+
+
+async def test_a_callers_maps_read_back_unchanged_from_codes_events_and_exports(
+    store: Store,
+) -> None:
+    info, changed = hostile_map(), {**hostile_map(), "$changed": True}
+    await store.create_campaign(Campaign("gems", CodeUseType.SINGLE, NOW, NOW))
+    await store.add_code(Code("c1", "gems", "A1", CodeState.AVAILABLE, NOW, NOW))
+    bulk = Code("c2", "gems", "A2", CodeState.AVAILABLE, NOW, NOW, custom_code_info=info)
+    assert await store.add_codes([bulk]) == [True]
+    assert await store.set_custom_code_info("gems", "A1", 1, changed, "op") is not None
+    claim = Claim("r1", "u1", info)
+    done = attempts.succeeded(Result(True, True, info))
+    redeem = [
+        model.claim(claim, now=NOW, new_id=new_id),
+        model.succeed(claim, info, now=NOW, new_id=new_id, attempt_fields=done),
+    ]
+    applied = await store.apply(CodeRef("gems", "A1"), redeem)
+    [item] = await store.pending_events(limit=10)
+    codes = [
+        applied,
+        await store.get_code(CodeRef("gems", "A1")),
+        *[pending.code for pending in item.events],
+        *await store.redeemed_codes("u1", None),
+    ]
+    for code in codes:
+        assert code is not None
+        assert (code.custom_code_info, code.custom_redemption_info) == (changed, info)
+    assert codes[0] is not None and codes[0].response is not None
+    assert codes[0].response["customRedemptionInfo"] == info
+    exported = [code async for batch in store.codes_of("gems") for code in batch]
+    assert [code.custom_code_info for code in exported] == [changed, info]
+
+
+async def test_a_callers_maps_read_back_unchanged_from_redemptions(store: Store) -> None:
+    info = hostile_map()
+    response = {"customRedemptionInfo": info}
+    code = Code(
+        "c1",
+        "gems",
+        "A1",
+        CodeState.REDEEMED,
+        NOW,
+        NOW,
+        custom_code_info=info,
+        custom_redemption_info=info,
+        response=response,
+    )
+    opened = Redemption("r1", "q1", "u1", "A1", NOW, NOW, custom_redemption_info=info)
+    assert await store.open_redemption(opened) is None
+    assert await store.open_redemption(opened) == opened
+    done = dataclasses.replace(opened, status=RedemptionStatus.REDEEMED, code=code)
+    finished = await store.finish_redemption(done)
+    assert finished == done
+    assert await store.get_redemption("r1") == done
+    assert await store.recent_redemptions(None, limit=5, before=None) == [done]
+
+
+async def test_a_callers_maps_read_back_unchanged_from_campaigns_instances_and_jobs(
+    store: Store,
+) -> None:
+    info, changed = hostile_map(), {**hostile_map(), "$changed": True}
+    await shared_campaign(store, custom_code_info=info)
+    campaign = await store.get_campaign("promo")
+    assert campaign is not None and campaign.custom_code_info == info
+    updated = await store.update_campaign("promo", 1, {"custom_code_info": changed}, NOW)
+    assert updated is not None and updated == await store.get_campaign("promo")
+    assert updated.custom_code_info == changed
+    claim = Claim("r1", "u1", info)
+    instance, _ = await store.add_instance(
+        model.instance_of(updated, claim, NOW), [model.claim(claim, now=NOW, new_id=new_id)]
+    )
+    assert await store.get_code(CodeRef("promo", "SPRING25", "u1")) == instance
+    [item] = await store.pending_events(limit=10)
+    for code in (instance, item.events[0].code):
+        assert (code.custom_code_info, code.custom_redemption_info) == (changed, info)
+    job = Job("j1", "promo", 1, CodeState.AVAILABLE, "Custom", info, NOW, NOW)
+    job = dataclasses.replace(job, custom_code_info=info)
+    await store.create_job(job)
+    assert await store.get_job("j1") == job
+
+
+async def test_a_users_redeemed_codes_come_in_the_order_redeemed(store: Store) -> None:
+    await store.create_campaign(Campaign("gems", CodeUseType.SINGLE, NOW, NOW))
+    for scan in ("LATE", "EARLY"):
+        await store.add_code(Code(scan, "gems", scan, CodeState.AVAILABLE, NOW, NOW))
+    for n, scan in enumerate(("EARLY", "LATE")):
+        at, claim = NOW + timedelta(seconds=n), Claim(f"r{n}", "u1")
+        redeem = [
+            model.claim(claim, now=at, new_id=new_id),
+            model.succeed(claim, None, now=at, new_id=new_id),
+        ]
+        await store.apply(CodeRef("gems", scan), redeem)
+    assert [c.scan_code for c in await store.redeemed_codes("u1", None)] == ["EARLY", "LATE"]
+
+
+async def test_updating_custom_info_moves_updated_at(store: Store) -> None:
+    long_ago = datetime(2000, 1, 1, tzinfo=UTC)
+    await store.create_campaign(Campaign("gems", CodeUseType.SINGLE, long_ago, long_ago))
+    await store.add_code(Code("c1", "gems", "A1", CodeState.AVAILABLE, long_ago, long_ago))
+    updated = await store.set_custom_code_info("gems", "A1", 1, {"b": 2}, "op")
+    assert updated is not None and updated.updated_at > long_ago
+    assert await store.get_code(CodeRef("gems", "A1")) == updated
+
+
+async def test_what_does_not_exist_gives_no_slot_and_cannot_be_finished(store: Store) -> None:
+    assert await store.take_slot("nowhere", "r1", NOW) is False
+    with pytest.raises(LookupError):
+        await store.finish_redemption(Redemption("r1", "q1", "u1", "A1", NOW, NOW))
+    await store.add_reply("r1", ReplyTo("q", "c1"))
+    await store.mark_replied([Redemption("r1", "q1", "u1", "A1", NOW, NOW)])
+    assert await store.get_redemption("r1") is None
+
+
+async def test_a_users_claim_always_names_its_holder_while_others_come_and_go(
+    store: Store,
+) -> None:
+    await shared_campaign(store)
+    holders: list[str] = []
+
+    async def churn(worker: int) -> None:
+        for n in range(40):
+            holder = await store.reserve_user("promo", "u1", f"r{worker}-{n}")
+            holders.append(holder)
+            await store.release_user("promo", "u1", holder)
+
+    await asyncio.gather(*(churn(w) for w in range(4)))
+    assert len(holders) == 160 and "" not in holders

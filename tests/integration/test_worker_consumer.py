@@ -11,7 +11,7 @@ import pytest
 
 from services.worker.bootstrap import bootstrap
 from services.worker.consumer import WorkConsumer, pending_from_job
-from shared import topology
+from shared import failpoints, topology
 from shared.adapters.mongo_store import MongoStore
 from shared.adapters.rabbitmq import Broker
 from shared.clock import utcnow
@@ -139,6 +139,48 @@ async def test_a_job_over_its_delivery_limit_ends_failed_and_is_dead_lettered(
     code = await store.get_code(CodeRef("gems", "ABC"))
     assert code is not None and code.code_state is CodeState.AVAILABLE
     await dead.close()
+
+
+async def test_a_job_that_fails_only_deep_inside_is_dead_lettered_with_its_reason(
+    consumer: WorkConsumer, broker: Broker, store: MongoStore
+) -> None:
+    dead = await Tap.on(broker, topology.DEAD_LETTER_EXCHANGE)
+    await consumer.start()
+    far = json.loads(job("far").model_dump_json()) | {"acceptedAt": 10**20}
+    await publish(broker, json.dumps(far).encode())
+    await publish(broker, job("good").model_dump_json().encode())
+    [message] = await dead.wait_for(1)
+    reason = str((message.headers or {})[topology.DEAD_LETTER_REASON_HEADER])
+    assert reason.startswith("40660 INVALID_PARAMETER_VALUE") and "acceptedAt" in reason
+    await eventually(
+        lambda: redemption_status(store, "good"),
+        until=lambda s: s is RedemptionStatus.REDEEMED,
+        what="the good job",
+    )
+    await dead.close()
+
+
+async def test_a_job_whose_give_up_fails_is_tried_again_until_its_redemption_ends(
+    consumer: WorkConsumer, broker: Broker, store: MongoStore
+) -> None:
+    draws = iter([0.0])  # the first give-up fails, the next ones do not
+    failpoints.configure("in-give-up=raise@0.5", draw=lambda: next(draws, 1.0))
+    try:
+        await consumer.start()
+        await publish(
+            broker,
+            job("tired").model_dump_json().encode(),
+            headers={"x-delivery-count": MAX_DELIVERIES},
+        )
+        ended = await eventually(
+            lambda: store.get_redemption("tired"),
+            until=lambda r: r is not None and r.status.is_terminal,
+            timeout_s=40,
+            what="the redemption ended",
+        )
+    finally:
+        failpoints.configure("")
+    assert ended is not None and ended.status.is_terminal
 
 
 def _pending(body: bytes) -> Redemption:

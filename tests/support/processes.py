@@ -23,10 +23,15 @@ class Service:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no cleanup, as a crash would leave things."""
@@ -45,9 +50,14 @@ class System:
     logs: Path
     services: list[Service] = field(default_factory=list)
 
-    def start(self, name: str, **env: str) -> Service:
-        """Start `services.<name>`, with `env` added to the system's environment."""
-        port = free_port()
+    def start(
+        self, name: str, *, port: int | None = None, ready: bool = True, **env: str
+    ) -> Service:
+        """Start `services.<name>`, with `env` added to the system's environment.
+
+        `port`: the one to listen on (a restart keeps its predecessor's); `ready`:
+        wait until it answers `/readyz`."""
+        port = port or free_port()
         log_path = self.logs / f"{name}-{len(self.services)}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
@@ -56,10 +66,25 @@ class System:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        service = Service(name, port, process, log_path)
+        service = Service(name, port, process, log_path, dict(env))
         self.services.append(service)
-        self._wait_ready(service)
+        if ready:
+            self._wait_ready(service)
         return service
+
+    def restart(
+        self, service: Service, env: dict[str, str] | None = None, *, ready: bool = True
+    ) -> Service:
+        """A successor of `service` (stopped first if alive) on its port, with `env` added
+        to the system's environment (its predecessor's additions when None)."""
+        if service.alive:
+            service.process.terminate()
+            try:
+                service.process.wait(15)
+            except subprocess.TimeoutExpired:
+                service.kill()
+        extra = service.extra if env is None else env
+        return self.start(service.name, port=service.port, ready=ready, **extra)
 
     def _wait_ready(self, service: Service, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s

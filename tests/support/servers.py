@@ -106,38 +106,73 @@ def mongodb() -> Iterator[Mongo]:
 
 
 def _secantus() -> Iterator[Mongo]:
-    port = free_port()
-    home = Path(tempfile.mkdtemp(prefix="redeem-secantus-"))
-    log = (home / "server.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "secantus",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--storage-path",
-            str(home / "data"),
-            "--log-level",
-            "WARNING",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    server = Secantus.start()
     try:
-        wait_for_port("127.0.0.1", port, 60, "SecantusDB")
-        url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
-        yield Mongo(url, f"SecantusDB surrogate on 127.0.0.1:{port} (no MongoDB URL or Docker)")
+        kind = f"SecantusDB surrogate on 127.0.0.1:{server.port} (no MongoDB URL or Docker)"
+        yield Mongo(server.url, kind)
     finally:
-        process.terminate()
+        server.close()
+
+
+@dataclass
+class Secantus:
+    """A SecantusDB server of our own: stopped and started again on its port and data."""
+
+    port: int
+    home: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def start(cls) -> Secantus:
+        server = cls(free_port(), Path(tempfile.mkdtemp(prefix="redeem-secantus-")))
+        server.resume()
+        return server
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def resume(self) -> None:
+        """Start the server (again) on the same port and data directory."""
+        with (self.home / "server.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "secantus",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--storage-path",
+                    str(self.home / "data"),
+                    "--log-level",
+                    "WARNING",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         try:
-            process.wait(20)
+            wait_for_port("127.0.0.1", self.port, 60, "SecantusDB")
+        except MissingServer:
+            self.pause()
+            raise
+
+    def pause(self) -> None:
+        """Stop the server; its data stays for `resume()`."""
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(20)
         except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-        shutil.rmtree(home, ignore_errors=True)
+            self.process.kill()
+            self.process.wait(20)
+        self.process = None
+
+    def close(self) -> None:
+        self.pause()
+        shutil.rmtree(self.home, ignore_errors=True)
 
 
 @dataclass
@@ -147,6 +182,7 @@ class Rabbit:
     url: str
     kind: str
     admin: VhostAdmin
+    local: bool = False  # the broker on this machine, which `rabbitmqctl` controls
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     vhosts: list[str] = field(default_factory=list)
 
@@ -179,7 +215,7 @@ def rabbitmq() -> Iterator[Rabbit]:
                 "RabbitMQ does not answer on 127.0.0.1:5672: start it (rabbitmq-server -detached)"
                 " or set REDEEM_TEST_RABBITMQ_URL"
             )
-        rabbit = Rabbit(LOCAL_RABBITMQ, "local RabbitMQ on 127.0.0.1:5672", _RabbitCtl())
+        rabbit = Rabbit(LOCAL_RABBITMQ, "local RabbitMQ on 127.0.0.1:5672", _RabbitCtl(), True)
     try:
         yield rabbit
     finally:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from services.worker.bootstrap import Worker, bootstrap
+from shared import failpoints
 from shared.domain.backoff import RetryPolicy, compute_backoff
 from shared.domain.fulfillment import AsyncResponse
 from shared.domain.model import (
@@ -218,7 +219,7 @@ async def test_a_crashed_first_call_is_taken_over_by_the_timer() -> None:
     await r.store.apply(REF, [claim])  # the worker that made this claim died
     r.clock.move_to(after(LEASE_S))
     await r.fire_due()
-    assert [c["operation"] for c in r.partner.calls] == ["async"]
+    assert [c["operation"] for c in r.partner.calls] == ["redeem"]
     assert (await r.redemption()).status is RedemptionStatus.REDEEMED
 
 
@@ -390,3 +391,94 @@ async def test_an_attempt_ended_within_its_job_is_concluded_and_leaves_no_timer(
     assert (await r.code()).timer_at is None
     r.clock.move_to(after(3600))
     assert await r.fire_due() == 0
+
+
+@pytest.mark.parametrize(
+    "closing", [{"is_disabled": True}, {"valid_end": after(1)}], ids=["disabled", "ended"]
+)
+async def test_a_redelivered_job_resumes_the_code_it_holds_though_the_campaign_closed(
+    closing: dict[str, Any],
+) -> None:
+    r = await rig([WAIT], is_async=True, poll_interval_s=5.0)
+    assert (await r.redeem()).status is RedemptionStatus.IN_PROGRESS
+    await r.store.update_campaign("parcel", 1, closing, START)
+    r.clock.move_to(after(2))
+    again = await r.redeem()  # the same job, delivered again
+    assert (again.status, again.reason_code) == (RedemptionStatus.IN_PROGRESS, None)
+    code = await r.code()
+    assert (code.code_state, code.redemption_id) == (CodeState.IN_PROGRESS, "r1")
+
+
+async def test_a_retry_cancelled_by_give_up_never_starts() -> None:
+    r = await rig([FAIL, DONE], max_retries=1)
+    await r.redeem()
+    code = await r.code()
+    assert code.retry_at is not None
+    r.clock.move_to(code.retry_at)
+    [due] = await r.store.take_due(r.clock(), LEASE_S, limit=10)
+    pending = Redemption("r1", "r1", "u1", "abc", START, START, code_type="parcel")
+    error = DomainError(ReasonCode.DELIVERY_LIMIT_EXCEEDED, "gave up")
+    given_up = await r.worker.redeem.give_up(pending, error)
+    assert given_up.status is RedemptionStatus.FAILED
+    await r.worker.timers.fire(due.ref, due.code)  # the retry, taken before the give-up
+    code = await r.code()
+    assert (code.code_state, code.attempt) == (CodeState.FAILED, 0)
+    assert len(r.partner.calls) == 1
+    assert (await r.redemption()).status is RedemptionStatus.FAILED
+
+
+async def test_a_claim_whose_worker_died_before_the_call_is_called_on_redelivery() -> None:
+    r = await rig([DONE])
+    failpoints.configure("after-claim=raise")
+    try:
+        with pytest.raises(failpoints.FailpointError):
+            await r.redeem()
+    finally:
+        failpoints.configure("")
+    assert (await r.code()).attempt_state is AttemptState.STARTING
+    assert (await r.redeem()).status is RedemptionStatus.REDEEMED
+    assert [(c["operation"], c["attempt"]) for c in r.partner.calls] == [("redeem", 0)]
+
+
+async def test_a_claim_whose_worker_died_before_the_call_is_called_by_its_timer() -> None:
+    r = await rig([DONE], timeout_s=30.0)
+    failpoints.configure("after-claim=raise")
+    try:
+        with pytest.raises(failpoints.FailpointError):
+            await r.redeem()
+    finally:
+        failpoints.configure("")
+    assert (await r.code()).timer_at == after(LEASE_S)
+    r.clock.move_to(after(LEASE_S))
+    assert await r.fire_due() == 1
+    assert (await r.code()).code_state is CodeState.REDEEMED
+    assert (await r.redemption()).status is RedemptionStatus.REDEEMED
+    assert len(r.partner.calls) == 1
+
+
+async def test_an_attempt_called_before_a_crash_is_never_called_again() -> None:
+    r = await rig([DONE])
+    failpoints.configure("after-fulfillment-call=raise")
+    try:
+        with pytest.raises(failpoints.FailpointError):
+            await r.redeem()
+    finally:
+        failpoints.configure("")
+    assert (await r.redeem()).status is RedemptionStatus.IN_PROGRESS  # redelivered
+    r.clock.move_to(after(LEASE_S))
+    await r.fire_due()
+    assert len(r.partner.calls) == 1, "the call's outcome is unknown: its deadline decides"
+    r.clock.move_to(after(60))
+    await r.fire_due()
+    assert len(r.partner.calls) == 1
+    assert (await r.code()).attempt_state is AttemptState.TIMED_OUT
+
+
+async def test_a_handler_answer_no_store_could_hold_fails_the_attempt_cleanly() -> None:
+    huge = {"success": True, "complete": True, "customRedemptionInfo": {"n": 2**70}}
+    r = await rig([huge])
+    ended = await r.redeem()
+    assert ended.status is RedemptionStatus.FAILED
+    code = await r.code()
+    assert (code.code_state, code.error_code) == (CodeState.FAILED, "BAD_RESPONSE")
+    assert code.error_msg is not None and "integer" in code.error_msg
