@@ -18,6 +18,8 @@ WORK_QUEUE = "redemption.work"
 # Header naming why a message was dead-lettered: "<reasonCode> <reasonName>: <message>".
 DEAD_LETTER_REASON_HEADER = "x-redemption-reason"
 DEAD_LETTER_REASON_CODE_HEADER = "x-redemption-reason-code"
+# How many times a job whose redemption could not even be ended was put back to start over.
+START_OVER_HEADER = "x-redemption-start-overs"
 
 CAMPAIGNS = "campaigns"
 CODES = "codes"

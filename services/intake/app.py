@@ -83,7 +83,9 @@ def create_app(settings: Settings, connect: Connect, clock: Clock = utcnow) -> F
             outcomes = Outcomes()
             await outcomes.start(a.broker)
             attempts = AttemptOutcomes(a.store, clock, new_id, lease_s=settings.fulfillment_lease_s)
-            commands = CommandConsumer(a.broker, attempts, clock)
+            commands = CommandConsumer(
+                a.broker, attempts, clock, max_deliveries=settings.max_deliveries
+            )
             await commands.start()
             app.state.intake = Intake(
                 a,

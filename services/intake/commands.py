@@ -5,12 +5,11 @@ an `async-response` once it is recorded or refused (the refusal, with its
 reason code, goes to its `reply_to`, if any, as does the code recorded). A
 malformed command is dead-lettered with the reason (and the reason is sent to
 its `reply_to`); a publish or store write that fails is requeued after a
-pause, and dead-lettered by the broker's delivery limit if it never succeeds.
+pause, and at `max_deliveries` dead-lettered with the reason (told to its
+`reply_to` too).
 """
 
 from __future__ import annotations
-
-import asyncio
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
@@ -20,7 +19,7 @@ from services.intake.redemptions import job_for, submit
 from shared import topology
 from shared.adapters.rabbitmq import Broker, Consumer, delivery_count
 from shared.clock import Clock
-from shared.domain.reasons import DomainError
+from shared.domain.reasons import DomainError, ReasonCode
 from shared.fulfillment.outcomes import Outcomes
 from shared.messages import AsyncResponseCommand, CodeRecord, ErrorBody, RedeemCommand, parse
 
@@ -28,13 +27,23 @@ log = structlog.get_logger()
 
 
 class CommandConsumer(Consumer):
-    def __init__(self, broker: Broker, attempts: Outcomes, clock: Clock) -> None:
+    def __init__(
+        self, broker: Broker, attempts: Outcomes, clock: Clock, *, max_deliveries: int
+    ) -> None:
         super().__init__(broker, topology.INTAKE_QUEUE)
         self._attempts = attempts
         self._clock = clock
+        self._max_deliveries = max_deliveries
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
-        if message.routing_key == topology.ASYNC_RESPONSE_ROUTING_KEY:
+        deliveries = delivery_count(message)
+        if deliveries >= self._max_deliveries:
+            error = DomainError(
+                ReasonCode.DELIVERY_LIMIT_EXCEEDED,
+                f"could not be carried out in {deliveries} deliveries",
+            )
+            await self._refuse(message, error, http_status(error.reason))
+        elif message.routing_key == topology.ASYNC_RESPONSE_ROUTING_KEY:
             await self._async_response(message)
         else:
             await self._redeem(message)
@@ -51,15 +60,14 @@ class CommandConsumer(Consumer):
         except DomainError as refusal:
             log.info("async-response refused", reason=refusal.reason.name, why=refusal.message)
             await self._reply(message, _error_body(refusal, http_status(refusal.reason)))
-            await message.ack()
+            await self.settle(message, message.ack())
             return
         except Exception:
             log.exception("could not record the async-response; requeueing")
-            await asyncio.sleep(min(0.5 * 2 ** delivery_count(message), 10.0))
-            await message.nack(requeue=True)
+            await self.retry_later(message)
             return
         await self._reply(message, CodeRecord.of(code).model_dump_json().encode())
-        await message.ack()
+        await self.settle(message, message.ack())
 
     async def _redeem(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -82,14 +90,15 @@ class CommandConsumer(Consumer):
             await submit(self._broker, job, via="amqp")
         except Exception:
             log.exception("could not publish the job; requeueing")
-            await asyncio.sleep(min(0.5 * 2 ** delivery_count(message), 10.0))
-            await message.nack(requeue=True)
+            await self.retry_later(message)
             return
-        await message.ack()
+        await self.settle(message, message.ack())
 
-    async def _refuse(self, message: AbstractIncomingMessage, error: DomainError) -> None:
-        await self._reply(message, _error_body(error, 422))
-        await self._broker.dead_letter(message, error)
+    async def _refuse(
+        self, message: AbstractIncomingMessage, error: DomainError, status: int = 422
+    ) -> None:
+        await self._reply(message, _error_body(error, status))
+        await self.settle(message, self._broker.dead_letter(message, error))
 
     async def _reply(self, message: AbstractIncomingMessage, body: bytes) -> None:
         if not message.reply_to:

@@ -4,15 +4,16 @@ Ack policy: a job is acked once its outcome is stored. A body that is not a
 job is dead-lettered at once with the reason. A job that fails for want of
 the store or broker is requeued after a pause; at `max_deliveries` it is
 ended as failed and dead-lettered, so that no redemption waits forever. If
-even that cannot be recorded, it is requeued after a pause again: every way
-out ends in an ack, a delayed retry or a dead-letter with the reason.
+even that cannot be recorded (the store is down), a fresh copy of the job
+goes back on the queue after a longer pause and starts over, the broker's
+delivery count with it, so that the job outlives the outage; after
+`MAX_START_OVERS` of those it is dead-lettered. Every way out ends in an
+ack, a delayed retry or a dead-letter with the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable
 from typing import Any
 
 import structlog
@@ -28,6 +29,7 @@ from shared.domain.reasons import DomainError, ReasonCode
 from shared.messages import RedemptionJob, parse
 
 log = structlog.get_logger()
+MAX_START_OVERS = 20
 OUTCOMES = Counter("redemption_outcomes", "Redemptions ended by a worker", ["status", "reason"])
 
 
@@ -63,7 +65,7 @@ class WorkConsumer(Consumer):
         except (DomainError, ValueError, OverflowError) as exc:
             error = exc if isinstance(exc, DomainError) else _malformed(exc)
             log.warning("dead-lettering a malformed job", reason=error.message)
-            await self._settle(message, self._broker.dead_letter(message, error))
+            await self.settle(message, self._broker.dead_letter(message, error))
             return
         with structlog.contextvars.bound_contextvars(
             redemptionId=job.redemptionId, requestId=job.requestId
@@ -79,12 +81,12 @@ class WorkConsumer(Consumer):
             outcome = await self._service.redeem(pending)
         except Exception:
             log.exception("redemption interrupted; requeueing", deliveries=deliveries)
-            await self._retry_later(message, deliveries)
+            await self.retry_later(message)
             return
         reason = outcome.reason_code.name if outcome.reason_code else ""
         OUTCOMES.labels(outcome.status.value, reason).inc()
         log.info("redemption ended", status=outcome.status.value, reason=reason)
-        await self._settle(message, message.ack())
+        await self.settle(message, message.ack())
 
     async def _give_up(
         self, message: AbstractIncomingMessage, pending: Redemption, deliveries: int
@@ -96,23 +98,38 @@ class WorkConsumer(Consumer):
         try:
             await self._service.give_up(pending, error)
         except Exception:
-            log.exception("could not end the redemption; requeueing", deliveries=deliveries)
-            await self._retry_later(message, deliveries)
+            log.exception("could not end the redemption; it starts over later")
+            await self._start_over(message)
             return
-        await self._settle(message, self._broker.dead_letter(message, error))
+        await self.settle(message, self._broker.dead_letter(message, error))
 
-    async def _retry_later(self, message: AbstractIncomingMessage, deliveries: int) -> None:
-        await asyncio.sleep(min(0.5 * 2**deliveries, 10.0))
-        await self._settle(message, message.nack(requeue=True))
+    async def _start_over(self, message: AbstractIncomingMessage) -> None:
+        headers = dict(message.headers or {})
+        rounds = int(str(headers.get(topology.START_OVER_HEADER, 0))) + 1
+        if rounds > MAX_START_OVERS:
+            error = DomainError(
+                ReasonCode.DELIVERY_LIMIT_EXCEEDED, f"could not be ended in {rounds} rounds"
+            )
+            await self.settle(message, self._broker.dead_letter(message, error))
+            return
+        await asyncio.sleep(min(0.5 * 2**rounds, 30.0))
+        fresh = {k: v for k, v in headers.items() if not k.startswith(("x-delivery", "x-death"))}
+        fresh[topology.START_OVER_HEADER] = rounds
+        await self.settle(message, self._put_back(message, fresh))
 
-    async def _settle(self, message: AbstractIncomingMessage, settling: Awaitable[Any]) -> None:
-        """Ack, nack or dead-letter; if the broker cannot take it, requeue the job."""
-        try:
-            await settling
-        except Exception:
-            log.warning("could not settle a job; requeueing it", exc_info=True)
-            with contextlib.suppress(Exception):  # a closed channel requeues it anyway
-                await message.nack(requeue=True)
+    async def _put_back(self, message: AbstractIncomingMessage, headers: dict[str, Any]) -> None:
+        """A copy of the job on the work queue (confirmed), then this delivery acked."""
+        await self._broker.publish(
+            topology.WORK_EXCHANGE,
+            topology.REDEEM_ROUTING_KEY,
+            message.body,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            reply_to=message.reply_to,
+            headers=headers,
+        )
+        await message.ack()
+
 
 
 def _malformed(exc: Exception) -> DomainError:

@@ -1,13 +1,13 @@
 """The jobs queue, consumed: background `GenerateCodes` runs.
 
 Ack policy: a job is acked once it is stored as finished. A job a worker
-dies in is redelivered and resumes from the codes already stored; at
-`max_deliveries` it is marked failed and dead-lettered with the reason.
+dies in is redelivered and resumes from the codes already stored; one that
+fails is requeued after a pause; at `max_deliveries` it is marked failed and
+dead-lettered with the reason.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 
 import structlog
@@ -38,15 +38,19 @@ class JobConsumer(Consumer):
         try:
             job_id = parse(JobMessage, message.body).jobId
         except DomainError as error:
-            await self._broker.dead_letter(message, error)
+            await self.settle(message, self._broker.dead_letter(message, error))
             return
         with structlog.contextvars.bound_contextvars(jobId=job_id):
-            await self._run(message, job_id)
+            try:
+                await self._run(message, job_id)
+            except Exception:
+                log.exception("generation interrupted; requeueing")
+                await self.retry_later(message)
 
     async def _run(self, message: AbstractIncomingMessage, job_id: str) -> None:
         job = await self._store.get_job(job_id)
         if job is None or job.state is not JobState.RUNNING:
-            await message.ack()
+            await self.settle(message, message.ack())
             return
         if delivery_count(message) >= self._max_deliveries:
             error = DomainError(ReasonCode.DELIVERY_LIMIT_EXCEEDED, "the job kept failing")
@@ -54,14 +58,8 @@ class JobConsumer(Consumer):
                 job, state=JobState.FAILED, error=error.message, updated_at=self._clock()
             )
             await self._store.update_job(failed)
-            await self._broker.dead_letter(message, error)
+            await self.settle(message, self._broker.dead_letter(message, error))
             return
-        try:
-            finished, _ = await codegen.generate(self._store, job, self._clock, self._new_id)
-        except Exception:
-            log.exception("generation interrupted; requeueing")
-            await asyncio.sleep(min(0.5 * 2 ** delivery_count(message), 10.0))
-            await message.nack(requeue=True)
-            return
+        finished, _ = await codegen.generate(self._store, job, self._clock, self._new_id)
         log.info("generation finished", done=finished.done)
-        await message.ack()
+        await self.settle(message, message.ack())

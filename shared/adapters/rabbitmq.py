@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
 from typing import Any
 
 import aio_pika
+import structlog
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -20,6 +23,7 @@ from shared import topology
 from shared.domain.reasons import DomainError
 
 Headers = dict[str, Any]
+log = structlog.get_logger()
 
 
 def quorum_queue_arguments(max_deliveries: int) -> dict[str, Any]:
@@ -190,6 +194,21 @@ class Consumer(ABC):
         if self._queue and self._tag:
             await self._queue.cancel(self._tag)
         await asyncio.gather(*self._in_flight)
+
+    async def settle(self, message: AbstractIncomingMessage, settling: Awaitable[Any]) -> None:
+        """Ack, nack or dead-letter `message`; should the broker not take that, requeue
+        it (a closed channel requeues it anyway), so no message stays unsettled."""
+        try:
+            await settling
+        except Exception:
+            log.warning("could not settle a message; requeueing it", exc_info=True)
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+
+    async def retry_later(self, message: AbstractIncomingMessage) -> None:
+        """Requeue `message` after a pause that grows with its deliveries so far."""
+        await asyncio.sleep(min(0.5 * 2 ** delivery_count(message), 10.0))
+        await self.settle(message, message.nack(requeue=True))
 
     async def _track(self, message: AbstractIncomingMessage) -> None:
         task = asyncio.current_task()

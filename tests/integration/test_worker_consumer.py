@@ -192,3 +192,4 @@ async def test_the_topology_can_be_declared_again(broker: Broker) -> None:
     queue = await broker.consuming.get_queue(topology.WORK_QUEUE)
     assert queue.name == topology.WORK_QUEUE
     assert isinstance(queue, aio_pika.abc.AbstractQueue)
+
