@@ -313,7 +313,7 @@ class FakeStore:
             raise LookupError(f"redemption {redemption.redemption_id} was never opened")
         if stored.status.is_terminal:
             return stored
-        finished = dataclasses.replace(redemption, replies=stored.replies)
+        finished = model.with_outcome(stored, redemption)
         self.redemptions[redemption.redemption_id] = finished
         return finished
 

@@ -358,21 +358,25 @@ class MongoStore:
                 lease_end,
             ]
         }
+        # `$type` as in the index's filter, so that the partial index is used.
+        due = {"timerAt": {"$type": "date", "$lte": now}}
         taken: list[Due] = []
-        # Taking from both collections in turn, so that neither starves the other.
-        pending = [self._codes, self._instances]
-        while pending and len(taken) < limit:
-            collection = pending.pop(0)
+        # The earliest first, of either collection: each one's next due timer, compared.
+        heads = {c: await _next_due(c, due) for c in (self._codes, self._instances)}
+        while len(taken) < limit:
+            waiting = [(at, n, c) for n, (c, at) in enumerate(heads.items()) if at is not None]
+            if not waiting:
+                break
+            _, _, collection = min(waiting)
             doc = await collection.find_one_and_update(
-                # `$type` as in the index's filter, so that the partial index is used.
-                {"timerAt": {"$type": "date", "$lte": now}},
+                due,
                 [{"$set": {"timerAt": leased}}],
                 projection=_HIDDEN,
                 sort=[("timerAt", ASCENDING)],
             )
-            if doc is None:
+            heads[collection] = await _next_due(collection, due)
+            if doc is None:  # another worker took it
                 continue
-            pending.append(collection)
             try:
                 code = code_from_doc(doc)
             except Exception as error:  # leased: looked at again when the lease ends
@@ -642,17 +646,7 @@ class MongoStore:
     async def finish_redemption(self, redemption: Redemption) -> Redemption:
         doc = redemption_to_doc(redemption)
         outcome = {
-            key: {"$literal": doc[key]}
-            for key in (
-                "status",
-                "reasonCode",
-                "message",
-                "attempt",
-                "code",
-                "codeType",
-                "updatedAt",
-                "completedAt",
-            )
+            key: {"$literal": doc[key]} for key in map(camel, model.OUTCOME_FIELDS)
         }
         stored = await self._redemptions.find_one_and_update(
             {"_id": redemption.redemption_id, "status": {"$nin": _TERMINAL}},
@@ -723,6 +717,12 @@ class MongoStore:
             for r in replied
         ]
         await self._redemptions.bulk_write(updates, ordered=False)
+
+
+async def _next_due(collection: AsyncCollection[Doc], due: Doc) -> datetime | None:
+    """When the earliest due timer of `collection` fell due; None if none is due."""
+    doc = await collection.find_one(due, {"timerAt": 1}, sort=[("timerAt", ASCENDING)])
+    return doc["timerAt"] if doc else None
 
 
 def _plain(value: Any) -> Any:

@@ -646,7 +646,7 @@ class SqliteStore:
         def finish(stored: Redemption) -> Redemption:
             if stored.status.is_terminal:
                 return stored
-            return dataclasses.replace(redemption, replies=stored.replies)
+            return model.with_outcome(stored, redemption)
 
         finished = await self._update_redemption(redemption.redemption_id, finish)
         if finished is None:

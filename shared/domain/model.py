@@ -580,6 +580,24 @@ class Redemption:
         return Claim(self.redemption_id, self.user_id, self.custom_redemption_info)
 
 
+# What recording a redemption's outcome changes; the rest stays as it was opened.
+OUTCOME_FIELDS = (
+    "status",
+    "reason_code",
+    "message",
+    "attempt",
+    "code",
+    "code_type",
+    "updated_at",
+    "completed_at",
+)
+
+
+def with_outcome(stored: Redemption, outcome: Redemption) -> Redemption:
+    """`stored` with the outcome `outcome` records (see `Store.finish_redemption`)."""
+    return dataclasses.replace(stored, **{name: getattr(outcome, name) for name in OUTCOME_FIELDS})
+
+
 @dataclass(frozen=True)
 class ReplyTo:
     """A caller that asked to be told the outcome (AMQP `reply_to`)."""

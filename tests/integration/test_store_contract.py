@@ -712,3 +712,59 @@ async def test_a_users_claim_always_names_its_holder_while_others_come_and_go(
 
     await asyncio.gather(*(churn(w) for w in range(4)))
     assert len(holders) == 160 and "" not in holders
+
+
+async def test_due_timers_are_taken_earliest_first_across_codes_and_instances(
+    store: Store,
+) -> None:
+    await shared_campaign(store)
+    campaign = await store.get_campaign("promo")
+    assert campaign is not None
+    claim = Claim("r-shared", "u1")
+    at = {"timer_at": NOW + timedelta(seconds=1), "deadline_at": NOW + timedelta(seconds=60)}
+    change = model.claim(claim, now=NOW, new_id=new_id, attempt_fields=at)
+    await store.add_instance(model.instance_of(campaign, claim, NOW), [change])
+    await store.create_campaign(Campaign("gems", CodeUseType.SINGLE, NOW, NOW))
+    for n in (0, 2):
+        await store.add_code(Code(f"c{n}", "gems", f"G{n}", CodeState.AVAILABLE, NOW, NOW))
+        at = {"timer_at": NOW + timedelta(seconds=n), "deadline_at": NOW + timedelta(seconds=60)}
+        personal = model.claim(Claim(f"r{n}", f"u{n}"), now=NOW, new_id=new_id, attempt_fields=at)
+        await store.apply(CodeRef("gems", f"G{n}"), [personal])
+    later = NOW + timedelta(seconds=3)
+    taken = [d for _ in range(3) for d in await store.take_due(later, 10, limit=1)]
+    assert [d.code.redemption_id for d in taken] == ["r0", "r-shared", "r2"]
+
+
+async def test_a_finished_redemption_keeps_what_it_was_opened_with(store: Store) -> None:
+    opened = Redemption(
+        "r1", "q1", "u1", "ABC", NOW, NOW, custom_redemption_info={"note": "first"}
+    )
+    await store.open_redemption(opened)
+    later = NOW + timedelta(seconds=5)
+    outcome = dataclasses.replace(
+        opened,
+        request_id="q-other",
+        user_id="u-other",
+        accepted_at=later,
+        custom_redemption_info={"note": "other"},
+        status=RedemptionStatus.REJECTED,
+        reason_code=ReasonCode.REDEMPTION_CODE_NOT_FOUND,
+        message="no such code",
+        code_type="gems",
+        updated_at=later,
+        completed_at=later,
+    )
+    finished = await store.finish_redemption(outcome)
+    assert finished == await store.get_redemption("r1")
+    assert (finished.request_id, finished.user_id, finished.accepted_at) == ("q1", "u1", NOW)
+    assert finished.custom_redemption_info == {"note": "first"}
+    assert (finished.status, finished.reason_code, finished.message) == (
+        RedemptionStatus.REJECTED,
+        ReasonCode.REDEMPTION_CODE_NOT_FOUND,
+        "no such code",
+    )
+    assert (finished.code_type, finished.updated_at, finished.completed_at) == (
+        "gems",
+        later,
+        later,
+    )
