@@ -44,14 +44,7 @@ class Fulfiller:
         Returns the code as it now stands.
         """
         if operation == "redeem":
-            calling = await self._store.update_attempt(
-                ref,
-                redemption_id=code.redemption_id or "",
-                attempt=code.attempt,
-                state=CodeState.IN_PROGRESS,
-                fields=attempts.calling(campaign, self._clock(), self._lease_s),
-                attempt_state=AttemptState.STARTING,
-            )
+            calling = await self._record_call(campaign, ref, code)
             if calling is None:  # called by another worker, or over meanwhile
                 return await self._store.get_code(ref) or code
             code = calling
@@ -73,3 +66,15 @@ class Fulfiller:
         if recorded is None:  # another answer, or the deadline, came first
             return await self._store.get_code(ref) or code
         return recorded
+
+    async def _record_call(self, campaign: Campaign, ref: CodeRef, code: Code) -> Code | None:
+        """Record the attempt `Running` if it is still `Starting`: the caller that does
+        makes the call. None if another did, or the attempt is over."""
+        return await self._store.update_attempt(
+            ref,
+            redemption_id=code.redemption_id or "",
+            attempt=code.attempt,
+            state=CodeState.IN_PROGRESS,
+            fields=attempts.calling(campaign, self._clock(), self._lease_s),
+            attempt_state=AttemptState.STARTING,
+        )

@@ -6,8 +6,9 @@ the same `TimerLoop.fire` a worker runs, taken with `Store.take_due`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -113,6 +114,17 @@ def worker_for(store: FakeStore, clock: Clock, partner: Partner, *, unit: float)
         ids=lambda: f"e{next(counter)}",
         unit=lambda: unit,
     )
+
+
+@contextlib.contextmanager
+def crashing_at(spec: str) -> Iterator[None]:
+    """Failpoints armed by `spec` for the block, which must end in one of them."""
+    failpoints.configure(spec)
+    try:
+        with pytest.raises(failpoints.FailpointError):
+            yield
+    finally:
+        failpoints.configure("")
 
 
 def after(seconds: float) -> datetime:
@@ -429,12 +441,8 @@ async def test_a_retry_cancelled_by_give_up_never_starts() -> None:
 
 async def test_a_claim_whose_worker_died_before_the_call_is_called_on_redelivery() -> None:
     r = await rig([DONE])
-    failpoints.configure("after-claim=raise")
-    try:
-        with pytest.raises(failpoints.FailpointError):
-            await r.redeem()
-    finally:
-        failpoints.configure("")
+    with crashing_at("after-claim=raise"):
+        await r.redeem()
     assert (await r.code()).attempt_state is AttemptState.STARTING
     assert (await r.redeem()).status is RedemptionStatus.REDEEMED
     assert [(c["operation"], c["attempt"]) for c in r.partner.calls] == [("redeem", 0)]
@@ -442,12 +450,8 @@ async def test_a_claim_whose_worker_died_before_the_call_is_called_on_redelivery
 
 async def test_a_claim_whose_worker_died_before_the_call_is_called_by_its_timer() -> None:
     r = await rig([DONE], timeout_s=30.0)
-    failpoints.configure("after-claim=raise")
-    try:
-        with pytest.raises(failpoints.FailpointError):
-            await r.redeem()
-    finally:
-        failpoints.configure("")
+    with crashing_at("after-claim=raise"):
+        await r.redeem()
     assert (await r.code()).timer_at == after(LEASE_S)
     r.clock.move_to(after(LEASE_S))
     assert await r.fire_due() == 1
@@ -458,12 +462,8 @@ async def test_a_claim_whose_worker_died_before_the_call_is_called_by_its_timer(
 
 async def test_an_attempt_called_before_a_crash_is_never_called_again() -> None:
     r = await rig([DONE])
-    failpoints.configure("after-fulfillment-call=raise")
-    try:
-        with pytest.raises(failpoints.FailpointError):
-            await r.redeem()
-    finally:
-        failpoints.configure("")
+    with crashing_at("after-fulfillment-call=raise"):
+        await r.redeem()
     assert (await r.redeem()).status is RedemptionStatus.IN_PROGRESS  # redelivered
     r.clock.move_to(after(LEASE_S))
     await r.fire_due()
