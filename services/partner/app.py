@@ -92,7 +92,7 @@ class Partner:
             log.warning("ignoring a malformed request")
             await message.ack()
             return
-        chosen = self._plan(request, "amqp")
+        chosen = self._plan(request | {"idempotencyKey": message.message_id}, "amqp")
         await message.ack()
         if chosen.silent:
             return

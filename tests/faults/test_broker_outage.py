@@ -1,0 +1,22 @@
+"""RabbitMQ's application stopped and started under load: every service reconnects."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.faults.conftest import SMALL, MakeCluster, verdict
+from tests.faults.harness import run_fault
+from tests.faults.injectors import BrokerOutage
+from tests.support import servers
+
+pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+
+
+async def test_a_broker_restart_under_load_breaks_no_guarantee(
+    store_kind: str, make_cluster: MakeCluster, rabbit: servers.Rabbit
+) -> None:
+    if not rabbit.local:
+        reason = f"stops the broker's application: only the local one, not {rabbit.kind}"
+        print(reason)
+        pytest.skip(reason)
+    verdict(await run_fault(make_cluster(store_kind), SMALL, BrokerOutage()))

@@ -1,0 +1,17 @@
+"""Workers, the results relay and the intake SIGKILLed at random under steady load."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.faults.conftest import SMALL, MakeCluster, verdict
+from tests.faults.harness import run_fault
+from tests.faults.injectors import Kills
+
+pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+
+
+async def test_random_sigkills_break_no_guarantee(
+    store_kind: str, make_cluster: MakeCluster
+) -> None:
+    verdict(await run_fault(make_cluster(store_kind), SMALL, Kills(after_load=3)))
