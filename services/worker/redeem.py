@@ -83,6 +83,9 @@ class RedeemService:
         if not fresh and code.code_state is CodeState.IN_PROGRESS and code.timer_at is None:
             code = await self._wake(ref, code)
         if code.code_state is CodeState.IN_PROGRESS and code.attempt_state is AttemptState.STARTING:
+            ended = await self._store.get_redemption(pending.redemption_id)
+            if ended is not None and ended.status.is_terminal:
+                return await self._given_up_meanwhile(ref, ended)
             # Not called yet, also when this is a redelivery: the first to record the
             # call makes it (see `Fulfiller.attempt`); one called already is left to
             # its timer, so no attempt is called twice.
@@ -103,16 +106,7 @@ class RedeemService:
         existing = await self._store.open_redemption(pending)
         if existing is not None and existing.status.is_terminal:
             return existing
-        rid, outcome = pending.redemption_id, None
-        for ref in await self._refs_held(pending):
-            ours = await self._stop_attempts(ref, pending, error)
-            redeemed = ours is not None and ours.code_state is CodeState.REDEEMED
-            if ref.is_shared:
-                await self._store.release_slot(ref.code_type, rid, refund=not redeemed)
-                if ours is None:
-                    await self._store.release_user(ref.code_type, pending.user_id, rid)
-            if redeemed:
-                outcome = ours
+        outcome = await self._let_go_all(pending, error)
         await failpoint("in-give-up")
         if outcome is not None:
             return await self._finish(
@@ -123,7 +117,41 @@ class RedeemService:
                 code=outcome,
                 code_type=outcome.code_type,
             )
-        return await self._finish(pending, RedemptionStatus.FAILED, error.reason, error.message)
+        ended = await self._finish(pending, RedemptionStatus.FAILED, error.reason, error.message)
+        # Another copy of this job may have claimed a code meanwhile: its attempt is
+        # stopped too (and one not called yet never will be: see `redeem`).
+        late = await self._let_go_all(pending, error)
+        if late is not None and ended.status is not RedemptionStatus.REDEEMED:
+            log.error("a code was redeemed for a redemption given up", code=late.scan_code)
+        return ended
+
+    async def _let_go_all(self, pending: Redemption, error: DomainError) -> Code | None:
+        """Stop the attempts of every code `pending` holds and give back what it took;
+        the code it redeemed already, if any."""
+        redeemed = None
+        for ref in await self._refs_held(pending):
+            ours = await self._let_go(ref, pending, error)
+            if ours is not None and ours.code_state is CodeState.REDEEMED:
+                redeemed = ours
+        return redeemed
+
+    async def _let_go(self, ref: CodeRef, pending: Redemption, error: DomainError) -> Code | None:
+        """`_stop_attempts`, then a shared code's slot (unless redeemed) and user claim."""
+        ours = await self._stop_attempts(ref, pending, error)
+        if ref.is_shared:
+            rid = pending.redemption_id
+            redeemed = ours is not None and ours.code_state is CodeState.REDEEMED
+            await self._store.release_slot(ref.code_type, rid, refund=not redeemed)
+            if ours is None:
+                await self._store.release_user(ref.code_type, pending.user_id, rid)
+        return ours
+
+    async def _given_up_meanwhile(self, ref: CodeRef, ended: Redemption) -> Redemption:
+        """Another copy of this job gave the redemption up after this one claimed its
+        code: the attempt is stopped before anything is called."""
+        reason = ended.reason_code or ReasonCode.DELIVERY_LIMIT_EXCEEDED
+        await self._let_go(ref, ended, DomainError(reason, ended.message or "given up"))
+        return ended
 
     async def _wake(self, ref: CodeRef, code: Code) -> Code:
         """Give a code claimed without timers (before they existed) one, due now."""

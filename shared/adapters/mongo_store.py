@@ -56,6 +56,7 @@ from shared.ports import Due, PendingEvents
 
 _HIDDEN = {"outbox": 0}
 DUPLICATE_KEY = 11000
+_CLAIM_TRIES = 100  # a user's claim taken and released again between two of our steps
 _TERMINAL = [s.value for s in RedemptionStatus if s.is_terminal]
 
 
@@ -403,7 +404,7 @@ class MongoStore:
 
     async def reserve_user(self, code_type: str, user_id: str, redemption_id: str) -> str:
         key = {"codeType": code_type, "userId": user_id}
-        while True:
+        for _ in range(_CLAIM_TRIES):
             try:
                 await self._claims.insert_one({"_id": key, "redemptionId": redemption_id})
                 return redemption_id
@@ -412,6 +413,7 @@ class MongoStore:
             if holder is not None:
                 return str(holder["redemptionId"])
             # Released between the two: the claim is free again, so try to take it.
+        raise RuntimeError(f"the claim of {user_id} on {code_type} kept changing hands")
 
     async def release_user(self, code_type: str, user_id: str, redemption_id: str) -> None:
         key = {"codeType": code_type, "userId": user_id}

@@ -6,9 +6,10 @@ the same `TimerLoop.fire` a worker runs, taken with `Store.take_due`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from shared.domain.fulfillment import AsyncResponse
 from shared.domain.model import (
     AttemptState,
     Campaign,
+    Change,
     Code,
     CodeRef,
     CodeUseType,
@@ -94,8 +96,10 @@ class Rig:
         return found
 
 
-async def rig(answers: list[Mapping[str, Any]], **settings: Any) -> Rig:
-    store, clock, partner = FakeStore(), Clock(), Partner(answers)
+async def rig(
+    answers: list[Mapping[str, Any]], store: FakeStore | None = None, **settings: Any
+) -> Rig:
+    store, clock, partner = store or FakeStore(), Clock(), Partner(answers)
     fields: dict[str, Any] = {"handler": "partner", "timeout_s": 60.0} | settings
     await store.create_campaign(Campaign("parcel", CodeUseType.SINGLE, START, START, **fields))
     await store.add_code(Code("c1", "parcel", "ABC", CodeState.AVAILABLE, START, START))
@@ -482,3 +486,34 @@ async def test_a_handler_answer_no_store_could_hold_fails_the_attempt_cleanly() 
     code = await r.code()
     assert (code.code_state, code.error_code) == (CodeState.FAILED, "BAD_RESPONSE")
     assert code.error_msg is not None and "integer" in code.error_msg
+
+
+class GatedStore(FakeStore):
+    """The fake store, whose first claim waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claiming = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def apply(self, ref: CodeRef, changes: Sequence[Change], **expect: Any) -> Code | None:
+        if not self.claiming.is_set() and changes[0].source is CodeState.AVAILABLE:
+            self.claiming.set()
+            await self.gate.wait()
+        return await super().apply(ref, changes, **expect)
+
+
+async def test_a_copy_of_a_job_given_up_meanwhile_calls_nothing() -> None:
+    gated = GatedStore()
+    r = await rig([DONE], store=gated)
+    pending = Redemption("r1", "r1", "u1", "abc", START, START, code_type="parcel")
+    copy = asyncio.create_task(r.worker.redeem.redeem(pending))  # one copy of the job ...
+    await gated.claiming.wait()
+    error = DomainError(ReasonCode.DELIVERY_LIMIT_EXCEEDED, "gave up")
+    given_up = await r.worker.redeem.give_up(pending, error)  # ... the other, at its limit
+    assert given_up.status is RedemptionStatus.FAILED
+    gated.gate.set()
+    assert (await copy).status is RedemptionStatus.FAILED
+    assert r.partner.calls == []
+    code = await r.code()
+    assert (code.code_state, code.redemption_id) == (CodeState.FAILED, "r1")
