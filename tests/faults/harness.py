@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import random
+import sys
 import time
 import urllib.request
 import uuid
@@ -382,6 +383,12 @@ class Run:
             )
             self.faults += injected
             await asyncio.to_thread(self.cluster.heal)
+            print(
+                f"{self.fault.name} on {self.cluster.store}: cycle {n + 1}/{self.size.cycles},"
+                f" {len(requests)} requests, {injected} faults",
+                file=sys.stderr,
+                flush=True,
+            )
         return await self.check()
 
     async def check(self) -> Report:
