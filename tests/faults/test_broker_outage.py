@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.conftest import SMALL, MakeCluster, verdict
+from tests.faults.conftest import SMALL, MakeCluster, shown
 from tests.faults.harness import run_fault
 from tests.faults.injectors import BrokerOutage
 from tests.support import servers
@@ -19,4 +19,6 @@ async def test_a_broker_restart_under_load_breaks_no_guarantee(
         reason = f"stops the broker's application: only the local one, not {rabbit.kind}"
         print(reason)
         pytest.skip(reason)
-    verdict(await run_fault(make_cluster(store_kind), SMALL, BrokerOutage()))
+    report = await run_fault(make_cluster(store_kind), SMALL, BrokerOutage())
+    table = shown(report)
+    assert report.ok, table

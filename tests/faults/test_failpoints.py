@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from tests.faults.conftest import SMALL, TINY, MakeCluster, verdict
+from tests.faults.conftest import SMALL, TINY, MakeCluster, shown
 from tests.faults.harness import run_fault
 from tests.faults.injectors import EACH_KILLING, GIVE_UP_ENV, GIVE_UP_RAISING, Failpoints
 
@@ -18,7 +18,9 @@ async def test_a_process_killed_at_each_failpoint_in_turn_breaks_no_guarantee(
     store_kind: str, make_cluster: MakeCluster
 ) -> None:
     size = dataclasses.replace(TINY, cycles=len(EACH_KILLING))
-    verdict(await run_fault(make_cluster(store_kind), size, Failpoints(EACH_KILLING)))
+    report = await run_fault(make_cluster(store_kind), size, Failpoints(EACH_KILLING))
+    table = shown(report)
+    assert report.ok, table
 
 
 async def test_a_give_up_that_raises_still_ends_its_redemption(
@@ -28,4 +30,6 @@ async def test_a_give_up_that_raises_still_ends_its_redemption(
     and a claim that raises now and then, so that redeliveries are given up."""
     size = dataclasses.replace(SMALL, settle_s=10.0)
     fault = Failpoints((GIVE_UP_RAISING,), cycle_deadline_s=3.0, name="in-give-up")
-    verdict(await run_fault(make_cluster(store_kind, **GIVE_UP_ENV), size, fault))
+    report = await run_fault(make_cluster(store_kind, **GIVE_UP_ENV), size, fault)
+    table = shown(report)
+    assert report.ok, table

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.conftest import SMALL, MakeCluster, verdict
+from tests.faults.conftest import SMALL, MakeCluster, shown
 from tests.faults.harness import run_fault
 from tests.faults.injectors import Kills
 
@@ -14,4 +14,6 @@ pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 async def test_random_sigkills_break_no_guarantee(
     store_kind: str, make_cluster: MakeCluster
 ) -> None:
-    verdict(await run_fault(make_cluster(store_kind), SMALL, Kills(after_load=3)))
+    report = await run_fault(make_cluster(store_kind), SMALL, Kills(after_load=3))
+    table = shown(report)
+    assert report.ok, table

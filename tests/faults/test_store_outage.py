@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.conftest import SMALL, MakeCluster, verdict
+from tests.faults.conftest import SMALL, MakeCluster, shown
 from tests.faults.harness import run_fault
 from tests.faults.injectors import MongoOutage, SqliteLock
 from tests.support import servers
@@ -32,10 +32,14 @@ async def test_mongodb_stopped_and_started_under_load_breaks_no_guarantee(
     make_cluster: MakeCluster, own_mongodb: servers.Secantus
 ) -> None:
     cluster = make_cluster("mongodb", mongodb_url=own_mongodb.url)
-    verdict(await run_fault(cluster, SMALL, MongoOutage(own_mongodb)))
+    report = await run_fault(cluster, SMALL, MongoOutage(own_mongodb))
+    table = shown(report)
+    assert report.ok, table
 
 
 async def test_the_sqlite_file_locked_under_load_breaks_no_guarantee(
     make_cluster: MakeCluster,
 ) -> None:
-    verdict(await run_fault(make_cluster("embedded"), SMALL, SqliteLock()))
+    report = await run_fault(make_cluster("embedded"), SMALL, SqliteLock())
+    table = shown(report)
+    assert report.ok, table
