@@ -310,6 +310,9 @@ def tail(service: Service, lines: int = 5) -> str:
     return " | ".join(service.log().strip().splitlines()[-lines:])[-1500:]
 
 
+RECONNECT_S = 60.0  # how long the observer waits for the broker to take it back
+
+
 class Observer:
     """What observers see: a durable queue on `redemption.events` (`code.#`), declared
     before any load, so events published across a broker restart wait for us; and the
@@ -323,7 +326,7 @@ class Observer:
 
     @classmethod
     async def open(cls, amqp_url: str) -> Observer:
-        connection = await aio_pika.connect_robust(amqp_url)
+        connection = await aio_pika.connect_robust(amqp_url, reconnect_interval=1)
         observer = cls(connection, f"faults.events.{uuid.uuid4().hex[:8]}")
         channel = await connection.channel()
         await channel.declare_exchange(
@@ -342,7 +345,9 @@ class Observer:
         await message.ack()
 
     async def dead_letters(self) -> list[dict[str, Any]]:
-        """Every dead-lettered message's headers (taken off the queue)."""
+        """Every dead-lettered message's headers (taken off the queue), once our
+        connection is back from whatever outage the run caused."""
+        await asyncio.wait_for(self._connection.connected.wait(), RECONNECT_S)
         channel = await self._connection.channel()
         queue = await channel.get_queue(topology.DEAD_LETTER_QUEUE, ensure=False)
         found: list[dict[str, Any]] = []
