@@ -4,20 +4,16 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from shared.domain.instants import from_ms, to_ms
+
 Clock = Callable[[], datetime]
+
+__all__ = ["Clock", "from_ms", "new_id", "to_ms", "utcnow"]
 
 
 def utcnow() -> datetime:
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def to_ms(instant: datetime | None) -> int | None:
-    return None if instant is None else round(instant.timestamp() * 1000)
-
-
-def from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def new_id() -> str:

@@ -13,16 +13,15 @@ from collections.abc import Callable
 
 from shared.clock import Clock
 from shared.domain.generation import Format
-from shared.domain.model import Code, Job, JobState, NewId
-from shared.domain.states import CodeState
-from shared.ports import Store
+from shared.domain.model import Code, Job, JobState, NewId, new_code
+from shared.ports import Jobs
 
 BATCH = 10_000
 RandomBytes = Callable[[int], bytes]
 
 
 async def generate(
-    store: Store,
+    store: Jobs,
     job: Job,
     clock: Clock,
     new_id: NewId,
@@ -52,15 +51,12 @@ async def generate(
 
 
 def _code(job: Job, scan: str, clock: Clock, new_id: NewId) -> Code:
-    now = clock()
-    return Code(
-        redemption_code_id=new_id(),
-        code_type=job.code_type,
-        scan_code=scan,
-        code_state=job.code_state,
-        created_at=now,
-        updated_at=now,
-        activated_at=now if job.code_state is CodeState.AVAILABLE else None,
-        custom_code_info=job.custom_code_info,
+    return new_code(
+        job.code_type,
+        scan,
+        job.code_state,
+        job.custom_code_info,
+        now=clock(),
+        new_id=new_id,
         job_id=job.job_id,
     )

@@ -20,7 +20,7 @@ from shared.clock import to_ms
 from shared.domain.model import Redemption
 from shared.failpoints import failpoint
 from shared.messages import CodeEventMessage, CodeRecord, RedemptionRecord
-from shared.ports import PendingEvent, PendingEvents, Store
+from shared.ports import Outbox, PendingEvent, PendingEvents
 
 log = structlog.get_logger()
 RELAYED = Counter("redemption_events_relayed", "Events confirmed by the broker", ["routing_key"])
@@ -41,7 +41,7 @@ def event_body(pending: PendingEvent) -> bytes:
 
 
 class Relay:
-    def __init__(self, store: Store, broker: Broker, *, batch: int, idle_s: float) -> None:
+    def __init__(self, store: Outbox, broker: Broker, *, batch: int, idle_s: float) -> None:
         self._store = store
         self._broker = broker
         self._batch = batch

@@ -7,14 +7,14 @@ from collections.abc import Callable
 
 from shared.domain.model import Campaign
 from shared.domain.reasons import DomainError, ReasonCode
-from shared.ports import Store
+from shared.ports import Campaigns
 
 
 class CampaignCache:
     """Reuses a campaign read for `ttl_s`; campaign edits reach workers within it."""
 
     def __init__(
-        self, store: Store, ttl_s: float, monotonic: Callable[[], float] = time.monotonic
+        self, store: Campaigns, ttl_s: float, monotonic: Callable[[], float] = time.monotonic
     ) -> None:
         self._store = store
         self._ttl_s = ttl_s

@@ -19,14 +19,14 @@ from shared.clock import Clock
 from shared.domain.model import JobState, NewId
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.messages import JobMessage, parse
-from shared.ports import Store
+from shared.ports import Jobs
 
 log = structlog.get_logger()
 
 
 class JobConsumer(Consumer):
     def __init__(
-        self, store: Store, broker: Broker, clock: Clock, new_id: NewId, *, max_deliveries: int
+        self, store: Jobs, broker: Broker, clock: Clock, new_id: NewId, *, max_deliveries: int
     ) -> None:
         self._store = store
         super().__init__(broker, topology.JOBS_QUEUE)

@@ -23,7 +23,7 @@ from shared.domain.model import AttemptState, Code, CodeRef
 from shared.domain.states import CodeState
 from shared.failpoints import failpoint
 from shared.fulfillment.outcomes import Outcomes
-from shared.ports import Due, Store
+from shared.ports import Attempts, Due
 
 log = structlog.get_logger()
 FIRED = Counter("redemption_timers_fired", "Timers acted on", ["kind"])
@@ -37,7 +37,7 @@ LATENESS = Histogram(
 class TimerLoop:
     def __init__(
         self,
-        store: Store,
+        store: Attempts,
         campaigns: CampaignCache,
         fulfiller: Fulfiller,
         outcomes: Outcomes,

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.clock import to_ms
 from shared.domain import jsonmaps
+from shared.domain.instants import to_ms
 from shared.domain.model import Campaign, Code, RedemptionStatus
 from shared.domain.reasons import ReasonCode
 from shared.domain.states import CodeState

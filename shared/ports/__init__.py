@@ -1,0 +1,43 @@
+"""The ports the services depend on, one per aggregate; adapters implement them.
+
+A store adapter implements them all (`Store`); a service asks for the ports it
+uses, so that what it touches shows in its signature.
+"""
+
+from typing import Protocol
+
+from shared.ports.attempts import Attempts, Due
+from shared.ports.campaigns import Campaigns
+from shared.ports.claims import SharedClaims
+from shared.ports.codes import Codes
+from shared.ports.fulfillment import FulfillmentHandler
+from shared.ports.jobs import Jobs
+from shared.ports.outbox import Outbox, PendingEvent, PendingEvents
+from shared.ports.redemptions import Redemptions
+
+
+class Store(Campaigns, Codes, Attempts, SharedClaims, Redemptions, Outbox, Jobs, Protocol):
+    """Every aggregate's port, in one database."""
+
+    async def prepare(self) -> None:
+        """Create what the store needs (indexes, tables); idempotent."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None: ...
+
+
+__all__ = [
+    "Attempts",
+    "Campaigns",
+    "Codes",
+    "Due",
+    "FulfillmentHandler",
+    "Jobs",
+    "Outbox",
+    "PendingEvent",
+    "PendingEvents",
+    "Redemptions",
+    "SharedClaims",
+    "Store",
+]

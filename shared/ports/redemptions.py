@@ -1,0 +1,26 @@
+"""The redemptions port: each RedeemCode request, its outcome and who waits for it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from shared.domain.model import Redemption, ReplyTo
+
+
+class Redemptions(Protocol):
+    async def open_redemption(self, redemption: Redemption) -> Redemption | None:
+        """Record a new redemption; if its id exists, return the stored one instead."""
+
+    async def get_redemption(self, redemption_id: str) -> Redemption | None: ...
+
+    async def add_reply(self, redemption_id: str, reply: ReplyTo) -> None:
+        """Ask for the outcome of a redemption to be sent (again) to `reply`."""
+
+    async def finish_redemption(self, redemption: Redemption) -> Redemption:
+        """Record the outcome; the first recorded terminal outcome wins and is returned."""
+
+    async def recent_redemptions(
+        self, code_type: str | None, *, limit: int, before: datetime | None
+    ) -> list[Redemption]:
+        """Redemption attempts, newest first, accepted before `before`."""
