@@ -24,8 +24,8 @@ from typing import Any
 
 from services.intake.bulk import Importer, export_lines
 from shared import codegen
-from shared.adapters.mongo_store import MongoStore
-from shared.adapters.sqlite_store import SqliteStore
+from shared.adapters.mongodb import MongoStore
+from shared.adapters.sqlite import SqliteStore
 from shared.clock import new_id, utcnow
 from shared.domain.generation import Format
 from shared.domain.model import Campaign, CodeUseType, Job

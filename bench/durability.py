@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from shared.adapters.sqlite_store import SqliteStore
+from shared.adapters.sqlite import SqliteStore
 from shared.clock import new_id, utcnow
 from shared.domain import model
 from shared.domain.model import Campaign, Claim, Code, CodeRef, CodeUseType

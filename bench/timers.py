@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from services.worker.bootstrap import bootstrap
-from shared.adapters.mongo_store import MongoStore
-from shared.adapters.sqlite_store import SqliteStore
+from shared.adapters.mongodb import MongoStore
+from shared.adapters.sqlite import SqliteStore
 from shared.clock import new_id, utcnow
 from shared.domain import model
 from shared.domain.model import Campaign, Claim, Code, CodeRef, CodeUseType

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import structlog
 
-from shared.adapters.mongo_store import MongoStore
+from shared.adapters.mongodb import MongoStore
 from shared.adapters.rabbitmq import Broker
-from shared.adapters.sqlite_store import SqliteStore
+from shared.adapters.sqlite import SqliteStore
 from shared.config import Settings
 from shared.diagnostics import CommandCounter
 from shared.ports import Store

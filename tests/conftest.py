@@ -10,9 +10,9 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from shared.adapters.documents import Doc
-from shared.adapters.mongo_store import MongoStore
+from shared.adapters.mongodb import MongoStore
 from shared.adapters.rabbitmq import Broker
-from shared.adapters.sqlite_store import SqliteStore
+from shared.adapters.sqlite import SqliteStore
 from shared.ports import Store
 from tests.fakes import FakeStore
 from tests.support import servers

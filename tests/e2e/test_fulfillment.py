@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from shared import topology
-from shared.adapters.mongo_store import MongoStore
+from shared.adapters.mongodb import MongoStore
 from shared.adapters.rabbitmq import Broker
 from shared.clock import from_ms
 from shared.domain.model import Code, CodeRef

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from shared import topology
-from shared.adapters.mongo_store import MongoStore
+from shared.adapters.mongodb import MongoStore
 from shared.adapters.rabbitmq import Broker
 from shared.domain.model import CodeRef
 from shared.domain.states import CodeState

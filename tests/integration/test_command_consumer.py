@@ -7,7 +7,7 @@ import json
 from services.intake.commands import CommandConsumer
 from services.worker.bootstrap import bootstrap
 from shared import topology
-from shared.adapters.mongo_store import MongoStore
+from shared.adapters.mongodb import MongoStore
 from shared.adapters.rabbitmq import Broker
 from shared.clock import utcnow
 from shared.domain.reasons import ReasonCode

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared import codegen
-from shared.adapters.sqlite_store import SqliteStore
+from shared.adapters.sqlite import SqliteStore
 from shared.clock import new_id, utcnow
 from shared.domain.model import Campaign, CodeUseType, Job, JobState
 from shared.domain.states import CodeState

@@ -8,7 +8,7 @@ from typing import Any
 
 from services.results.relay import Relay
 from shared import topology
-from shared.adapters.mongo_store import MongoStore
+from shared.adapters.mongodb import MongoStore
 from shared.adapters.rabbitmq import Broker
 from shared.domain import model
 from shared.domain.model import (

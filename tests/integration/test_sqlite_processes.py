@@ -7,7 +7,7 @@ import multiprocessing
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.adapters.sqlite_store import SqliteStore
+from shared.adapters.sqlite import SqliteStore
 from shared.domain import model
 from shared.domain.model import Campaign, Claim, Code, CodeRef, CodeUseType
 from shared.domain.states import CodeState

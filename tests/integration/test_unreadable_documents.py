@@ -11,8 +11,8 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from shared.adapters.documents import Doc
-from shared.adapters.mongo_store import MongoStore
-from shared.adapters.sqlite_store import SqliteStore
+from shared.adapters.mongodb import MongoStore
+from shared.adapters.sqlite import SqliteStore
 from shared.clock import to_ms
 from shared.domain import attempts, model
 from shared.domain.model import Campaign, Claim, Code, CodeRef, CodeUseType

@@ -12,7 +12,7 @@ import pytest
 from services.worker.bootstrap import bootstrap
 from services.worker.consumer import WorkConsumer, pending_from_job
 from shared import failpoints, topology
-from shared.adapters.mongo_store import MongoStore
+from shared.adapters.mongodb import MongoStore
 from shared.adapters.rabbitmq import Broker
 from shared.clock import utcnow
 from shared.domain.model import Campaign, Code, CodeRef, CodeUseType, Redemption, RedemptionStatus

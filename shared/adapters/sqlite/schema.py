@@ -1,0 +1,122 @@
+"""The file: its tables and indexes, the columns added since the first
+release, the pragmas each connection sets, and the write transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BUSY_TIMEOUT_MS = 30_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS campaigns (
+    code_type TEXT PRIMARY KEY,
+    scan_norm TEXT UNIQUE,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS slots (
+    code_type TEXT NOT NULL,
+    redemption_id TEXT NOT NULL,
+    PRIMARY KEY (code_type, redemption_id)
+);
+CREATE TABLE IF NOT EXISTS shared_claims (
+    code_type TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    redemption_id TEXT NOT NULL,
+    PRIMARY KEY (code_type, user_id)
+);
+CREATE TABLE IF NOT EXISTS instances (
+    id TEXT PRIMARY KEY,
+    code_type TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    code_state TEXT NOT NULL,
+    redeemed_at INTEGER,
+    doc TEXT NOT NULL,
+    UNIQUE (code_type, user_id)
+);
+CREATE TABLE IF NOT EXISTS codes (
+    id TEXT PRIMARY KEY,
+    code_type TEXT NOT NULL,
+    scan_norm TEXT NOT NULL,
+    code_state TEXT NOT NULL,
+    redeemed_by_user_id TEXT,
+    redeemed_at INTEGER,
+    job_id TEXT,
+    doc TEXT NOT NULL,
+    UNIQUE (code_type, scan_norm)
+);
+CREATE INDEX IF NOT EXISTS codes_by_job ON codes (job_id, id) WHERE job_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS codes_by_scan ON codes (scan_norm);
+CREATE INDEX IF NOT EXISTS codes_by_state ON codes (code_type, code_state);
+CREATE INDEX IF NOT EXISTS codes_in_order ON codes (code_type, id);
+CREATE INDEX IF NOT EXISTS codes_by_user ON codes (redeemed_by_user_id, code_type)
+    WHERE code_state = 'Redeemed';
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    code_id TEXT NOT NULL,
+    shared INTEGER NOT NULL DEFAULT 0,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS redemptions (
+    id TEXT PRIMARY KEY,
+    code_type TEXT,
+    accepted_at INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reply_pending INTEGER NOT NULL DEFAULT 0,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS redemptions_replying ON redemptions (reply_pending)
+    WHERE reply_pending = 1;
+CREATE INDEX IF NOT EXISTS redemptions_recent ON redemptions (code_type, accepted_at);
+CREATE INDEX IF NOT EXISTS redemptions_latest ON redemptions (accepted_at);
+"""
+# Columns added after the first release, for files made before them.
+MIGRATIONS = {
+    "codes": {"timer_at": "INTEGER"},
+    "instances": {"timer_at": "INTEGER"},
+    "outbox": {"set_aside": "INTEGER NOT NULL DEFAULT 0"},
+}
+TIMER_INDEXES = """
+CREATE INDEX IF NOT EXISTS codes_by_timer ON codes (timer_at) WHERE timer_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS instances_by_timer ON instances (timer_at) WHERE timer_at IS NOT NULL;
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection to the file at `path`, made if need be, set up for durable commits."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    # Each commit reaches the disk before it returns: a job is acknowledged
+    # after its commit, so a power loss must not undo what was acknowledged.
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+def prepare(conn: sqlite3.Connection) -> None:
+    """Create the tables and indexes, and add the columns an older file lacks; idempotent."""
+    conn.executescript(SCHEMA)
+    with transaction(conn):
+        for table, columns in MIGRATIONS.items():
+            have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns.items():
+                if name not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    conn.executescript(TIMER_INDEXES)
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction that takes the file's write lock at once."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
