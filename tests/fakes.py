@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
@@ -311,7 +312,7 @@ class FakeStore:
         stored = self.redemptions.get(redemption.redemption_id)
         if stored is None:
             raise LookupError(f"redemption {redemption.redemption_id} was never opened")
-        if stored.status.is_terminal:
+        if not model.records(stored, redemption):
             return stored
         finished = model.with_outcome(stored, redemption)
         self.redemptions[redemption.redemption_id] = finished
@@ -348,6 +349,21 @@ class FakeStore:
 
     def events(self) -> list[str]:
         return [p.event.routing_key for pending in self.outbox.values() for p in pending]
+
+
+class GatedStore(FakeStore):
+    """The fake store, whose first claim waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claiming = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def apply(self, ref: CodeRef, changes: Sequence[Change], **expect: Any) -> Code | None:
+        if not self.claiming.is_set() and changes[0].source is CodeState.AVAILABLE:
+            self.claiming.set()
+            await self.gate.wait()
+        return await super().apply(ref, changes, **expect)
 
 
 def _typecheck(store: FakeStore) -> Store:

@@ -70,7 +70,7 @@ class RedeemService:
             for reply in set(pending.replies) - set(existing.replies):
                 await self._store.add_reply(existing.redemption_id, reply)
             if existing.status.is_terminal:
-                return existing
+                return await self._as_ended(existing)
             pending = existing
         try:
             campaign, ref, code, fresh = await self._claim(pending)
@@ -105,7 +105,7 @@ class RedeemService:
         """
         existing = await self._store.open_redemption(pending)
         if existing is not None and existing.status.is_terminal:
-            return existing
+            return await self._as_ended(existing)
         outcome = await self._let_go_all(pending, error)
         await failpoint("in-give-up")
         if outcome is not None:
@@ -122,8 +122,27 @@ class RedeemService:
         # stopped too (and one not called yet never will be: see `redeem`).
         late = await self._let_go_all(pending, error)
         if late is not None and ended.status is not RedemptionStatus.REDEEMED:
-            log.error("a code was redeemed for a redemption given up", code=late.scan_code)
+            log.warning("a copy of the job redeemed a code as it was given up", code=late.scan_code)
+            return await self._redeemed(pending, late)
         return ended
+
+    async def _as_ended(self, ended: Redemption) -> Redemption:
+        """A terminal redemption as it stands; one given up is Redeemed after all when a
+        copy of its job redeemed a code for it as it was given up (and died before it
+        could say so): see `model.records`."""
+        if not ended.given_up:
+            return ended
+        for ref in await self._refs_held(ended):
+            code = await self._store.get_code(ref)
+            held = code is not None and code.redemption_id == ended.redemption_id
+            if held and code is not None and code.code_state is CodeState.REDEEMED:
+                return await self._redeemed(ended, code)
+        return ended
+
+    async def _redeemed(self, pending: Redemption, code: Code) -> Redemption:
+        return await self._finish(
+            pending, RedemptionStatus.REDEEMED, None, None, code=code, code_type=code.code_type
+        )
 
     async def _let_go_all(self, pending: Redemption, error: DomainError) -> Code | None:
         """Stop the attempts of every code `pending` holds and give back what it took;

@@ -33,10 +33,12 @@ from shared.domain.codes import (
 )
 from shared.domain.jobs import Job, JobState
 from shared.domain.redemptions import (
+    GIVEN_UP,
     OUTCOME_FIELDS,
     Redemption,
     RedemptionStatus,
     ReplyTo,
+    records,
     with_outcome,
 )
 from shared.domain.transitions import activate, claim, fail, invalidate, reset, retry, succeed
@@ -44,6 +46,7 @@ from shared.domain.types import JsonMap, NewId
 
 __all__ = [
     "DEFAULT_POLL_INTERVAL_S",
+    "GIVEN_UP",
     "NEW_CODE_STATES",
     "OUTCOME_FIELDS",
     "TRANSPORTS",
@@ -74,6 +77,7 @@ __all__ = [
     "invalidate",
     "new_code",
     "on_attempt",
+    "records",
     "refusal",
     "reset",
     "reset_fields",

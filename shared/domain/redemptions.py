@@ -52,6 +52,15 @@ class Redemption:
     def claim(self) -> Claim:
         return Claim(self.redemption_id, self.user_id, self.custom_redemption_info)
 
+    @property
+    def given_up(self) -> bool:
+        """Ended Failed by a worker that gave its job up at the delivery limit."""
+        return (self.status, self.reason_code) == GIVEN_UP
+
+
+# A give-up's outcome; it yields to a code a copy of the job redeemed meanwhile.
+GIVEN_UP = (RedemptionStatus.FAILED, ReasonCode.DELIVERY_LIMIT_EXCEEDED)
+
 
 # What recording a redemption's outcome changes; the rest stays as it was opened.
 OUTCOME_FIELDS = (
@@ -64,6 +73,16 @@ OUTCOME_FIELDS = (
     "updated_at",
     "completed_at",
 )
+
+
+def records(stored: Redemption, outcome: Redemption) -> bool:
+    """Whether `outcome` is recorded over `stored`: the first terminal outcome stands,
+    except that a redemption given up yields to a code redeemed for it after all (by a
+    copy of its job that claimed the code as the other gave up), so that its status
+    always agrees with its code."""
+    if not stored.status.is_terminal:
+        return True
+    return stored.given_up and outcome.status is RedemptionStatus.REDEEMED
 
 
 def with_outcome(stored: Redemption, outcome: Redemption) -> Redemption:

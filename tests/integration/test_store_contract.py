@@ -36,6 +36,7 @@ from shared.domain.states import CodeState
 from shared.ports import Store
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+LATER = NOW + timedelta(minutes=1)
 
 
 @pytest.fixture
@@ -178,6 +179,29 @@ async def test_a_redemption_opens_once_and_its_first_outcome_stands(store: Store
     assert still.replies == (ReplyTo("q", "c2"),)
     await store.mark_replied([still])
     assert await store.pending_replies(limit=10) == []
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "recorded"),
+    [
+        (RedemptionStatus.FAILED, RedemptionStatus.REDEEMED, True),
+        (RedemptionStatus.FAILED, RedemptionStatus.REJECTED, False),
+        (RedemptionStatus.REDEEMED, RedemptionStatus.REDEEMED, False),
+    ],
+    ids=["give-up-then-redeemed", "give-up-then-rejected", "redeemed-then-redeemed"],
+)
+async def test_a_give_up_yields_only_to_a_code_redeemed_after_all(
+    store: Store, first: RedemptionStatus, then: RedemptionStatus, recorded: bool
+) -> None:
+    await store.open_redemption(Redemption("r1", "q1", "u1", "ABC", NOW, NOW))
+    reason = ReasonCode.DELIVERY_LIMIT_EXCEEDED if first is RedemptionStatus.FAILED else None
+    given = Redemption("r1", "q1", "u1", "ABC", NOW, NOW, status=first, reason_code=reason)
+    assert await store.finish_redemption(given) == await store.get_redemption("r1")
+    later = Redemption("r1", "q1", "u1", "ABC", NOW, LATER, status=then, attempt=2)
+    finished = await store.finish_redemption(later)
+    assert finished == await store.get_redemption("r1")
+    expected = (then, None, 2) if recorded else (first, reason, 0)
+    assert (finished.status, finished.reason_code, finished.attempt) == expected
 
 
 async def test_custom_info_updates_only_at_the_expected_version(store: Store) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +23,6 @@ from shared.domain.fulfillment import AsyncResponse
 from shared.domain.model import (
     AttemptState,
     Campaign,
-    Change,
     Code,
     CodeRef,
     CodeUseType,
@@ -32,7 +31,7 @@ from shared.domain.model import (
 )
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
-from tests.fakes import FakeStore
+from tests.fakes import FakeStore, GatedStore
 
 START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 REF = CodeRef("parcel", "ABC")
@@ -486,21 +485,6 @@ async def test_a_handler_answer_no_store_could_hold_fails_the_attempt_cleanly() 
     code = await r.code()
     assert (code.code_state, code.error_code) == (CodeState.FAILED, "BAD_RESPONSE")
     assert code.error_msg is not None and "integer" in code.error_msg
-
-
-class GatedStore(FakeStore):
-    """The fake store, whose first claim waits until the test opens the gate."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.claiming = asyncio.Event()
-        self.gate = asyncio.Event()
-
-    async def apply(self, ref: CodeRef, changes: Sequence[Change], **expect: Any) -> Code | None:
-        if not self.claiming.is_set() and changes[0].source is CodeState.AVAILABLE:
-            self.claiming.set()
-            await self.gate.wait()
-        return await super().apply(ref, changes, **expect)
 
 
 async def test_a_copy_of_a_job_given_up_meanwhile_calls_nothing() -> None:

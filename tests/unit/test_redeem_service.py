@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ import pytest
 
 from services.worker.bootstrap import bootstrap
 from services.worker.redeem import RedeemService
+from shared.domain import model
 from shared.domain.model import (
     Campaign,
     Code,
@@ -24,7 +26,7 @@ from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
 from shared.fulfillment.grant_reward import grant_reward
 from shared.ports import FulfillmentHandler
-from tests.fakes import FakeStore
+from tests.fakes import FakeStore, GatedStore
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 REWARD = {"reward": {"item": "gems", "quantity": 50}}
@@ -209,8 +211,6 @@ async def test_give_up_fails_the_code_it_holds() -> None:
     await code(store, "STUCK", info=REWARD)
     pending = request("u1", "STUCK")
     await store.open_redemption(pending)
-    from shared.domain import model
-
     await store.apply(
         CodeRef("gems", "STUCK"), [model.claim(pending.claim, now=NOW, new_id=lambda: "e0")]
     )
@@ -219,3 +219,35 @@ async def test_give_up_fails_the_code_it_holds() -> None:
     assert outcome.status is RedemptionStatus.FAILED
     stored = await store.get_code(CodeRef("gems", "STUCK"))
     assert stored is not None and stored.code_state is CodeState.FAILED
+
+
+async def test_a_code_a_copy_redeemed_as_another_gave_up_makes_the_redemption_redeemed() -> None:
+    store = GatedStore()
+    await campaign(store)  # no handler: the claim redeems at once
+    await code(store, "ABC")
+    worker, pending = service(store), request("u1", "ABC")
+    copy = asyncio.create_task(worker.redeem(pending))  # one copy of the job ...
+    await store.claiming.wait()
+    error = DomainError(ReasonCode.DELIVERY_LIMIT_EXCEEDED, "gave up")
+    given_up = await worker.give_up(pending, error)  # ... the other, at its limit
+    assert given_up.status is RedemptionStatus.FAILED, "it held no code yet"
+    store.gate.set()
+    assert (await copy).status is RedemptionStatus.REDEEMED
+    stored = await store.get_redemption(pending.redemption_id)
+    assert stored is not None and stored.status is RedemptionStatus.REDEEMED
+    assert stored.code is not None and stored.code.code_state is CodeState.REDEEMED
+
+
+async def test_a_give_up_whose_code_a_dead_copy_redeemed_is_redeemed_on_redelivery() -> None:
+    store = FakeStore()
+    await campaign(store)
+    await code(store, "ABC")
+    worker, pending = service(store), request("u1", "ABC")
+    error = DomainError(ReasonCode.DELIVERY_LIMIT_EXCEEDED, "gave up")
+    assert (await worker.give_up(pending, error)).status is RedemptionStatus.FAILED
+    # A copy that passed its check before the give-up claims, then dies before it finishes.
+    claim = model.claim(pending.claim, now=NOW, new_id=lambda: "e1")
+    done = model.succeed(pending.claim, None, now=NOW, new_id=lambda: "e2")
+    assert await store.apply(CodeRef("gems", "ABC"), [claim, done]) is not None
+    again = await worker.redeem(pending)
+    assert (again.status, again.reason_code) == (RedemptionStatus.REDEEMED, None)

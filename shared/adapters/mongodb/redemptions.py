@@ -10,7 +10,7 @@ from shared.adapters.documents import Doc, camel, redemption_from_doc, redemptio
 from shared.adapters.mongodb.base import MongoBase
 from shared.adapters.mongodb.codec import REPLY_PENDING, TERMINAL, append
 from shared.domain import model
-from shared.domain.model import Redemption, ReplyTo
+from shared.domain.model import Redemption, RedemptionStatus, ReplyTo
 
 
 class MongoRedemptions(MongoBase):
@@ -51,7 +51,7 @@ class MongoRedemptions(MongoBase):
         doc = redemption_to_doc(redemption)
         outcome = {key: {"$literal": doc[key]} for key in map(camel, model.OUTCOME_FIELDS)}
         stored = await self._redemptions.find_one_and_update(
-            {"_id": redemption.redemption_id, "status": {"$nin": TERMINAL}},
+            {"_id": redemption.redemption_id, "$or": _recorded_over(redemption)},
             [{"$set": outcome}, {"$set": {"replyPending": REPLY_PENDING}}],
             return_document=ReturnDocument.AFTER,
         )
@@ -64,3 +64,12 @@ class MongoRedemptions(MongoBase):
     async def get_redemption(self, redemption_id: str) -> Redemption | None:
         doc = await self._redemptions.find_one({"_id": redemption_id})
         return redemption_from_doc(doc) if doc else None
+
+
+def _recorded_over(outcome: Redemption) -> list[Doc]:
+    """What a redemption may be for `outcome` to be recorded over it (`model.records`)."""
+    over: list[Doc] = [{"status": {"$nin": TERMINAL}}]
+    if outcome.status is RedemptionStatus.REDEEMED:
+        status, reason = model.GIVEN_UP
+        over.append({"status": status.value, "reasonCode": int(reason)})
+    return over

@@ -36,7 +36,7 @@ class Redemptions(SqliteBase):
 
     async def finish_redemption(self, redemption: Redemption) -> Redemption:
         def finish(stored: Redemption) -> Redemption:
-            if stored.status.is_terminal:
+            if not model.records(stored, redemption):
                 return stored
             return model.with_outcome(stored, redemption)
 
