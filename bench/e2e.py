@@ -26,11 +26,11 @@ from pathlib import Path
 
 import aio_pika
 import httpx
+from rich.console import Console
 
-from shared import topology
-from shared.adapters.rabbitmq import Broker
-from tests.support import servers
-from tests.support.processes import System, system_env
+from bench.support import servers
+from bench.support.processes import System, system_env
+from services.cli.demo.driver import Attempt, Driver
 
 ADMIN, KEYS = "bench-admin", "bench-admin=admin"
 BODY = b'{"schemaVersion":1,"redemptionId":"' + b"x" * 36 + b'","requestId":"r","userId":"u"}'
@@ -125,45 +125,34 @@ async def _load(
     url: str, amqp: str, codes: int, concurrency: int, work: Path
 ) -> tuple[float, Counter[str]]:
     headers = {"Authorization": f"Bearer {ADMIN}"}
-    broker = await Broker.connect(amqp, name="bench")
-    redeemed = asyncio.Event()
-    seen = 0
-    channel = await broker.connection.channel()
-    events = await channel.declare_queue(exclusive=True)
-    await events.bind(topology.EVENTS_EXCHANGE, routing_key="code.redeemed")
-
-    async def count(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        nonlocal seen
-        seen += 1
-        if seen == codes:
-            redeemed.set()
-
-    await events.consume(count, no_ack=True)
+    connection = await aio_pika.connect_robust(amqp)
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
-        await http.post("/v1/campaigns", json={"codeType": "bench"})
+        quiet = Console(quiet=True)  # the driver's progress bars stay out of the figures
+        driver = Driver(http, connection, quiet, ("bench",), concurrency=concurrency)
+        await driver.listen(routing_key="code.redeemed")
+        await driver.call("POST", "/v1/campaigns", json={"codeType": "bench"})
         lines = "\n".join(
             f'{{"scanCode": "B-{n:06d}", "codeState": "Available"}}' for n in range(codes)
         )
-        await http.post("/v1/campaigns/bench/codes/import?format=ndjson", content=lines.encode())
-        gate = asyncio.Semaphore(concurrency)
-
-        async def redeem(n: int) -> None:
-            async with gate:
-                answer = await http.post(
-                    "/v1/redemptions",
-                    json={"userId": f"u{n}", "scanCode": f"B-{n:06d}", "codeType": "bench"},
-                )
-                assert answer.status_code == 202, answer.text
-
+        await driver.call(
+            "POST", "/v1/campaigns/bench/codes/import?format=ndjson", content=lines.encode()
+        )
+        attempts = [
+            Attempt("http", f"u{n}", f"B-{n:06d}", "redeemed", "bench") for n in range(codes)
+        ]
         await asyncio.sleep(1)  # let the relay's and workers' start-up commands settle
         before = mongo_commands(work)
         started = time.perf_counter()
-        await asyncio.gather(*(redeem(n) for n in range(codes)))
-        await asyncio.wait_for(redeemed.wait(), 300)
+        await driver.bounded("redeeming", [driver.submit(a) for a in attempts])
+        refused = [a for a in attempts if a.status != "Pending"]
+        if refused:
+            raise RuntimeError(f"{len(refused)} not accepted, as {refused[0]}")
+        if not await driver.until(lambda: len(driver.events) >= codes, timeout_s=300):
+            raise TimeoutError(f"{len(driver.events)} of {codes} redeemed within 300 s")
         elapsed = time.perf_counter() - started
         used = mongo_commands(work)
         used.subtract(before)
-    await broker.close()
+    await connection.close()
     return codes / elapsed, used
 
 

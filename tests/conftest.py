@@ -9,19 +9,16 @@ from pathlib import Path
 import pytest
 from pymongo import AsyncMongoClient
 
+from bench.support import servers
+from bench.support.processes import API_KEYS, System, system_env
 from shared.adapters.documents import Doc
 from shared.adapters.mongodb import MongoStore
 from shared.adapters.rabbitmq import Broker
 from shared.adapters.sqlite import SqliteStore
 from shared.ports import Store
 from tests.fakes import FakeStore
-from tests.support import servers
-from tests.support.processes import System, system_env
 
 USED: dict[str, str] = {}
-ADMIN_KEY = "test-admin-key"
-REDEEM_KEY = "test-redeem-key"
-API_KEYS = f"{ADMIN_KEY}=admin;{REDEEM_KEY}=redeem;test-partner-key=fulfillment"
 MAX_DELIVERIES = 5
 
 

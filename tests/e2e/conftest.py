@@ -4,8 +4,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bench.support.processes import System
 from tests.support.api import Api
-from tests.support.processes import System
 
 
 @pytest.fixture

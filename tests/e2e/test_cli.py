@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import free_port
+from bench.support.servers import free_port
 
 # The demo loads a whole system for a minute or two on this machine's two cores.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.support.processes import Service, System
 from shared import topology
 from shared.adapters.mongodb import MongoStore
 from shared.adapters.rabbitmq import Broker
@@ -23,7 +24,6 @@ from shared.domain.model import Code, CodeRef
 from shared.domain.states import Action, CodeState
 from tests.support.amqp import Tap
 from tests.support.api import Api
-from tests.support.processes import Service, System
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.e2e

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from bench.support.processes import System
 from shared import topology
 from shared.adapters.mongodb import MongoStore
 from shared.adapters.rabbitmq import Broker
@@ -15,7 +16,6 @@ from shared.domain.model import CodeRef
 from shared.domain.states import CodeState
 from tests.support.amqp import Tap
 from tests.support.api import Api
-from tests.support.processes import System
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.e2e

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
+from bench.support.processes import System
 from tests.support.api import Api
-from tests.support.processes import System
 
 pytestmark = pytest.mark.e2e
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.checker import Report
-from tests.faults.harness import STORES, Cluster, Size
-from tests.support import servers
+from bench.faults.checker import Report
+from bench.faults.harness import STORES, Cluster, Size
+from bench.support import servers
 
 # Small: each test a minute or less on a 2-core machine.
 SMALL = Size(cycles=1)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from bench.faults.harness import run_fault
+from bench.faults.injectors import BrokerOutage
+from bench.support import servers
 from tests.faults.conftest import SMALL, MakeCluster, shown
-from tests.faults.harness import run_fault
-from tests.faults.injectors import BrokerOutage
-from tests.support import servers
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 

@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
+from bench.faults.harness import run_fault
+from bench.faults.injectors import EACH_KILLING, GIVE_UP_ENV, GIVE_UP_RAISING, Failpoints
 from tests.faults.conftest import SMALL, TINY, MakeCluster, shown
-from tests.faults.harness import run_fault
-from tests.faults.injectors import EACH_KILLING, GIVE_UP_ENV, GIVE_UP_RAISING, Failpoints
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e, pytest.mark.timeout(300)]
 

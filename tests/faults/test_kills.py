@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bench.faults.harness import run_fault
+from bench.faults.injectors import Kills
 from tests.faults.conftest import SMALL, MakeCluster, shown
-from tests.faults.harness import run_fault
-from tests.faults.injectors import Kills
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 

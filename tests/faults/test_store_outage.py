@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.faults.harness import run_fault
+from bench.faults.injectors import MongoOutage, SqliteLock
+from bench.support import servers
 from tests.faults.conftest import SMALL, MakeCluster, shown
-from tests.faults.harness import run_fault
-from tests.faults.injectors import MongoOutage, SqliteLock
-from tests.support import servers
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import ADMIN_KEY, REDEEM_KEY
+from bench.support.processes import ADMIN_KEY, REDEEM_KEY
 
 
 class Api:

@@ -1,4 +1,4 @@
-"""The MongoDB and RabbitMQ a test run uses, found once per session.
+"""The MongoDB and RabbitMQ a test or bench run uses, found once per session or run.
 
 MongoDB: `REDEEM_TEST_MONGODB_URL` if set; else a testcontainers MongoDB when
 a Docker engine answers; else a SecantusDB server (a MongoDB wire-protocol

@@ -21,8 +21,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.faults.harness import Cluster, Progress, Run, wait_ready
-from tests.support.servers import Secantus, wait_for_port
+from bench.faults.harness import Cluster, Progress, Run, wait_ready
+from bench.support.servers import Secantus, wait_for_port
 
 # Where each failpoint lives (shared/failpoints.py names them).
 FAILPOINT_ROLES = {

@@ -23,7 +23,7 @@ from shared import topology
 from shared.domain.states import EVENT_NAMES, CodeState
 
 if TYPE_CHECKING:
-    from tests.faults.harness import Client, Observer, Request
+    from bench.faults.harness import Client, Observer, Request
 
 TERMINAL = frozenset({"Redeemed", "Failed", "Rejected"})
 Json = dict[str, Any]

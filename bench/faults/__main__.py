@@ -1,4 +1,4 @@
-"""The fault-injection suite at any size: the harness and checker of `tests/faults`.
+"""The fault-injection suite at any size: the harness and checker `tests/faults` runs small.
 
 Runs each fault kind (or the one `--fault` names) for `--cycles` cycles on each
 store (or the one `--store` names), and prints the checker's table of each run:
@@ -25,9 +25,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.faults.checker import Report
-from tests.faults.harness import STORES, Cluster, Fault, Size, run_fault
-from tests.faults.injectors import (
+from bench.faults.checker import Report
+from bench.faults.harness import STORES, Cluster, Fault, Size, run_fault
+from bench.faults.injectors import (
     EACH_KILLING,
     GIVE_UP_ENV,
     GIVE_UP_RAISING,
@@ -37,7 +37,7 @@ from tests.faults.injectors import (
     MongoOutage,
     SqliteLock,
 )
-from tests.support import servers
+from bench.support import servers
 
 FAULTS = ("kills", "failpoints", "give-up", "broker", "store")
 
@@ -141,7 +141,9 @@ async def main(args: argparse.Namespace) -> bool:
 
 
 def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.faults", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--cycles", type=int, default=2, help="cycles of load per run")
     parser.add_argument("--store", choices=[*STORES, "all"], default="all")
     parser.add_argument("--fault", choices=[*FAULTS, "all"], default="all")

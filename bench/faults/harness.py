@@ -29,10 +29,9 @@ import aio_pika
 import httpx
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
+from bench.faults.checker import EndState, Plan, Report, collect, judge
+from bench.support.processes import ADMIN_KEY, API_KEYS, REDEEM_KEY, Service, System, system_env
 from shared import topology
-from tests.conftest import ADMIN_KEY, API_KEYS, REDEEM_KEY
-from tests.faults.checker import EndState, Plan, Report, collect, judge
-from tests.support.processes import Service, System, system_env
 
 STORES = ("embedded", "mongodb")
 PARTNER = "fault-partner"

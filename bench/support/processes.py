@@ -11,10 +11,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.servers import free_port
+from bench.support.servers import free_port
 
 SERVICES = ("intake", "worker", "results")
 WEBHOOK_SECRET = "test-webhook-secret"
+# The keys the tests and the fault lab start their systems with.
+ADMIN_KEY = "test-admin-key"
+REDEEM_KEY = "test-redeem-key"
+API_KEYS = f"{ADMIN_KEY}=admin;{REDEEM_KEY}=redeem;test-partner-key=fulfillment"
 
 
 @dataclass
