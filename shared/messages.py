@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic.alias_generators import to_camel
 
 from shared.clock import to_ms
 from shared.domain import jsonmaps
@@ -99,47 +100,58 @@ def _info(info: Any) -> Info | None:
     return dict(info) if info is not None else None
 
 
-class RedeemCommand(WireModel):
-    """`RedeemCode` from another service, on `redemption.commands` with key `redeem`."""
+class Command(WireModel):
+    """A command's body: snake_case in Python, camelCase (its alias) on the wire."""
 
-    schemaVersion: Literal[1] = SCHEMA_VERSION
-    userId: Id = Field(description="the user on whose behalf the code is redeemed")
-    scanCode: ScanCodeText = Field(description="the code as the user typed it")
-    codeType: Id | None = Field(None, description="the campaign; found from the code if absent")
-    customRedemptionInfo: CallerInfo | None = None
-    requestId: Id | None = Field(
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True
+    )
+
+
+class RedeemCommand(Command):
+    """`RedeemCode`: the body of `POST /v1/redemptions`, and `redeem` on `redemption.commands`."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    user_id: Id = Field(description="the user on whose behalf the code is redeemed")
+    scan_code: ScanCodeText = Field(description="the code as the user typed it")
+    code_type: Id | None = Field(None, description="the campaign; found from the code if absent")
+    custom_redemption_info: CallerInfo | None = None
+    request_id: Id | None = Field(
         None, description="idempotency key: the same userId and requestId redeem once"
     )
 
 
-class AsyncAnswer(WireModel):
-    """`ProcessAsynchronousResponse`: a fulfillment partner's answer for one attempt."""
+class AsyncAnswer(Command):
+    """`ProcessAsynchronousResponse`: a fulfillment partner's answer for one attempt.
 
-    schemaVersion: Literal[1] = SCHEMA_VERSION
+    Over HTTP the path names the redemption; over AMQP `AsyncResponseCommand` carries it.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
     attempt: int = Field(ge=0, description="the attempt answered (0-based), as in the request")
-    asyncResponse: CallerJson = Field(
+    async_response: CallerJson = Field(
         description="the handler's result map: success, complete, customRedemptionInfo,"
         " errorCode, errorMsg"
     )
-    scanCode: ScanCodeText | None = None
-    redemptionCodeId: Id | None = None
-    codeType: Id | None = None
+    scan_code: ScanCodeText | None = None
+    redemption_code_id: Id | None = None
+    code_type: Id | None = None
 
     def for_redemption(self, redemption_id: str) -> AsyncResponse:
         return AsyncResponse(
             redemption_id=redemption_id,
             attempt=self.attempt,
-            response=self.asyncResponse,
-            scan_code=self.scanCode,
-            redemption_code_id=self.redemptionCodeId,
-            code_type=self.codeType,
+            response=self.async_response,
+            scan_code=self.scan_code,
+            redemption_code_id=self.redemption_code_id,
+            code_type=self.code_type,
         )
 
 
 class AsyncResponseCommand(AsyncAnswer):
     """`ProcessAsynchronousResponse` over AMQP: `async-response` on `redemption.commands`."""
 
-    redemptionId: Id
+    redemption_id: Id
 
 
 class RedemptionJob(WireModel):
@@ -235,12 +247,12 @@ def describe(error: ValidationError) -> str:
 
 
 def parse(model: type[M], body: bytes) -> M:
-    """Parse a message body, or raise INVALID_PARAMETER_VALUE saying why."""
+    """Parse a message body by its wire names, or raise INVALID_PARAMETER_VALUE saying why."""
     if len(body) > MAX_BODY_BYTES:
         raise DomainError(
             ReasonCode.INVALID_PARAMETER_VALUE, f"body is larger than {MAX_BODY_BYTES} bytes"
         )
     try:
-        return model.model_validate_json(body)
+        return model.model_validate_json(body, by_name=False)
     except ValidationError as exc:
         raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, describe(exc)) from None

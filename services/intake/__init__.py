@@ -1,0 +1,1 @@
+"""The intake: RedeemCode and the admin API over HTTP, commands over AMQP."""

@@ -4,28 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any
 
+from services.intake import queries
 from services.intake.paging import PageQuery
-from services.intake.schemas import GenerateIn
-from shared import codegen
 from shared.clock import Clock
 from shared.domain import model
-from shared.domain.generation import Format
-from shared.domain.model import Campaign, Change, Code, CodeRef, Job, NewId, Redemption
+from shared.domain.model import Campaign, Change, Code, CodeRef, NewId
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import checked
 from shared.domain.states import Action, CodeState, target
 from shared.ports import Store
 
 MAX_SHARED_SCAN_CODE = 20
-MAX_INLINE = 100
 # How often an operator edit re-reads a code that changed under it.
 _EDIT_ATTEMPTS = 5
 
 
 class Admin:
+    """Operator operations: campaigns, their codes, and changes to all of a campaign's codes."""
+
     def __init__(self, store: Store, clock: Clock, new_id: NewId) -> None:
         self._store = store
         self._clock = clock
@@ -52,20 +50,8 @@ class Admin:
         await self._store.create_campaign(campaign)
         return campaign
 
-    async def personal_campaign(self, code_type: str) -> Campaign:
-        campaign = await self.campaign(code_type)
-        if campaign.is_shared:
-            raise DomainError(
-                ReasonCode.REDEMPTION_CODE_TYPE_MUST_BE_SINGLE_USE,
-                f"campaign {code_type} is shared: its one code is the campaign's scanCode",
-            )
-        return campaign
-
     async def campaign(self, code_type: str) -> Campaign:
-        campaign = await self._store.get_campaign(code_type)
-        if campaign is None:
-            raise DomainError(ReasonCode.REDEMPTION_CODE_TYPE_NOT_FOUND, f"no campaign {code_type}")
-        return campaign
+        return await queries.campaign(self._store, code_type)
 
     async def campaigns(self, query: PageQuery) -> tuple[list[Campaign], int]:
         where = query.filter(self._clock())
@@ -99,12 +85,7 @@ class Admin:
     async def add_code(
         self, code_type: str, scan_code: str, state: CodeState, info: Mapping[str, Any] | None
     ) -> Code:
-        campaign = await self.campaign(code_type)
-        if campaign.is_shared:
-            raise DomainError(
-                ReasonCode.REDEMPTION_CODE_TYPE_MUST_BE_SINGLE_USE,
-                f"campaign {code_type} is shared: its one code is the campaign's scanCode",
-            )
+        campaign = await queries.personal_campaign(self._store, code_type)
         checked(scan_code)
         now = self._clock()
         code = Code(
@@ -160,39 +141,6 @@ class Admin:
             raise DomainError(ReasonCode.REDEMPTION_CODE_VERSION_MISMATCH, "code changed meanwhile")
         return updated
 
-    async def generate(self, code_type: str, request: GenerateIn) -> tuple[Job, list[str]]:
-        """A job for the codes asked for; inline (at most 100) it is run at once."""
-        await self.personal_campaign(code_type)
-        if request.inline and request.quantity > MAX_INLINE:
-            raise DomainError(
-                ReasonCode.INVALID_PARAMETER_VALUE,
-                f"GenerateCodesInline makes at most {MAX_INLINE} codes",
-            )
-        Format.named(request.algorithmName, request.algorithmDetailsJson, prefix=request.prefix)
-        now = self._clock()
-        job = Job(
-            self._new_id(),
-            code_type,
-            request.quantity,
-            CodeState(request.codeState),
-            request.algorithmName,
-            request.algorithmDetailsJson,
-            now,
-            now,
-            prefix=request.prefix,
-            custom_code_info=request.customCodeInfo,
-        )
-        await self._store.create_job(job)
-        if request.inline:
-            return await codegen.generate(self._store, job, self._clock, self._new_id)
-        return job, []
-
-    async def job(self, job_id: str) -> Job:
-        job = await self._store.get_job(job_id)
-        if job is None:
-            raise DomainError(ReasonCode.REDEMPTION_NOT_FOUND, f"no job {job_id}")
-        return job
-
     async def inventory(self, code_type: str) -> tuple[Campaign, dict[CodeState, int]]:
         campaign = await self.campaign(code_type)
         return campaign, await self._store.inventory(code_type, shared=campaign.is_shared)
@@ -210,16 +158,6 @@ class Admin:
             )
         target(CodeState.AVAILABLE, Action.RESET, to)  # refuses a state codes cannot reset to
         return await self._store.reset_codes(code_type, to, self._new_id(), by, self._clock())
-
-    async def recent(
-        self, code_type: str | None, limit: int, before: datetime | None
-    ) -> list[Redemption]:
-        if code_type is not None:
-            await self.campaign(code_type)
-        return await self._store.recent_redemptions(code_type, limit=limit, before=before)
-
-    async def redeemed_codes(self, user_id: str, code_type: str | None) -> list[Code]:
-        return await self._store.redeemed_codes(user_id, code_type)
 
     async def _edit(self, code_type: str, scan_code: str, change: Callable[[Code], Change]) -> Code:
         """Read, decide in the domain, write if nothing changed meanwhile."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from services.intake.queries import personal_campaign
 from shared.clock import Clock
 from shared.domain.model import Code, NewId
 from shared.domain.reasons import DomainError, ReasonCode
@@ -208,3 +209,23 @@ def _csv_lines(rows: Iterable[list[object]]) -> bytes:
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(rows)
     return out.getvalue().encode()
+
+
+class Bulk:
+    """A personal campaign's codes, imported or exported in bulk."""
+
+    def __init__(self, store: Store, clock: Clock, new_id: NewId) -> None:
+        self._store = store
+        self._clock = clock
+        self._new_id = new_id
+
+    async def import_codes(
+        self, code_type: str, fmt: str, chunks: AsyncIterable[bytes]
+    ) -> ImportReport:
+        await personal_campaign(self._store, code_type)
+        return await Importer(self._store, self._clock, self._new_id).run(code_type, fmt, chunks)
+
+    async def export(self, code_type: str, fmt: str) -> AsyncIterator[bytes]:
+        """Every code of the campaign as lines; a campaign not there is refused first."""
+        await personal_campaign(self._store, code_type)
+        return export_lines(self._store.codes_of(code_type), fmt)

@@ -14,14 +14,14 @@ from __future__ import annotations
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
-from services.intake.errors import http_status
 from services.intake.redemptions import job_for, submit
+from services.intake.refusals import http_status, refusal
 from shared import topology
 from shared.adapters.rabbitmq import Broker, Consumer, delivery_count
 from shared.clock import Clock
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.fulfillment.outcomes import Outcomes
-from shared.messages import AsyncResponseCommand, CodeRecord, ErrorBody, RedeemCommand, parse
+from shared.messages import AsyncResponseCommand, CodeRecord, RedeemCommand, parse
 
 log = structlog.get_logger()
 
@@ -56,10 +56,10 @@ class CommandConsumer(Consumer):
             await self._refuse(message, error)
             return
         try:
-            code = await self._attempts.respond(command.for_redemption(command.redemptionId))
-        except DomainError as refusal:
-            log.info("async-response refused", reason=refusal.reason.name, why=refusal.message)
-            await self._reply(message, _error_body(refusal, http_status(refusal.reason)))
+            code = await self._attempts.respond(command.for_redemption(command.redemption_id))
+        except DomainError as refused:
+            log.info("async-response refused", reason=refused.reason.name, why=refused.message)
+            await self._reply(message, _error_body(refused))
             await self.settle(message, message.ack())
             return
         except Exception:
@@ -73,11 +73,7 @@ class CommandConsumer(Consumer):
         try:
             command = parse(RedeemCommand, message.body)
             job = job_for(
-                user_id=command.userId,
-                scan_code=command.scanCode,
-                code_type=command.codeType,
-                custom_redemption_info=command.customRedemptionInfo,
-                request_id=command.requestId,
+                command,
                 clock=self._clock,
                 reply_to=message.reply_to,
                 correlation_id=message.correlation_id,
@@ -111,11 +107,5 @@ class CommandConsumer(Consumer):
             log.info("could not answer the sender", exc_info=True)
 
 
-def _error_body(error: DomainError, status: int) -> bytes:
-    body = ErrorBody(
-        status=status,
-        reasonCode=int(error.reason),
-        reasonName=error.reason.name,
-        message=error.message,
-    )
-    return body.model_dump_json().encode()
+def _error_body(error: DomainError, status: int | None = None) -> bytes:
+    return refusal(error.reason, error.message, status).model_dump_json().encode()

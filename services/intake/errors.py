@@ -1,4 +1,4 @@
-"""Every refusal as `{status, reasonCode, reasonName, message}`, with its HTTP status."""
+"""HTTP refusals: domain errors, invalid requests and oversized bodies as error responses."""
 
 from __future__ import annotations
 
@@ -8,45 +8,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.intake.refusals import refusal
 from shared.domain.reasons import DomainError, ReasonCode
-from shared.messages import MAX_BODY_BYTES, ErrorBody
+from shared.messages import MAX_BODY_BYTES
 
 R = ReasonCode
-_STATUS: dict[ReasonCode, int] = {
-    R.REDEMPTION_CODE_NOT_FOUND: 404,
-    R.REDEMPTION_CODE_TYPE_NOT_FOUND: 404,
-    R.REDEMPTION_CODE_BY_ID_NOT_FOUND: 404,
-    R.REDEMPTION_NOT_FOUND: 404,
-    R.UNAUTHENTICATED: 401,
-    R.FORBIDDEN: 403,
-    R.SERVICE_UNAVAILABLE: 503,
-    **{
-        reason: 422
-        for reason in (
-            R.INVALID_SCAN_CODE,
-            R.INVALID_PARAMETER_VALUE,
-            R.INVALID_SCAN_CODE_FOR_TYPE,
-            R.REDEMPTION_CODE_TYPE_MISMATCH,
-            R.REDEMPTION_CODE_ASYNC_BAD_RESPONSE,
-            R.REDEMPTION_CODE_TYPE_NOT_ASYNC,
-            R.CODE_TYPE_SCAN_CODE_MISMATCH_FOR_MULTI_USE_CODE,
-            R.REDEMPTION_CODE_TYPE_CODE_USE_ERROR,
-            R.REDEMPTION_CODE_TYPE_MUST_BE_SINGLE_USE,
-            R.INVALID_SCAN_CODE_LENGTH,
-        )
-    },
-}
-
-
-def http_status(reason: ReasonCode) -> int:
-    """404 not found, 422 bad input, 401/403 credentials; any other refusal is a 409 conflict."""
-    return _STATUS.get(reason, 409)
 
 
 def error_response(reason: ReasonCode, message: str, status: int | None = None) -> JSONResponse:
-    status = status or http_status(reason)
-    body = ErrorBody(status=status, reasonCode=int(reason), reasonName=reason.name, message=message)
-    return JSONResponse(body.model_dump(), status_code=status)
+    body = refusal(reason, message, status)
+    return JSONResponse(body.model_dump(), status_code=body.status)
 
 
 def install(app: FastAPI) -> None:

@@ -5,18 +5,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from prometheus_client import Counter
 
+from services.intake.replies import Replies
 from shared import topology
 from shared.adapters.rabbitmq import Broker
 from shared.clock import Clock, new_id, to_ms
 from shared.domain.scancode import checked
 from shared.failpoints import failpoint
-from shared.messages import Info, RedemptionJob, RedemptionRecord
+from shared.messages import RedeemCommand, RedemptionJob, RedemptionRecord
+from shared.ports import Redemptions
 
-log = structlog.get_logger()
 ACCEPTED = Counter("redemptions_accepted", "Redemptions published to the work queue", ["via"])
 _NAMESPACE = uuid.UUID("6f1c3a52-8d0e-4b7a-9a51-3c2f04d7be10")
 
@@ -27,28 +26,24 @@ def redemption_id_for(user_id: str, request_id: str) -> str:
 
 
 def job_for(
+    command: RedeemCommand,
     *,
-    user_id: str,
-    scan_code: str,
-    code_type: str | None,
-    custom_redemption_info: Info | None,
-    request_id: str | None,
     clock: Clock,
     reply_to: str | None = None,
     correlation_id: str | None = None,
 ) -> RedemptionJob:
     """A checked job; raises DomainError for a scan code that cannot exist."""
-    checked(scan_code)
-    request_id = request_id or new_id()
-    redemption_id = redemption_id_for(user_id, request_id)
+    checked(command.scan_code)
+    request_id = command.request_id or new_id()
+    redemption_id = redemption_id_for(command.user_id, request_id)
     return RedemptionJob.model_validate(
         {
             "redemptionId": redemption_id,
             "requestId": request_id,
-            "userId": user_id,
-            "scanCode": scan_code,
-            "codeType": code_type,
-            "customRedemptionInfo": custom_redemption_info,
+            "userId": command.user_id,
+            "scanCode": command.scan_code,
+            "codeType": command.code_type,
+            "customRedemptionInfo": command.custom_redemption_info,
             "acceptedAt": to_ms(clock()),
             "replyTo": reply_to,
             "correlationId": correlation_id or (redemption_id if reply_to else None),
@@ -67,40 +62,47 @@ async def submit(broker: Broker, job: RedemptionJob, via: str) -> None:
     await failpoint("intake-after-publish")
 
 
-class Outcomes:
-    """This process's reply queue: outcomes of the redemptions it waits for."""
+class Redeemer:
+    """`RedeemCode` over HTTP: published, then, if the caller waits, its outcome."""
 
-    def __init__(self) -> None:
-        self._waiting: dict[str, list[asyncio.Future[RedemptionRecord]]] = {}
-        self._queue: AbstractQueue | None = None
+    def __init__(
+        self,
+        broker: Broker,
+        redemptions: Redemptions,
+        replies: Replies,
+        clock: Clock,
+        *,
+        max_wait_s: float,
+    ) -> None:
+        self._broker = broker
+        self._redemptions = redemptions
+        self._replies = replies
+        self._clock = clock
+        self._max_wait_s = max_wait_s
 
-    @property
-    def queue_name(self) -> str:
-        assert self._queue is not None, "start() first"
-        return self._queue.name
-
-    async def start(self, broker: Broker) -> None:
-        self._queue = await broker.consuming.declare_queue(exclusive=True, auto_delete=True)
-        await self._queue.consume(self._on_reply, no_ack=True)
-
-    def expect(self, redemption_id: str) -> asyncio.Future[RedemptionRecord]:
-        future: asyncio.Future[RedemptionRecord] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(redemption_id, []).append(future)
-        return future
-
-    def forget(self, redemption_id: str, future: asyncio.Future[RedemptionRecord]) -> None:
-        waiting = self._waiting.get(redemption_id, [])
-        if future in waiting:
-            waiting.remove(future)
-        if not waiting:
-            self._waiting.pop(redemption_id, None)
-
-    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+    async def redeem(
+        self, command: RedeemCommand, wait_s: float
+    ) -> tuple[RedemptionJob, RedemptionRecord | None]:
+        """The job published and the outcome within `wait_s` (None when not waited for)."""
+        wait_s = min(wait_s, self._max_wait_s)
+        reply_to = self._replies.queue_name if wait_s else None
+        job = job_for(command, clock=self._clock, reply_to=reply_to)
+        if not wait_s:
+            await submit(self._broker, job, via="http")
+            return job, None
+        future = self._replies.expect(job.redemptionId)
         try:
-            record = RedemptionRecord.model_validate_json(message.body)
-        except ValueError:
-            log.warning("ignoring a malformed reply")
-            return
-        for future in self._waiting.pop(record.redemptionId, []):
-            if not future.done():
-                future.set_result(record)
+            await submit(self._broker, job, via="http")
+            return job, await self._outcome(job.redemptionId, future, wait_s)
+        finally:
+            self._replies.forget(job.redemptionId, future)
+
+    async def _outcome(
+        self, redemption_id: str, future: asyncio.Future[RedemptionRecord], wait_s: float
+    ) -> RedemptionRecord | None:
+        """The outcome as results sends it, or as stored when the wait ends first."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), wait_s)
+        except TimeoutError:
+            stored = await self._redemptions.get_redemption(redemption_id)
+            return RedemptionRecord.of(stored) if stored else None

@@ -7,11 +7,14 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
+from services.intake.paging import PageQuery
 from shared.clock import from_ms, to_ms
 from shared.domain.backoff import RetryPolicy
-from shared.domain.model import Campaign, Code, HistoryEntry, Job
+from shared.domain.model import Campaign, Code, CodeUseType, HistoryEntry, Job
 from shared.domain.reasons import DomainError, ReasonCode
+from shared.domain.states import CodeState
 from shared.messages import (
     CallerInfo,
     CodeRecord,
@@ -23,10 +26,32 @@ from shared.messages import (
 )
 
 CodeTypeName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+# Campaign fields whose domain attribute is not named as the field is.
+_DOMAIN_NAMES = {"async_": "is_async", "timeout": "timeout_s", "poll_interval": "poll_interval_s"}
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """A request body: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        serialize_by_alias=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class Out(BaseModel):
+    """A response body: camelCase on the wire."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True
+    )
+
+
+def instant(ms: int | None) -> datetime | None:
+    return None if ms is None else from_ms(ms)
 
 
 class RetryBackoffIn(Body):
@@ -41,7 +66,7 @@ class RetryBackoffIn(Body):
         return RetryPolicy(self.initial, self.max, self.multiplier, self.jitter)
 
 
-class RetryBackoffOut(BaseModel):
+class RetryBackoffOut(Out):
     initial: float
     max: float
     multiplier: float
@@ -55,106 +80,112 @@ WebhookUrl = Annotated[str, Field(max_length=2000, pattern=r"^https?://[^\s]+$")
 class CampaignIn(Body):
     """A new campaign: personal codes (SINGLE), or one shared code (MULTI)."""
 
-    codeType: CodeTypeName
-    codeUseType: Literal["SINGLE", "MULTI"] = "SINGLE"
-    scanCode: ScanCodeText | None = Field(
+    code_type: CodeTypeName
+    code_use_type: Literal["SINGLE", "MULTI"] = "SINGLE"
+    scan_code: ScanCodeText | None = Field(
         None, description="MULTI only: the one code every user types (at most 20 characters)"
     )
-    maxRedemptions: int | None = Field(
+    max_redemptions: int | None = Field(
         None, ge=1, description="MULTI only: how many users may redeem it; null is unlimited"
     )
     description: str | None = Field(None, max_length=1000)
-    validStart: EpochMs | None = None
-    validEnd: EpochMs | None = None
-    customCodeInfo: CallerInfo | None = None
+    valid_start: EpochMs | None = None
+    valid_end: EpochMs | None = None
+    custom_code_info: CallerInfo | None = None
     handler: Id | None = Field(None, description="fulfillment handler name; none redeems at once")
-    handlerTransport: Transport = "local"
-    webhookUrl: WebhookUrl | None = Field(None, description="webhook transport only")
+    handler_transport: Transport = "local"
+    webhook_url: WebhookUrl | None = Field(None, description="webhook transport only")
     async_: bool = Field(False, alias="async", description="the handler may answer later")
-    maxRetries: int = Field(0, ge=0, le=100, description="failed attempts retried automatically")
+    max_retries: int = Field(0, ge=0, le=100, description="failed attempts retried automatically")
     timeout: float = Field(
         30.0, gt=0, le=7 * 86400, description="allowed processing time of an attempt, seconds"
     )
-    pollInterval: float | None = Field(
+    poll_interval: float | None = Field(
         None, gt=0, le=86400, description="async only: seconds between polls of the handler"
     )
-    retryBackoff: RetryBackoffIn = RetryBackoffIn()
-    isDisabled: bool = False
+    retry_backoff: RetryBackoffIn = RetryBackoffIn()
+    is_disabled: bool = False
 
-    def fulfillment_fields(self) -> dict[str, object]:
-        return {
-            "handler": self.handler,
-            "handler_transport": self.handlerTransport,
-            "webhook_url": self.webhookUrl,
-            "is_async": self.async_,
-            "max_retries": self.maxRetries,
-            "timeout_s": self.timeout,
-            "poll_interval_s": self.pollInterval,
-            "retry_backoff": self.retryBackoff.policy(),
-        }
+    def domain_fields(self) -> dict[str, object]:
+        """The campaign's attributes, as the domain names them."""
+        names = type(self).model_fields
+        fields = {_DOMAIN_NAMES.get(name, name): getattr(self, name) for name in names}
+        fields["code_use_type"] = CodeUseType(self.code_use_type)
+        fields["valid_start"] = instant(self.valid_start)
+        fields["valid_end"] = instant(self.valid_end)
+        fields["retry_backoff"] = self.retry_backoff.policy()
+        return fields
 
 
-class CampaignOut(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-
-    codeType: str
-    codeUseType: str
-    scanCode: str | None
-    maxRedemptions: int | None
-    redemptionCount: int
+class CampaignOut(Out):
+    code_type: str
+    code_use_type: str
+    scan_code: str | None
+    max_redemptions: int | None
+    redemption_count: int
     description: str | None
-    validStart: EpochMs | None
-    validEnd: EpochMs | None
-    customCodeInfo: Info | None
+    valid_start: EpochMs | None
+    valid_end: EpochMs | None
+    custom_code_info: Info | None
     handler: str | None
-    handlerTransport: str
-    webhookUrl: str | None
+    handler_transport: str
+    webhook_url: str | None
     async_: bool = Field(alias="async")
-    maxRetries: int
+    max_retries: int
     timeout: float
-    pollInterval: float | None
-    retryBackoff: RetryBackoffOut
-    isDisabled: bool
+    poll_interval: float | None
+    retry_backoff: RetryBackoffOut
+    is_disabled: bool
     version: int
-    createdAt: EpochMs
-    updatedAt: EpochMs
+    created_at: EpochMs
+    updated_at: EpochMs
 
     @classmethod
     def of(cls, c: Campaign) -> CampaignOut:
         return cls(
-            codeType=c.code_type,
-            codeUseType=c.code_use_type.value,
-            scanCode=c.scan_code,
-            maxRedemptions=c.max_redemptions,
-            redemptionCount=c.redemption_count,
+            code_type=c.code_type,
+            code_use_type=c.code_use_type.value,
+            scan_code=c.scan_code,
+            max_redemptions=c.max_redemptions,
+            redemption_count=c.redemption_count,
             description=c.description,
-            validStart=to_ms(c.valid_start),
-            validEnd=to_ms(c.valid_end),
-            customCodeInfo=dict(c.custom_code_info) if c.custom_code_info else None,
+            valid_start=to_ms(c.valid_start),
+            valid_end=to_ms(c.valid_end),
+            custom_code_info=dict(c.custom_code_info) if c.custom_code_info else None,
             handler=c.handler,
-            handlerTransport=c.handler_transport,
-            webhookUrl=c.webhook_url,
+            handler_transport=c.handler_transport,
+            webhook_url=c.webhook_url,
             async_=c.is_async,
-            maxRetries=c.max_retries,
+            max_retries=c.max_retries,
             timeout=c.timeout_s,
-            pollInterval=c.poll_interval_s,
-            retryBackoff=RetryBackoffOut(**dataclasses.asdict(c.retry_backoff)),
-            isDisabled=c.is_disabled,
+            poll_interval=c.poll_interval_s,
+            retry_backoff=RetryBackoffOut(**dataclasses.asdict(c.retry_backoff)),
+            is_disabled=c.is_disabled,
             version=c.version,
-            createdAt=to_ms(c.created_at) or 0,
-            updatedAt=to_ms(c.updated_at) or 0,
+            created_at=to_ms(c.created_at) or 0,
+            updated_at=to_ms(c.updated_at) or 0,
         )
 
 
-class CampaignPage(BaseModel):
+class CampaignPage(Out):
     count: int
     page: int
     items: list[CampaignOut]
-    moreAfter: bool
-    moreBefore: bool
+    more_after: bool
+    more_before: bool
+
+    @classmethod
+    def of(cls, query: PageQuery, items: list[Campaign], count: int) -> CampaignPage:
+        return cls(
+            count=count,
+            page=query.page,
+            items=[CampaignOut.of(c) for c in items],
+            more_after=query.page * query.rows < count,
+            more_before=query.page > 1,
+        )
 
 
-class CampaignList(BaseModel):
+class CampaignList(Out):
     context: str = Field(description="opaque; GET /v1/campaigns/pages/{context}?pageOffset=N")
     results: CampaignPage
 
@@ -164,95 +195,69 @@ class CampaignPatch(Body):
 
     version: int = Field(ge=1)
     description: str | None = Field(None, max_length=1000)
-    validStart: EpochMs | None = None
-    validEnd: EpochMs | None = None
-    isDisabled: bool | None = None
-    maxRedemptions: int | None = Field(None, ge=1)
-    customCodeInfo: CallerInfo | None = None
+    valid_start: EpochMs | None = None
+    valid_end: EpochMs | None = None
+    is_disabled: bool | None = None
+    max_redemptions: int | None = Field(None, ge=1)
+    custom_code_info: CallerInfo | None = None
     handler: Id | None = None
-    handlerTransport: Transport | None = None
-    webhookUrl: WebhookUrl | None = None
+    handler_transport: Transport | None = None
+    webhook_url: WebhookUrl | None = None
     async_: bool | None = Field(None, alias="async")
-    maxRetries: int | None = Field(None, ge=0, le=100)
+    max_retries: int | None = Field(None, ge=0, le=100)
     timeout: float | None = Field(None, gt=0, le=7 * 86400)
-    pollInterval: float | None = Field(None, gt=0, le=86400)
-    retryBackoff: RetryBackoffIn | None = None
+    poll_interval: float | None = Field(None, gt=0, le=86400)
+    retry_backoff: RetryBackoffIn | None = None
 
     def domain_fields(self) -> dict[str, object]:
         """The fields the caller sent (null included, e.g. to open a window), as attributes."""
-        names = {
-            "description": "description",
-            "validStart": "valid_start",
-            "validEnd": "valid_end",
-            "isDisabled": "is_disabled",
-            "maxRedemptions": "max_redemptions",
-            "customCodeInfo": "custom_code_info",
-            "handler": "handler",
-            "handlerTransport": "handler_transport",
-            "webhookUrl": "webhook_url",
-            "async_": "is_async",
-            "maxRetries": "max_retries",
-            "timeout": "timeout_s",
-            "pollInterval": "poll_interval_s",
-            "retryBackoff": "retry_backoff",
-        }
         sent = self.model_fields_set - {"version"}
-        fields = {names[key]: getattr(self, key) for key in sent}
-        for key in ("validStart", "validEnd"):
-            if key in sent:
-                fields[names[key]] = instant(getattr(self, key))
-        if self.retryBackoff is not None:
-            fields["retry_backoff"] = self.retryBackoff.policy()
-        required = ("isDisabled", "handlerTransport", "async_", "maxRetries", "timeout")
-        for key in required:
-            if names[key] in fields and fields[names[key]] is None:
-                field = self.model_fields[key].alias or key
+        required = ("is_disabled", "handler_transport", "async_", "max_retries", "timeout")
+        for name in (*required, "retry_backoff"):
+            if name in sent and getattr(self, name) is None:
+                field = type(self).model_fields[name].alias or name
                 raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, f"{field} cannot be null")
-        if "retryBackoff" in sent and self.retryBackoff is None:
-            raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, "retryBackoff cannot be null")
+        fields = {_DOMAIN_NAMES.get(name, name): getattr(self, name) for name in sent}
+        for name in ("valid_start", "valid_end"):
+            if name in sent:
+                fields[name] = instant(getattr(self, name))
+        if self.retry_backoff is not None:
+            fields["retry_backoff"] = self.retry_backoff.policy()
         return fields
 
 
 class AddCodeIn(Body):
-    scanCode: ScanCodeText
-    codeState: Literal["Inactive", "Available"] = "Inactive"
-    customCodeInfo: CallerInfo | None = None
+    scan_code: ScanCodeText
+    code_state: Literal["Inactive", "Available"] = "Inactive"
+    custom_code_info: CallerInfo | None = None
 
 
 class ActivateIn(Body):
-    customCodeInfo: CallerInfo | None = None
+    custom_code_info: CallerInfo | None = None
 
 
 class InvalidateIn(Body):
-    invalidationReason: str | None = Field(None, max_length=500)
+    invalidation_reason: str | None = Field(None, max_length=500)
 
 
 class UpdateCustomInfoIn(Body):
     version: int = Field(ge=1)
-    customCodeInfo: CallerInfo
+    custom_code_info: CallerInfo
 
 
-class RedeemIn(Body):
-    userId: Id
-    scanCode: ScanCodeText
-    codeType: Id | None = None
-    customRedemptionInfo: CallerInfo | None = None
-    requestId: Id | None = None
-
-
-class Accepted(BaseModel):
-    redemptionId: str
-    requestId: str
+class Accepted(Out):
+    redemption_id: str
+    request_id: str
     status: str = "Pending"
 
 
-class HistoryOut(BaseModel):
+class HistoryOut(Out):
     at: EpochMs
     action: str
-    fromState: str | None
-    toState: str
+    from_state: str | None
+    to_state: str
     by: str
-    redemptionId: str | None
+    redemption_id: str | None
     reason: str | None
 
     @classmethod
@@ -260,10 +265,10 @@ class HistoryOut(BaseModel):
         return cls(
             at=to_ms(h.at) or 0,
             action=h.action.value,
-            fromState=h.from_state.value if h.from_state else None,
-            toState=h.to_state.value,
+            from_state=h.from_state.value if h.from_state else None,
+            to_state=h.to_state.value,
             by=h.by,
-            redemptionId=h.redemption_id,
+            redemption_id=h.redemption_id,
             reason=h.reason,
         )
 
@@ -277,49 +282,56 @@ class CodeWithHistory(CodeRecord):
         return cls(**record, history=[HistoryOut.of(h) for h in code.history])
 
 
-class RedeemedCodes(BaseModel):
+class RedeemedCodes(Out):
     codes: list[CodeRecord]
 
 
-def instant(ms: int | None) -> datetime | None:
-    return None if ms is None else from_ms(ms)
-
-
-class Inventory(BaseModel):
-    codeType: str
-    codeUseType: str
+class Inventory(Out):
+    code_type: str
+    code_use_type: str
     counts: dict[str, int] = Field(description="codes (shared: users' instances) by codeState")
     total: int
-    redemptionCount: int | None = None
-    maxRedemptions: int | None = None
+    redemption_count: int | None = None
+    max_redemptions: int | None = None
+
+    @classmethod
+    def of(cls, campaign: Campaign, counts: dict[CodeState, int]) -> Inventory:
+        return cls(
+            code_type=campaign.code_type,
+            code_use_type=campaign.code_use_type.value,
+            counts={state.value: n for state, n in counts.items()},
+            total=sum(counts.values()),
+            redemption_count=campaign.redemption_count if campaign.is_shared else None,
+            max_redemptions=campaign.max_redemptions,
+        )
 
 
 class ResetIn(Body):
-    codeState: Literal["Inactive", "Available"]
+    code_state: Literal["Inactive", "Available"]
 
 
-class Deleted(BaseModel):
+class Deleted(Out):
     deleted: int
 
 
-class Reset(BaseModel):
+class Reset(Out):
     reset: int
 
 
-class RecentRedemptions(BaseModel):
+class RecentRedemptions(Out):
     items: list[RedemptionRecord]
     before: EpochMs | None = Field(
         description="pass as ?before= for the next, older page; null when there is none"
     )
 
 
-class RowErrorOut(BaseModel):
+class RowErrorOut(Out):
     line: int
-    reasonCode: int
+    reason_code: int
     reason: str
 
 
-class ImportReportOut(BaseModel):
+class ImportReportOut(Out):
     rows: int
     added: int
     unchanged: int = Field(description="already there: an import is idempotent")
@@ -331,37 +343,37 @@ class GenerateIn(Body):
     """`GenerateCodes` (a background job) or, with `inline`, `GenerateCodesInline`."""
 
     quantity: int = Field(ge=1, le=10_000_000)
-    codeState: Literal["Inactive", "Available"] = "Inactive"
-    customCodeInfo: CallerInfo | None = None
+    code_state: Literal["Inactive", "Available"] = "Inactive"
+    custom_code_info: CallerInfo | None = None
     prefix: str | None = Field(None, max_length=16)
-    algorithmName: str = "FiveByFive"
-    algorithmDetailsJson: CallerInfo = Field(default_factory=dict)
+    algorithm_name: str = "FiveByFive"
+    algorithm_details_json: CallerInfo = Field(default_factory=dict)
     inline: bool = Field(False, description="generate at once, at most 100 codes")
 
 
-class GeneratedInline(BaseModel):
-    generatedScanCodes: list[str]
+class GeneratedInline(Out):
+    generated_scan_codes: list[str]
 
 
-class JobOut(BaseModel):
-    jobId: str
-    codeType: str
+class JobOut(Out):
+    job_id: str
+    code_type: str
     quantity: int
     done: int
     state: str
     error: str | None
-    createdAt: EpochMs
-    updatedAt: EpochMs
+    created_at: EpochMs
+    updated_at: EpochMs
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
         return cls(
-            jobId=job.job_id,
-            codeType=job.code_type,
+            job_id=job.job_id,
+            code_type=job.code_type,
             quantity=job.quantity,
             done=job.done,
             state=job.state.value,
             error=job.error,
-            createdAt=to_ms(job.created_at) or 0,
-            updatedAt=to_ms(job.updated_at) or 0,
+            created_at=to_ms(job.created_at) or 0,
+            updated_at=to_ms(job.updated_at) or 0,
         )

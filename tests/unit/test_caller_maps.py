@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from services.intake.app import create_app
 from services.intake.bulk import Importer
 from shared.config import Settings
 from shared.domain import jsonmaps
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.messages import AsyncResponseCommand, RedeemCommand, parse
 from tests.fakes import FakeStore
+from tests.unit.intake_harness import RecordingBroker, intake_client
 
 ADMIN = {"Authorization": "Bearer admin-key", "Content-Type": "application/json"}
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -69,17 +69,12 @@ def body(value: Any) -> bytes:
 
 @pytest.fixture
 async def intake() -> AsyncIterator[httpx.AsyncClient]:
-    """The intake's HTTP API, without adapters: these requests are refused before any
-    route runs (its lifespan, which would connect them, is not started)."""
-
-    def no_adapters(*_: object) -> Any:
-        raise AssertionError("a refused request needs no adapters")
-
-    app = create_app(Settings(api_keys="admin-key=admin"), no_adapters)
-    app.state.intake = None
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+    """The intake's HTTP API over fakes: these requests are refused before any route runs."""
+    broker = RecordingBroker()
+    settings = Settings(api_keys="admin-key=admin")
+    async with intake_client(FakeStore(), broker, settings) as (client, _):
         yield client
+    assert broker.published == [], "a refused request publishes nothing"
 
 
 CODES = "/v1/campaigns/gems/codes"

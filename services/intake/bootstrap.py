@@ -1,0 +1,60 @@
+"""The intake's composition root: every adapter comes in as a parameter."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from services.intake.admin import Admin
+from services.intake.bulk import Bulk
+from services.intake.commands import CommandConsumer
+from services.intake.generation import Generation
+from services.intake.paging import Contexts
+from services.intake.queries import Queries
+from services.intake.redemptions import Redeemer
+from services.intake.replies import Replies
+from shared.adapters.rabbitmq import Broker
+from shared.clock import Clock, new_id, utcnow
+from shared.config import Settings
+from shared.domain.model import NewId
+from shared.fulfillment.outcomes import Outcomes
+from shared.ports import Store
+
+
+@dataclass(frozen=True)
+class Intake:
+    """The intake's service layer, as its routes and its command consumer use it."""
+
+    admin: Admin
+    bulk: Bulk
+    generation: Generation
+    queries: Queries
+    redeemer: Redeemer
+    attempts: Outcomes
+    contexts: Contexts
+    replies: Replies
+    commands: CommandConsumer
+
+
+def bootstrap(
+    store: Store,
+    broker: Broker,
+    settings: Settings,
+    *,
+    clock: Clock = utcnow,
+    ids: NewId = new_id,
+) -> Intake:
+    """Builds, starts nothing: `replies` and `commands` are started by the caller."""
+    attempts = Outcomes(store, clock, ids, lease_s=settings.fulfillment_lease_s)
+    replies = Replies(broker)
+    return Intake(
+        admin=Admin(store, clock, ids),
+        bulk=Bulk(store, clock, ids),
+        generation=Generation(store, broker, clock, ids),
+        queries=Queries(store),
+        redeemer=Redeemer(broker, store, replies, clock, max_wait_s=settings.max_wait_s),
+        attempts=attempts,
+        contexts=Contexts(settings.context_secret or secrets.token_hex(32)),
+        replies=replies,
+        commands=CommandConsumer(broker, attempts, clock, max_deliveries=settings.max_deliveries),
+    )

@@ -1,0 +1,66 @@
+"""What routes depend on: the caller's role, and the service of the intake they call."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from services.intake.admin import Admin
+from services.intake.auth import requires
+from services.intake.bootstrap import Intake
+from services.intake.bulk import Bulk
+from services.intake.generation import Generation
+from services.intake.paging import Contexts
+from services.intake.queries import Queries
+from services.intake.redemptions import Redeemer
+from shared.fulfillment.outcomes import Outcomes
+
+AdminRole = Annotated[str, Depends(requires("admin"))]
+RedeemRole = Annotated[str, Depends(requires("redeem"))]
+PartnerRole = Annotated[str, Depends(requires("fulfillment"))]
+
+
+def intake_of(request: Request) -> Intake:
+    intake: Intake = request.app.state.intake
+    return intake
+
+
+IntakeDep = Annotated[Intake, Depends(intake_of)]
+
+
+def _admin(intake: IntakeDep) -> Admin:
+    return intake.admin
+
+
+def _bulk(intake: IntakeDep) -> Bulk:
+    return intake.bulk
+
+
+def _generation(intake: IntakeDep) -> Generation:
+    return intake.generation
+
+
+def _queries(intake: IntakeDep) -> Queries:
+    return intake.queries
+
+
+def _redeemer(intake: IntakeDep) -> Redeemer:
+    return intake.redeemer
+
+
+def _attempts(intake: IntakeDep) -> Outcomes:
+    return intake.attempts
+
+
+def _contexts(intake: IntakeDep) -> Contexts:
+    return intake.contexts
+
+
+AdminDep = Annotated[Admin, Depends(_admin)]
+BulkDep = Annotated[Bulk, Depends(_bulk)]
+GenerationDep = Annotated[Generation, Depends(_generation)]
+QueriesDep = Annotated[Queries, Depends(_queries)]
+RedeemerDep = Annotated[Redeemer, Depends(_redeemer)]
+AttemptsDep = Annotated[Outcomes, Depends(_attempts)]
+ContextsDep = Annotated[Contexts, Depends(_contexts)]

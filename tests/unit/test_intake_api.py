@@ -1,0 +1,120 @@
+"""The intake bootstrapped with fakes: its routes, its command model and its refusals."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from services.intake.redemptions import job_for, redemption_id_for
+from services.intake.refusals import refusal
+from shared import topology
+from shared.config import Settings
+from shared.domain.reasons import DomainError, ReasonCode
+from shared.messages import JobMessage, RedeemCommand, RedemptionJob, parse
+from tests.fakes import FakeStore
+from tests.unit.intake_harness import RecordingBroker, intake_client
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+ADMIN = {"Authorization": "Bearer admin-key"}
+SETTINGS = Settings(api_keys="admin-key=admin", context_secret="secret")
+
+
+@pytest.fixture
+def broker() -> RecordingBroker:
+    return RecordingBroker()
+
+
+@pytest.fixture
+async def api(broker: RecordingBroker) -> AsyncIterator[httpx.AsyncClient]:
+    async with intake_client(FakeStore(), broker, SETTINGS, lambda: NOW) as (client, _):
+        yield client
+
+
+async def test_a_campaign_keeps_its_wire_names_both_ways(api: httpx.AsyncClient) -> None:
+    sent = {
+        "codeType": "gems",
+        "handler": "partner",
+        "async": True,
+        "pollInterval": 5.0,
+        "retryBackoff": {"max": 9},
+    }
+    created = await api.post("/v1/campaigns", json=sent, headers=ADMIN)
+    assert created.status_code == 201, created.text
+    read = (await api.get("/v1/campaigns/gems", headers=ADMIN)).json()
+    assert read == created.json()
+    assert (read["async"], read["pollInterval"], read["retryBackoff"]["max"]) == (True, 5.0, 9)
+    assert "code_type" not in read and read["createdAt"] == int(NOW.timestamp() * 1000)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/campaigns", {"code_type": "gems"}, "code_type"),
+        ("/v1/redemptions", {"userId": "u1", "scanCode": "A1", "request_id": "r"}, "request_id"),
+        ("/v1/redemptions", {"userId": "u1", "scanCode": "A1", "addedLater": 1}, "addedLater"),
+    ],
+)
+async def test_an_http_body_is_read_by_its_wire_names_only(
+    api: httpx.AsyncClient, path: str, body: dict[str, object], field: str
+) -> None:
+    answer = await api.post(path, json=body, headers=ADMIN)
+    assert answer.status_code == 422
+    assert answer.json()["reasonCode"] == ReasonCode.INVALID_PARAMETER_VALUE
+    assert f"body.{field}: Extra inputs are not permitted" in answer.json()["message"]
+
+
+def test_an_amqp_command_ignores_fields_it_does_not_know_but_not_snake_case_names() -> None:
+    known = parse(RedeemCommand, b'{"userId": "u1", "scanCode": "A1", "addedLater": 1}')
+    assert (known.user_id, known.scan_code) == ("u1", "A1")
+    with pytest.raises(DomainError, match="userId: Field required"):
+        parse(RedeemCommand, b'{"user_id": "u1", "scanCode": "A1"}')
+
+
+async def test_redeem_over_http_publishes_the_job_amqp_would(
+    api: httpx.AsyncClient, broker: RecordingBroker
+) -> None:
+    command = {"userId": "u1", "scanCode": "abc-1", "codeType": "gems", "requestId": "r1"}
+    answer = await api.post("/v1/redemptions", json=command, headers=ADMIN)
+    assert answer.status_code == 202
+    assert answer.json() == {
+        "redemptionId": redemption_id_for("u1", "r1"),
+        "requestId": "r1",
+        "status": "Pending",
+    }
+    [published] = broker.published
+    assert (published.exchange, published.routing_key) == (
+        topology.WORK_EXCHANGE,
+        topology.REDEEM_ROUTING_KEY,
+    )
+    over_amqp = job_for(parse(RedeemCommand, json.dumps(command).encode()), clock=lambda: NOW)
+    assert RedemptionJob.model_validate_json(published.body) == over_amqp
+
+
+async def test_a_refusal_is_the_same_body_over_http_and_amqp(api: httpx.AsyncClient) -> None:
+    command = {"userId": "u1", "scanCode": "no!"}
+    answer = await api.post("/v1/redemptions", json=command, headers=ADMIN)
+    with pytest.raises(DomainError) as refused:
+        job_for(parse(RedeemCommand, json.dumps(command).encode()), clock=lambda: NOW)
+    over_amqp = refusal(refused.value.reason, refused.value.message)
+    assert answer.status_code == over_amqp.status == 422
+    assert answer.json() == over_amqp.model_dump()
+
+
+async def test_generating_codes_publishes_a_job_and_inline_generation_does_not(
+    api: httpx.AsyncClient, broker: RecordingBroker
+) -> None:
+    await api.post("/v1/campaigns", json={"codeType": "gems"}, headers=ADMIN)
+    path = "/v1/campaigns/gems/codes/generate"
+    inline = await api.post(path, json={"quantity": 2, "inline": True}, headers=ADMIN)
+    assert inline.status_code == 200 and len(inline.json()["generatedScanCodes"]) == 2
+    assert broker.published == []
+    job = await api.post(path, json={"quantity": 5}, headers=ADMIN)
+    assert job.status_code == 202
+    [published] = broker.published
+    assert JobMessage.model_validate_json(published.body).jobId == job.json()["jobId"]
+    progress = await api.get(f"/v1/jobs/{job.json()['jobId']}", headers=ADMIN)
+    assert progress.json()["state"] == job.json()["state"]
