@@ -10,6 +10,7 @@ from typing import Any
 
 from shared.clock import utcnow
 from shared.domain import attempts, model
+from shared.domain.conditions import holds
 from shared.domain.model import (
     AttemptState,
     Campaign,
@@ -21,9 +22,8 @@ from shared.domain.model import (
     Redemption,
     ReplyTo,
 )
-from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import normalise
-from shared.domain.states import RESETTABLE, CodeState
+from shared.domain.states import CodeState
 from shared.ports import Due, PendingEvent, PendingEvents, Store
 
 
@@ -49,9 +49,9 @@ class FakeStore:
 
     async def create_campaign(self, campaign: Campaign) -> None:
         if campaign.code_type in self.campaigns:
-            raise DomainError(ReasonCode.CODE_TYPE_EXISTS, "exists")
+            raise model.code_type_taken(campaign.code_type)
         if campaign.scan_code and await self.find_shared_campaign(normalise(campaign.scan_code)):
-            raise DomainError(ReasonCode.SCAN_CODE_EXISTS, "another campaign has this scan code")
+            raise model.shared_scan_code_taken(campaign.scan_code)
         self.campaigns[campaign.code_type] = campaign
 
     async def get_campaign(self, code_type: str) -> Campaign | None:
@@ -80,7 +80,7 @@ class FakeStore:
     async def add_code(self, code: Code) -> None:
         key = (code.code_type, normalise(code.scan_code))
         if key in self.codes:
-            raise DomainError(ReasonCode.SCAN_CODE_EXISTS, "exists")
+            raise model.scan_code_taken(code.code_type, code.scan_code)
         self.codes[key] = code
 
     async def find_shared_campaign(self, scan_norm: str) -> Campaign | None:
@@ -163,18 +163,15 @@ class FakeStore:
         if self.claims.get((code_type, user_id)) == redemption_id:
             del self.claims[(code_type, user_id)]
 
+    async def user_holder(self, code_type: str, user_id: str) -> str | None:
+        return self.claims.get((code_type, user_id))
+
     async def take_slot(self, code_type: str, redemption_id: str, now: datetime) -> bool:
         held = self.slots.setdefault(code_type, set())
         if redemption_id in held:
             return True
         c = self.campaigns.get(code_type)
-        if c is None:
-            return False
-        try:
-            c.check_redeemable(now)
-        except DomainError:
-            return False
-        if c.max_redemptions is not None and c.redemption_count >= c.max_redemptions:
+        if c is None or not holds(model.slot_open(now), c):
             return False
         held.add(redemption_id)
         self.campaigns[code_type] = dataclasses.replace(c, redemption_count=c.redemption_count + 1)
@@ -260,13 +257,8 @@ class FakeStore:
         return counts
 
     async def delete_codes(self, code_type: str) -> int:
-        gone = [
-            k
-            for k, c in self.codes.items()
-            if k[0] == code_type
-            and c.code_state is not CodeState.IN_PROGRESS
-            and c.timer_at is None
-        ]
+        deletable = model.deletable()
+        gone = [k for k, c in self.codes.items() if k[0] == code_type and holds(deletable, c)]
         for key in gone:
             del self.codes[key]
         return len(gone)
@@ -274,11 +266,8 @@ class FakeStore:
     async def reset_codes(
         self, code_type: str, to: CodeState, reset_id: str, by: str, now: datetime
     ) -> int:
-        keys = [
-            k
-            for k, c in self.codes.items()
-            if k[0] == code_type and c.code_state in RESETTABLE and c.timer_at is None
-        ]
+        resettable = model.resettable()
+        keys = [k for k, c in self.codes.items() if k[0] == code_type and holds(resettable, c)]
         for key in keys:
             code = self.codes[key]
             change = model.reset(

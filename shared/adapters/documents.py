@@ -223,13 +223,18 @@ def event_to_doc(event: CodeEvent, code: Code) -> Doc:
     """An outbox entry: the event and the code as of it."""
     snapshot = code_to_doc(dataclasses.replace(code, history=()))
     snapshot["redemptionCodeId"] = snapshot.pop("_id")
+    return envelope_to_doc(event) | {"code": snapshot}
+
+
+def envelope_to_doc(event: CodeEvent) -> Doc:
+    """An outbox entry without its code: what the event says (a store that takes the
+    code as of the event inside its update adds it there)."""
     return {
         "eventId": event.event_id,
         "name": event.name,
         "occurredAt": event.occurred_at,
         "redemptionId": event.redemption_id,
         "userId": event.user_id,
-        "code": snapshot,
     }
 
 

@@ -7,6 +7,15 @@ from datetime import datetime
 from enum import StrEnum
 
 from shared.domain.backoff import RetryPolicy
+from shared.domain.conditions import (
+    Condition,
+    Conditions,
+    CountBelow,
+    Equals,
+    LowerBound,
+    UpperBound,
+    holds,
+)
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.types import JsonMap
 
@@ -77,8 +86,8 @@ class Campaign:
             raise DomainError(
                 ReasonCode.REDEMPTION_CODE_TYPE_DISABLED, f"campaign {self.code_type} is disabled"
             )
-        before = self.valid_start is not None and now < self.valid_start
-        after = self.valid_end is not None and now >= self.valid_end
+        started, ending = in_window(now)
+        before, after = not started.holds(self), not ending.holds(self)
         if self.code_use_type is CodeUseType.SINGLE and (before or after):
             raise DomainError(
                 ReasonCode.SINGLE_USE_CODE_REDEMPTION_ATTEMPTED_OUTSIDE_TIMEFRAME,
@@ -96,6 +105,22 @@ class Campaign:
             )
 
 
+def in_window(at: datetime) -> tuple[LowerBound, UpperBound]:
+    """A campaign's validity window holds `at`: from `valid_start`, inclusive, to
+    `valid_end`, exclusive; either end, unset, is open."""
+    return LowerBound("valid_start", at), UpperBound("valid_end", at)
+
+
+def slot_open(now: datetime) -> Conditions:
+    """Which shared campaigns give a redemption slot at `now`: not disabled, inside
+    their window, and with redemptions left if `max_redemptions` counts them."""
+    return (
+        Equals("is_disabled", False),
+        *in_window(now),
+        CountBelow("redemption_count", "max_redemptions"),
+    )
+
+
 @dataclass(frozen=True)
 class CampaignFilter:
     """Which campaigns a listing shows; None matches anything."""
@@ -104,19 +129,18 @@ class CampaignFilter:
     valid_at: datetime | None = None
     is_disabled: bool | None = None
 
+    def conditions(self) -> Conditions:
+        found: list[Condition] = []
+        if self.code_use_type is not None:
+            found.append(Equals("code_use_type", self.code_use_type))
+        if self.is_disabled is not None:
+            found.append(Equals("is_disabled", self.is_disabled))
+        if self.valid_at is not None:
+            found += in_window(self.valid_at)
+        return tuple(found)
+
     def matches(self, campaign: Campaign) -> bool:
-        at = self.valid_at
-        return (
-            self.code_use_type in (None, campaign.code_use_type)
-            and self.is_disabled in (None, campaign.is_disabled)
-            and (
-                at is None
-                or (
-                    (campaign.valid_start is None or campaign.valid_start <= at)
-                    and (campaign.valid_end is None or at < campaign.valid_end)
-                )
-            )
-        )
+        return holds(self.conditions(), campaign)
 
 
 def slot_refusal(campaign: Campaign, now: datetime) -> DomainError:
@@ -125,4 +149,16 @@ def slot_refusal(campaign: Campaign, now: datetime) -> DomainError:
     return DomainError(
         ReasonCode.MULTI_USE_CODE_MAX_REDEMPTIONS_REACHED,
         f"campaign {campaign.code_type} has reached its {campaign.max_redemptions} redemptions",
+    )
+
+
+def code_type_taken(code_type: str) -> DomainError:
+    """The refusal of a campaign whose code type another campaign has."""
+    return DomainError(ReasonCode.CODE_TYPE_EXISTS, f"campaign {code_type} exists")
+
+
+def shared_scan_code_taken(scan_code: str | None) -> DomainError:
+    """The refusal of a shared campaign whose scan code another shared campaign has."""
+    return DomainError(
+        ReasonCode.SCAN_CODE_EXISTS, f"another shared campaign has scan code {scan_code}"
     )

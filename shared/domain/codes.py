@@ -12,9 +12,10 @@ from enum import StrEnum
 from typing import Any
 
 from shared.domain.campaigns import Campaign
+from shared.domain.conditions import Conditions, Differs, Equals, OneOf
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import checked
-from shared.domain.states import Action, CodeState
+from shared.domain.states import RESETTABLE, Action, CodeState
 from shared.domain.types import JsonMap, NewId
 
 
@@ -249,6 +250,25 @@ def reset_fields(to: CodeState, now: datetime) -> dict[str, Any]:
         "retry_at": None,
         "timer_at": None,
     }
+
+
+def deletable() -> Conditions:
+    """Which codes an operator may delete: none a redemption holds (in progress, or
+    with a timer running)."""
+    return Differs("code_state", CodeState.IN_PROGRESS), Equals("timer_at", None)
+
+
+def resettable() -> Conditions:
+    """Which codes an operator's reset changes: those in a `states.RESETTABLE` state,
+    with no timer running."""
+    return OneOf("code_state", tuple(sorted(RESETTABLE))), Equals("timer_at", None)
+
+
+def scan_code_taken(code_type: str, scan_code: str) -> DomainError:
+    """The refusal of a code whose campaign has its scan code already."""
+    return DomainError(
+        ReasonCode.SCAN_CODE_EXISTS, f"campaign {code_type} already has scan code {scan_code}"
+    )
 
 
 def check_version(code: Code, version: int) -> None:

@@ -11,6 +11,10 @@ from shared.domain.campaigns import (
     Campaign,
     CampaignFilter,
     CodeUseType,
+    code_type_taken,
+    in_window,
+    shared_scan_code_taken,
+    slot_open,
     slot_refusal,
 )
 from shared.domain.codes import (
@@ -24,12 +28,15 @@ from shared.domain.codes import (
     HistoryEntry,
     applied,
     check_version,
+    deletable,
     expected,
     instance_of,
     new_code,
     on_attempt,
     refusal,
     reset_fields,
+    resettable,
+    scan_code_taken,
 )
 from shared.domain.jobs import Job, JobState
 from shared.domain.redemptions import (
@@ -41,7 +48,16 @@ from shared.domain.redemptions import (
     records,
     with_outcome,
 )
-from shared.domain.transitions import activate, claim, fail, invalidate, reset, retry, succeed
+from shared.domain.transitions import (
+    activate,
+    claim,
+    fail,
+    invalidate,
+    reset,
+    reset_from,
+    retry,
+    succeed,
+)
 from shared.domain.types import JsonMap, NewId
 
 __all__ = [
@@ -71,8 +87,11 @@ __all__ = [
     "applied",
     "check_version",
     "claim",
+    "code_type_taken",
+    "deletable",
     "expected",
     "fail",
+    "in_window",
     "instance_of",
     "invalidate",
     "new_code",
@@ -81,7 +100,12 @@ __all__ = [
     "refusal",
     "reset",
     "reset_fields",
+    "reset_from",
+    "resettable",
     "retry",
+    "scan_code_taken",
+    "shared_scan_code_taken",
+    "slot_open",
     "slot_refusal",
     "succeed",
     "with_outcome",

@@ -18,6 +18,9 @@ class SharedClaims(Protocol):
     async def release_user(self, code_type: str, user_id: str, redemption_id: str) -> None:
         """Undo `reserve_user`, if `redemption_id` still holds it."""
 
+    async def user_holder(self, code_type: str, user_id: str) -> str | None:
+        """The redemption that holds the user's claim on the campaign, if any."""
+
     async def take_slot(self, code_type: str, redemption_id: str, now: datetime) -> bool:
         """Take one redemption of the campaign if it is open and not all taken.
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from shared.domain import attempts, jsonmaps, model
+from shared.domain.conditions import holds
 from shared.domain.fulfillment import Result
 from shared.domain.model import (
     AttemptState,
@@ -37,6 +38,7 @@ from shared.ports import Store
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=1)
+EARLIER = NOW - timedelta(minutes=1)
 
 
 @pytest.fixture
@@ -295,20 +297,77 @@ async def test_slots_are_given_exactly_up_to_max_redemptions(store: Store) -> No
         {"is_disabled": True},
         {"valid_start": NOW + timedelta(seconds=1)},
         {"valid_end": NOW},
+        {"max_redemptions": 0},
     ],
 )
 async def test_a_closed_campaign_gives_no_slot(store: Store, closed: dict[str, Any]) -> None:
-    await shared_campaign(store, max_redemptions=None, **closed)
+    await shared_campaign(store, **({"max_redemptions": None} | closed))
+    campaign = await store.get_campaign("promo")
+    assert campaign is not None and not holds(model.slot_open(NOW), campaign)
     assert await store.take_slot("promo", "r1", NOW) is False
+
+
+@pytest.mark.parametrize(
+    "open_",
+    [
+        {},
+        {"valid_start": NOW},
+        {"valid_end": NOW + timedelta(milliseconds=1)},
+        {"max_redemptions": 1},
+    ],
+)
+async def test_an_open_campaign_gives_a_slot(store: Store, open_: dict[str, Any]) -> None:
+    await shared_campaign(store, **({"max_redemptions": None} | open_))
+    campaign = await store.get_campaign("promo")
+    assert campaign is not None and holds(model.slot_open(NOW), campaign)
+    assert await store.take_slot("promo", "r1", NOW) is True
+
+
+LISTED = [
+    Campaign("always", CodeUseType.SINGLE, NOW, NOW),
+    Campaign("starts-now", CodeUseType.MULTI, NOW, NOW, scan_code="S1", valid_start=NOW),
+    Campaign("starts-later", CodeUseType.MULTI, NOW, NOW, scan_code="S2", valid_start=LATER),
+    Campaign("ends-now", CodeUseType.SINGLE, NOW, NOW, valid_end=NOW),
+    Campaign("ends-later", CodeUseType.SINGLE, NOW, NOW, valid_start=EARLIER, valid_end=LATER),
+    Campaign("off", CodeUseType.MULTI, NOW, NOW, scan_code="S3", is_disabled=True),
+]
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        (CampaignFilter(), sorted(c.code_type for c in LISTED)),
+        (CampaignFilter(valid_at=NOW), ["always", "ends-later", "off", "starts-now"]),
+        (CampaignFilter(valid_at=LATER), ["always", "off", "starts-later", "starts-now"]),
+        (CampaignFilter(code_use_type=CodeUseType.MULTI), ["off", "starts-later", "starts-now"]),
+        (CampaignFilter(is_disabled=False, valid_at=NOW), ["always", "ends-later", "starts-now"]),
+        (CampaignFilter(code_use_type=CodeUseType.SINGLE, is_disabled=True), []),
+    ],
+)
+async def test_a_listing_shows_the_campaigns_its_filter_matches(
+    store: Store, where: CampaignFilter, expected: list[str]
+) -> None:
+    for campaign in LISTED:
+        await store.create_campaign(campaign)
+    assert sorted(c.code_type for c in LISTED if where.matches(c)) == expected
+    listed = await store.list_campaigns(where, skip=0, limit=100)
+    assert [c.code_type for c in listed] == expected
+    assert await store.count_campaigns(where) == len(expected)
+    second = await store.list_campaigns(where, skip=1, limit=1)
+    assert [c.code_type for c in second] == expected[1:2]
 
 
 async def test_a_user_holds_one_claim_of_a_shared_code(store: Store) -> None:
     await shared_campaign(store)
+    assert await store.user_holder("promo", "u1") is None
     holders = await asyncio.gather(*(store.reserve_user("promo", "u1", f"r{n}") for n in range(20)))
     assert len(set(holders)) == 1
+    assert await store.user_holder("promo", "u1") == holders[0]
+    assert await store.user_holder("promo", "u2") is None
     await store.release_user("promo", "u1", "not-the-holder")
     assert await store.reserve_user("promo", "u1", "other") == holders[0]
     await store.release_user("promo", "u1", holders[0])
+    assert await store.user_holder("promo", "u1") is None
     assert await store.reserve_user("promo", "u1", "other") == "other"
 
 
@@ -492,6 +551,26 @@ async def test_a_lease_ends_no_later_than_the_deadline(store: Store) -> None:
     assert stored is not None and stored.timer_at == NOW + timedelta(seconds=30)
 
 
+@pytest.mark.parametrize(
+    ("taken_s", "leased_s"),
+    [
+        (10, 20),  # the lease ends first
+        (25, 30),  # the deadline comes first
+        (30, 40),  # the deadline is now: a full lease
+        (45, 55),  # the deadline has passed: a full lease
+    ],
+)
+async def test_a_taken_timer_moves_to_the_domains_lease(
+    store: Store, taken_s: int, leased_s: int
+) -> None:
+    await claimed_with_timer(store, deadline_s=30, is_async=True)
+    at = NOW + timedelta(seconds=taken_s)
+    [due] = await store.take_due(at, 10, limit=10)
+    stored = await store.get_code(CodeRef("gems", "ABC"))
+    assert stored is not None and stored.timer_at == NOW + timedelta(seconds=leased_s)
+    assert stored.timer_at == attempts.lease(due.code, at, 10)
+
+
 async def test_timers_of_shared_code_instances_are_taken_too(store: Store) -> None:
     await shared_campaign(store)
     campaign = await store.get_campaign("promo")
@@ -522,6 +601,40 @@ async def test_codes_with_a_timer_are_neither_reset_nor_deleted(store: Store) ->
     assert await store.delete_codes("gems") == 0
     stored = await store.get_code(ref)
     assert stored is not None and stored.code_state is CodeState.FAILED
+
+
+async def test_operators_delete_and_reset_exactly_the_codes_the_domain_allows(
+    store: Store,
+) -> None:
+    await claimed_with_timer(store)
+    failed = model.fail(
+        Claim("r1", "u1"),
+        "E",
+        "failed",
+        now=NOW,
+        new_id=new_id,
+        attempt_fields={"retry_at": LATER, "timer_at": LATER},
+    )
+    assert await store.apply(CodeRef("gems", "ABC"), [failed]) is not None
+    for n, state in enumerate(CodeState):
+        await store.add_code(Code(f"s{n}", "gems", f"S{n}", state, NOW, NOW))
+
+    async def codes() -> list[Code]:
+        return [code async for batch in store.codes_of("gems") for code in batch]
+
+    resettable = [c.redemption_code_id for c in await codes() if holds(model.resettable(), c)]
+    assert len(resettable) == len(CodeState) - 1, "all but the held and the timed"
+    assert await store.reset_codes("gems", CodeState.AVAILABLE, "reset-1", "op", NOW) == len(
+        resettable
+    )
+    events = [p.event for item in await store.pending_events(limit=20) for p in item.events]
+    assert {e.event_id for e in events if e.event_id.startswith("reset-1:")} == {
+        f"reset-1:{code_id}" for code_id in resettable
+    }
+    deletable = [c.scan_code for c in await codes() if holds(model.deletable(), c)]
+    assert await store.delete_codes("gems") == len(deletable) == len(resettable)
+    held = next(n for n, state in enumerate(CodeState) if state is CodeState.IN_PROGRESS)
+    assert sorted(c.scan_code for c in await codes()) == ["ABC", f"S{held}"]
 
 
 async def test_a_burst_of_code_timers_does_not_starve_an_instance_timer(store: Store) -> None:

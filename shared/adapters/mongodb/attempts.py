@@ -14,6 +14,7 @@ from shared.adapters.documents import Doc, camel, code_from_doc, stored
 from shared.adapters.mongodb.base import MongoBase
 from shared.adapters.mongodb.codec import HIDDEN
 from shared.adapters.unreadable import set_aside
+from shared.domain import attempts
 from shared.domain.model import AttemptState, Code, CodeRef
 from shared.domain.states import CodeState
 from shared.ports import Due
@@ -45,45 +46,46 @@ class MongoAttempts(MongoBase):
         return code_from_doc(doc) if doc else None
 
     async def take_due(self, now: datetime, lease_s: float, *, limit: int) -> list[Due]:
-        lease_end = now + timedelta(seconds=lease_s)
-        # attempts.lease, as an update: the lease ends at the deadline if that is sooner.
-        leased = {
-            "$cond": [
-                {"$gt": ["$deadlineAt", now]},
-                {"$min": ["$deadlineAt", lease_end]},
-                lease_end,
-            ]
-        }
         # `$type` as in the index's filter, so that the partial index is used.
         due = {"timerAt": {"$type": "date", "$lte": now}}
         taken: list[Due] = []
-        # The earliest first, of either collection: each one's next due timer, compared.
+        # The earliest first, of either collection: each one's next due code, compared.
         heads = {c: await _next_due(c, due) for c in (self._codes, self._instances)}
         while len(taken) < limit:
-            waiting = [(at, n, c) for n, (c, at) in enumerate(heads.items()) if at is not None]
+            waiting = [(d["timerAt"], n, c, d) for n, (c, d) in enumerate(heads.items()) if d]
             if not waiting:
                 break
-            _, _, collection = min(waiting)
-            doc = await collection.find_one_and_update(
-                due,
-                [{"$set": {"timerAt": leased}}],
-                projection=HIDDEN,
-                sort=[("timerAt", ASCENDING)],
-            )
+            _, _, collection, head = min(waiting)
+            if took := await self._take(collection, head, now, lease_s):
+                taken.append(took)
             heads[collection] = await _next_due(collection, due)
-            if doc is None:  # another worker took it
-                continue
-            try:
-                code = code_from_doc(doc)
-            except Exception as error:  # leased: looked at again when the lease ends
-                set_aside(f"{collection.name} timer", doc["_id"], error)
-                continue
-            user = code.redeemed_by_user_id if collection is self._instances else None
-            taken.append(Due(CodeRef(code.code_type, doc["scanNorm"], user), code))
         return taken
 
+    async def _take(
+        self, collection: AsyncCollection[Doc], head: Doc, now: datetime, lease_s: float
+    ) -> Due | None:
+        """Lease the due code read as `head`, unless another worker took it meanwhile."""
+        try:
+            leased = attempts.lease(code_from_doc(head), now, lease_s)
+        except Exception:  # unreadable: leased all the same, and set aside once taken
+            leased = now + timedelta(seconds=lease_s)
+        # The lease is reckoned from the timer and deadline read: taken only while they hold.
+        doc = await collection.find_one_and_update(
+            {key: head.get(key) for key in ("_id", "timerAt", "deadlineAt")},
+            {"$set": {"timerAt": leased}},
+            projection=HIDDEN,
+        )
+        if doc is None:  # another worker took it
+            return None
+        try:
+            code = code_from_doc(doc)
+        except Exception as error:  # leased: looked at again when the lease ends
+            set_aside(f"{collection.name} timer", doc["_id"], error)
+            return None
+        user = code.redeemed_by_user_id if collection is self._instances else None
+        return Due(CodeRef(code.code_type, doc["scanNorm"], user), code)
 
-async def _next_due(collection: AsyncCollection[Doc], due: Doc) -> datetime | None:
-    """When the earliest due timer of `collection` fell due; None if none is due."""
-    doc = await collection.find_one(due, {"timerAt": 1}, sort=[("timerAt", ASCENDING)])
-    return doc["timerAt"] if doc else None
+
+async def _next_due(collection: AsyncCollection[Doc], due: Doc) -> Doc | None:
+    """The code of `collection` whose timer fell due earliest; None if none is due."""
+    return await collection.find_one(due, HIDDEN, sort=[("timerAt", ASCENDING)])

@@ -10,7 +10,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.adapters.documents import code_from_doc, code_to_doc, event_to_doc
 from shared.adapters.mongodb.base import MongoBase
-from shared.adapters.mongodb.codec import HIDDEN
+from shared.adapters.mongodb.codec import HIDDEN, query_of
 from shared.domain import model
 from shared.domain.model import Change, Code
 
@@ -37,24 +37,13 @@ class MongoClaims(MongoBase):
         key = {"codeType": code_type, "userId": user_id}
         await self._claims.delete_one({"_id": key, "redemptionId": redemption_id})
 
+    async def user_holder(self, code_type: str, user_id: str) -> str | None:
+        held = await self._claims.find_one({"_id": {"codeType": code_type, "userId": user_id}})
+        return None if held is None else str(held["redemptionId"])
+
     async def take_slot(self, code_type: str, redemption_id: str, now: datetime) -> bool:
-        open_now = [
-            {"$or": [{"validStart": None}, {"validStart": {"$lte": now}}]},
-            {"$or": [{"validEnd": None}, {"validEnd": {"$gt": now}}]},
-            {
-                "$or": [
-                    {"maxRedemptions": None},
-                    {"$expr": {"$lt": ["$redemptionCount", "$maxRedemptions"]}},
-                ]
-            },
-        ]
         taken = await self._campaigns.update_one(
-            {
-                "_id": code_type,
-                "isDisabled": False,
-                "inflight": {"$ne": redemption_id},
-                "$and": open_now,
-            },
+            {"_id": code_type, "inflight": {"$ne": redemption_id}} | query_of(model.slot_open(now)),
             {"$inc": {"redemptionCount": 1}, "$push": {"inflight": redemption_id}},
         )
         if taken.modified_count:

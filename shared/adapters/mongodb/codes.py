@@ -16,17 +16,18 @@ from shared.adapters.documents import (
     camel,
     code_from_doc,
     code_to_doc,
+    envelope_to_doc,
     history_to_doc,
     stored,
 )
 from shared.adapters.mongodb.base import MongoBase
-from shared.adapters.mongodb.codec import HIDDEN, append, outbox_pending
+from shared.adapters.mongodb.codec import HIDDEN, append, outbox_pending, query_of
 from shared.domain import model
 from shared.domain.model import Change, Code, CodeRef
-from shared.domain.reasons import DomainError, ReasonCode
-from shared.domain.states import EVENT_NAMES, RESETTABLE, Action, CodeState
+from shared.domain.states import CodeState
 
-# The code record as of a transition, taken inside the update that makes it.
+# The code record as of a transition, taken inside the update that makes it (the
+# `code` of `documents.event_to_doc`).
 _SNAPSHOT = {
     "redemptionCodeId": "$_id",
     "codeState": "$codeState",
@@ -34,20 +35,23 @@ _SNAPSHOT = {
 }
 
 
-def _stages(change: Change) -> list[Doc]:
-    """The update-pipeline stages of one transition: fields, history, event."""
+def _stages(change: Change, *, each: Doc | None = None) -> list[Doc]:
+    """The update-pipeline stages of one transition: history, fields, event.
+
+    `each` holds what an update of many codes takes from each one: the state its
+    history entry leaves (`from`) and its event's id (`eventId`).
+    """
     fields = {
         camel(name): {"$literal": stored(name, value)} for name, value in change.fields.items()
     }
     event = change.event
-    envelope = {
-        "eventId": event.event_id,
-        "name": event.name,
-        "occurredAt": event.occurred_at,
-        "redemptionId": event.redemption_id,
-        "userId": event.user_id,
-    }
+    entry: Doc = {"$literal": history_to_doc(change.history)}
+    own: Doc = {"code": _SNAPSHOT}
+    if each is not None:
+        entry = {"$mergeObjects": [entry, {"from": each["from"]}]}
+        own["eventId"] = each["eventId"]
     return [
+        {"$set": {"history": append("history", entry)}},
         {
             "$set": fields
             | {
@@ -58,10 +62,9 @@ def _stages(change: Change) -> list[Doc]:
         },
         {
             "$set": {
-                "history": append("history", {"$literal": history_to_doc(change.history)}),
                 "outbox": append(
-                    "outbox", {"$mergeObjects": [{"$literal": envelope}, {"code": _SNAPSHOT}]}
-                ),
+                    "outbox", {"$mergeObjects": [{"$literal": envelope_to_doc(event)}, own]}
+                )
             }
         },
     ]
@@ -89,10 +92,7 @@ class MongoCodes(MongoBase):
         try:
             await self._codes.insert_one(code_to_doc(code))
         except DuplicateKeyError:
-            raise DomainError(
-                ReasonCode.SCAN_CODE_EXISTS,
-                f"campaign {code.code_type} already has scan code {code.scan_code}",
-            ) from None
+            raise model.scan_code_taken(code.code_type, code.scan_code) from None
 
     async def get_code(self, ref: CodeRef) -> Code | None:
         collection, query = self._where(ref)
@@ -163,11 +163,7 @@ class MongoCodes(MongoBase):
         return counts
 
     async def delete_codes(self, code_type: str) -> int:
-        unheld = {
-            "codeType": code_type,
-            "codeState": {"$ne": CodeState.IN_PROGRESS.value},
-            "timerAt": None,
-        }
+        unheld = {"codeType": code_type} | query_of(model.deletable())
         quiet = await self._codes.delete_many(unheld | {"outboxPending": {"$not": {"$gt": 0}}})
         deleted = quiet.deleted_count
         # A code with events still to relay: they are kept aside first, then the code
@@ -187,57 +183,13 @@ class MongoCodes(MongoBase):
     async def reset_codes(
         self, code_type: str, to: CodeState, reset_id: str, by: str, now: datetime
     ) -> int:
-        entry = {
-            "at": now,
-            "action": Action.RESET.value,
-            "to": to.value,
-            "by": by,
-            "redemptionId": None,
-            "reason": f"reset to {to.value}",
-        }
-        envelope = {
-            "name": EVENT_NAMES[to],
-            "occurredAt": now,
-            "redemptionId": None,
-            "userId": None,
-        }
-        fields = {camel(k): {"$literal": v} for k, v in model.reset_fields(to, now).items()}
-        pipeline: list[Doc] = [
-            {
-                "$set": {
-                    "history": append(
-                        "history", {"$mergeObjects": [{"$literal": entry}, {"from": "$codeState"}]}
-                    )
-                }
-            },
-            {
-                "$set": fields
-                | {
-                    "codeState": to.value,
-                    "updatedAt": {"$literal": now},
-                    "version": {"$add": ["$version", 1]},
-                }
-            },
-            {
-                "$set": {
-                    "outbox": append(
-                        "outbox",
-                        {
-                            "$mergeObjects": [
-                                {"$literal": envelope},
-                                {
-                                    "eventId": {"$concat": [f"{reset_id}:", "$_id"]},
-                                    "code": _SNAPSHOT,
-                                },
-                            ]
-                        },
-                    )
-                }
-            },
-            outbox_pending(),
-        ]
-        resettable = [state.value for state in RESETTABLE]
+        # One update resets them all: the domain's reset, as made for a code in state
+        # `to`, with what differs from code to code (the state it leaves, its event's
+        # id) taken from each inside the update.
+        change = model.reset_from(to, to, now=now, event_id=reset_id, by=by)
+        each = {"from": "$codeState", "eventId": {"$concat": [f"{reset_id}:", "$_id"]}}
         done = await self._codes.update_many(
-            {"codeType": code_type, "codeState": {"$in": resettable}, "timerAt": None}, pipeline
+            {"codeType": code_type} | query_of(model.resettable()),
+            [*_stages(change, each=each), outbox_pending()],
         )
         return done.modified_count

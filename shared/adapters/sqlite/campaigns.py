@@ -10,10 +10,10 @@ from typing import Any
 
 from shared.adapters.documents import campaign_from_doc, campaign_to_doc
 from shared.adapters.sqlite.base import SqliteBase
-from shared.adapters.sqlite.codec import dumps, loads
-from shared.adapters.sqlite.schema import transaction
+from shared.adapters.sqlite.codec import dumps, loads, sql_of
+from shared.adapters.sqlite.schema import CAMPAIGN_COLUMNS, transaction
+from shared.domain import model
 from shared.domain.model import Campaign, CampaignFilter
-from shared.domain.reasons import DomainError, ReasonCode
 
 
 class Campaigns(SqliteBase):
@@ -30,13 +30,8 @@ class Campaigns(SqliteBase):
                 )
             except sqlite3.IntegrityError as exc:
                 if "scan_norm" in str(exc):
-                    raise DomainError(
-                        ReasonCode.SCAN_CODE_EXISTS,
-                        f"another shared campaign has scan code {campaign.scan_code}",
-                    ) from None
-                raise DomainError(
-                    ReasonCode.CODE_TYPE_EXISTS, f"campaign {campaign.code_type} exists"
-                ) from None
+                    raise model.shared_scan_code_taken(campaign.scan_code) from None
+                raise model.code_type_taken(campaign.code_type) from None
 
         await self._run(insert)
 
@@ -51,16 +46,18 @@ class Campaigns(SqliteBase):
     async def list_campaigns(
         self, where: CampaignFilter, *, skip: int, limit: int
     ) -> list[Campaign]:
-        return (await self._campaigns_where(where))[skip : skip + limit]
+        sql, params = sql_of(where.conditions(), CAMPAIGN_COLUMNS)
+        rows = await self._all(
+            f"SELECT doc FROM campaigns WHERE {sql} ORDER BY code_type LIMIT ? OFFSET ?",
+            *params,
+            limit,
+            skip,
+        )
+        return [campaign_from_doc(loads(row)) for row in rows]
 
     async def count_campaigns(self, where: CampaignFilter) -> int:
-        return len(await self._campaigns_where(where))
-
-    async def _campaigns_where(self, where: CampaignFilter) -> list[Campaign]:
-        # Campaigns number in the thousands at most: filter them here, with the
-        # domain's own definition, rather than mirror every field in columns.
-        rows = await self._all("SELECT doc FROM campaigns ORDER BY code_type")
-        return [c for c in (campaign_from_doc(loads(r)) for r in rows) if where.matches(c)]
+        sql, params = sql_of(where.conditions(), CAMPAIGN_COLUMNS)
+        return int(await self._one(f"SELECT count(*) FROM campaigns WHERE {sql}", *params))
 
     async def update_campaign(
         self, code_type: str, version: int, fields: Mapping[str, Any], now: datetime

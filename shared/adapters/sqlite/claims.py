@@ -10,8 +10,16 @@ from datetime import datetime
 
 from shared.adapters.documents import campaign_from_doc, campaign_to_doc
 from shared.adapters.sqlite.base import SqliteBase
-from shared.adapters.sqlite.codec import dumps, loads, select_code, with_events, write_instance
-from shared.adapters.sqlite.schema import transaction
+from shared.adapters.sqlite.codec import (
+    dumps,
+    loads,
+    select_code,
+    sql_of,
+    with_events,
+    write_instance,
+)
+from shared.adapters.sqlite.schema import CAMPAIGN_COLUMNS, transaction
+from shared.domain import model
 from shared.domain.model import Campaign, Change, Code, CodeRef
 
 
@@ -42,22 +50,32 @@ class Claims(SqliteBase):
             redemption_id,
         )
 
+    async def user_holder(self, code_type: str, user_id: str) -> str | None:
+        held = await self._one(
+            "SELECT redemption_id FROM shared_claims WHERE code_type = ? AND user_id = ?",
+            code_type,
+            user_id,
+        )
+        return None if held is None else str(held)
+
     async def take_slot(self, code_type: str, redemption_id: str, now: datetime) -> bool:
+        open_now, params = sql_of(model.slot_open(now), CAMPAIGN_COLUMNS)
+
         def take(conn: sqlite3.Connection) -> bool:
             with transaction(conn):
                 if _holds_slot(conn, code_type, redemption_id):
                     return True
                 row = conn.execute(
-                    "SELECT doc FROM campaigns WHERE code_type = ?", (code_type,)
+                    f"SELECT doc FROM campaigns WHERE code_type = ? AND {open_now}",
+                    (code_type, *params),
                 ).fetchone()
-                campaign = campaign_from_doc(loads(row[0])) if row else None
-                if campaign is None or not _open(campaign, now):
+                if row is None:
                     return False
                 conn.execute(
                     "INSERT INTO slots (code_type, redemption_id) VALUES (?, ?)",
                     (code_type, redemption_id),
                 )
-                _count_slot(conn, campaign, +1)
+                _count_slot(conn, campaign_from_doc(loads(row[0])), +1)
                 return True
 
         return await self._run(take)
@@ -99,18 +117,6 @@ def _holds_slot(conn: sqlite3.Connection, code_type: str, redemption_id: str) ->
         (code_type, redemption_id),
     ).fetchone()
     return row is not None
-
-
-def _open(campaign: Campaign, now: datetime) -> bool:
-    """Whether a shared campaign gives a slot at `now` (the filter of MongoStore.take_slot)."""
-    return (
-        not campaign.is_disabled
-        and (campaign.valid_start is None or campaign.valid_start <= now)
-        and (campaign.valid_end is None or now < campaign.valid_end)
-        and (
-            campaign.max_redemptions is None or campaign.redemption_count < campaign.max_redemptions
-        )
-    )
 
 
 def _count_slot(conn: sqlite3.Connection, campaign: Campaign, delta: int) -> None:

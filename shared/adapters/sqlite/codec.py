@@ -1,17 +1,19 @@
-"""How documents are kept in SQLite rows: JSON text with tagged instants, and
-the row reads and writes that more than one aggregate makes (codes,
-instances, their outbox events, redemptions)."""
+"""How documents are kept in SQLite rows: JSON text with tagged instants, the
+domain's conditions as SQL, and the row reads and writes that more than one
+aggregate makes (codes, instances, their outbox events, redemptions)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from enum import Enum
+from typing import Any, assert_never
 
 from shared.adapters.documents import (
     Doc,
+    camel,
     code_from_doc,
     code_to_doc,
     event_to_doc,
@@ -20,6 +22,15 @@ from shared.adapters.documents import (
 )
 from shared.clock import from_ms, to_ms
 from shared.domain import model
+from shared.domain.conditions import (
+    Condition,
+    CountBelow,
+    Differs,
+    Equals,
+    LowerBound,
+    OneOf,
+    UpperBound,
+)
 from shared.domain.model import Change, Code, CodeRef, Redemption
 from shared.domain.scancode import normalise
 
@@ -56,6 +67,61 @@ def dumps(doc: Doc) -> str:
 def loads(text: str) -> Doc:
     doc: Doc = json.loads(text, object_hook=_decode)
     return doc
+
+
+def sql_of(
+    conditions: Iterable[Condition], columns: frozenset[str]
+) -> tuple[str, list[object]]:
+    """The SQL condition for the rows `conditions` hold for, and its parameters: an
+    attribute in `columns` is read from its column, any other from the row's `doc`."""
+    clauses: list[str] = []
+    params: list[object] = []
+    for condition in conditions:
+        clause, args = _clause(condition, columns)
+        clauses.append(clause)
+        params += args
+    return " AND ".join(clauses) or "1", params
+
+
+def _clause(condition: Condition, columns: frozenset[str]) -> tuple[str, list[object]]:
+    # `IS` and `IS NOT` compare as Python does: None (NULL) is a value like any other.
+    match condition:
+        case Equals(field, value):
+            return f"{_read(field, value, columns)} IS ?", [_param(value)]
+        case Differs(field, value):
+            return f"{_read(field, value, columns)} IS NOT ?", [_param(value)]
+        case OneOf(field, values):
+            marks = ", ".join("?" * len(values))
+            first = values[0] if values else None
+            return f"{_read(field, first, columns)} IN ({marks})", [_param(v) for v in values]
+        case LowerBound(field, at):
+            bound = _read(field, at, columns)
+            return f"({bound} IS NULL OR {bound} <= ?)", [to_ms(at)]
+        case UpperBound(field, at):
+            bound = _read(field, at, columns)
+            return f"({bound} IS NULL OR ? < {bound})", [to_ms(at)]
+        case CountBelow(count, limit):
+            most = _read(limit, 0, columns)
+            return f"({most} IS NULL OR {_read(count, 0, columns)} < {most})", []
+        case _:
+            assert_never(condition)
+
+
+def _read(field: str, like: object, columns: frozenset[str]) -> str:
+    """Where a row holds `field`, whose values are of the kind of `like`: its column,
+    or its place in `doc` (an instant's milliseconds are under its tag, `_encode`)."""
+    if not field.isidentifier():  # names come from the domain; never a caller's text
+        raise ValueError(f"not an attribute: {field!r}")
+    if field in columns:
+        return field
+    tag = '."$date"' if isinstance(like, datetime) else ""
+    return f"json_extract(doc, '$.{camel(field)}{tag}')"
+
+
+def _param(value: object) -> object:
+    if isinstance(value, datetime):
+        return to_ms(value)
+    return value.value if isinstance(value, Enum) else value
 
 
 def select_code(conn: sqlite3.Connection, ref: CodeRef) -> Code | None:

@@ -16,16 +16,16 @@ from shared.adapters.sqlite.codec import (
     insert_code,
     loads,
     select_code,
+    sql_of,
     update_code,
     with_events,
     write_code,
 )
-from shared.adapters.sqlite.schema import transaction
+from shared.adapters.sqlite.schema import CODE_COLUMNS, transaction
 from shared.clock import utcnow
 from shared.domain import model
 from shared.domain.model import Change, Code, CodeRef
-from shared.domain.reasons import DomainError, ReasonCode
-from shared.domain.states import RESETTABLE, CodeState
+from shared.domain.states import CodeState
 
 RESET_BATCH = 1_000
 
@@ -38,10 +38,7 @@ class Codes(SqliteBase):
             try:
                 insert_code(conn, code)
             except sqlite3.IntegrityError:
-                raise DomainError(
-                    ReasonCode.SCAN_CODE_EXISTS,
-                    f"campaign {code.code_type} already has scan code {code.scan_code}",
-                ) from None
+                raise model.scan_code_taken(code.code_type, code.scan_code) from None
 
         await self._run(insert)
 
@@ -119,12 +116,12 @@ class Codes(SqliteBase):
         return counts
 
     async def delete_codes(self, code_type: str) -> int:
+        deletable, params = sql_of(model.deletable(), CODE_COLUMNS)
+
         def delete(conn: sqlite3.Connection) -> int:
             with transaction(conn):
                 return conn.execute(
-                    "DELETE FROM codes WHERE code_type = ? AND code_state != ?"
-                    " AND timer_at IS NULL",
-                    (code_type, CodeState.IN_PROGRESS.value),
+                    f"DELETE FROM codes WHERE code_type = ? AND {deletable}", (code_type, *params)
                 ).rowcount
 
         return await self._run(delete)
@@ -132,15 +129,14 @@ class Codes(SqliteBase):
     async def reset_codes(
         self, code_type: str, to: CodeState, reset_id: str, by: str, now: datetime
     ) -> int:
-        states = tuple(state.value for state in RESETTABLE)
-        marks = ",".join("?" * len(states))
+        resettable, params = sql_of(model.resettable(), CODE_COLUMNS)
 
         def reset_batch(conn: sqlite3.Connection, *, after: str) -> tuple[int, str | None]:
             with transaction(conn):
                 rows = conn.execute(
-                    f"SELECT doc FROM codes WHERE code_type = ? AND code_state IN ({marks})"
-                    " AND timer_at IS NULL AND id > ? ORDER BY id LIMIT ?",
-                    (code_type, *states, after, RESET_BATCH),
+                    f"SELECT doc FROM codes WHERE code_type = ? AND {resettable}"
+                    " AND id > ? ORDER BY id LIMIT ?",
+                    (code_type, *params, after, RESET_BATCH),
                 ).fetchall()
                 for (doc,) in rows:
                     code = code_from_doc(loads(doc))

@@ -74,6 +74,11 @@ CREATE INDEX IF NOT EXISTS redemptions_replying ON redemptions (reply_pending)
 CREATE INDEX IF NOT EXISTS redemptions_recent ON redemptions (code_type, accepted_at);
 CREATE INDEX IF NOT EXISTS redemptions_latest ON redemptions (accepted_at);
 """
+# The record attributes each table keeps in a column of the same name, besides `doc`.
+CAMPAIGN_COLUMNS = frozenset({"code_type"})
+CODE_COLUMNS = frozenset(
+    {"code_type", "code_state", "redeemed_by_user_id", "redeemed_at", "job_id", "timer_at"}
+)
 # Columns added after the first release, for files made before them.
 MIGRATIONS = {
     "codes": {"timer_at": "INTEGER"},
