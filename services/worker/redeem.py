@@ -159,11 +159,36 @@ class RedeemService:
         ours = await self._stop_attempts(ref, pending, error)
         if ref.is_shared:
             rid = pending.redemption_id
+            if ours is None:
+                ours = await self._close_instance(ref, pending, error)
             redeemed = ours is not None and ours.code_state is CodeState.REDEEMED
             await self._store.release_slot(ref.code_type, rid, refund=not redeemed)
             if ours is None:
                 await self._store.release_user(ref.code_type, pending.user_id, rid)
         return ours
+
+    async def _close_instance(
+        self, ref: CodeRef, pending: Redemption, error: DomainError
+    ) -> Code | None:
+        """The user's instance of a shared code for a redemption given up that holds the
+        user's claim but has no instance yet, created Failed: a copy of its job that took
+        the slot may be about to create it, and the slot is given back only once no copy
+        can. If a copy created it first, its attempts are stopped. None when the
+        redemption does not hold the user's claim (so it holds no slot either)."""
+        holder = await self._store.user_holder(ref.code_type, pending.user_id)
+        if holder != pending.redemption_id:
+            return None
+        campaign = await self._campaigns.get(ref.code_type)
+        now = self._clock()
+        closed = [
+            model.claim(pending.claim, now=now, new_id=self._new_id),
+            model.fail(
+                pending.claim, error.reason.name, error.message, now=now, new_id=self._new_id
+            ),
+        ]
+        instance = model.instance_of(campaign, pending.claim, now)
+        await self._store.add_instance(instance, closed)  # unless a copy's is there
+        return await self._stop_attempts(ref, pending, error)
 
     async def _given_up_meanwhile(self, ref: CodeRef, ended: Redemption) -> Redemption:
         """Another copy of this job gave the redemption up after this one claimed its

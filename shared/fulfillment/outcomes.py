@@ -125,11 +125,11 @@ class Outcomes:
         """
         rid = code.redemption_id or ""
         ended = redemption or await self._store.get_redemption(rid)
-        if ended is not None and not ended.status.is_terminal:
-            if ref.is_shared:
-                refund = code.code_state is not CodeState.REDEEMED
-                await self._store.release_slot(ref.code_type, rid, refund=refund)
-            status, reason, message = fulfillment.outcome_of(code)
+        if ref.is_shared:  # also when the redemption ended: a copy may have taken it again
+            refund = code.code_state is not CodeState.REDEEMED
+            await self._store.release_slot(ref.code_type, rid, refund=refund)
+        status, reason, message = fulfillment.outcome_of(code)
+        if ended is not None and model.records(ended, dataclasses.replace(ended, status=status)):
             now = self._clock()
             ended = await self._store.finish_redemption(
                 dataclasses.replace(

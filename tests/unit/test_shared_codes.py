@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from shared.domain.model import Campaign, CodeRef, CodeUseType, RedemptionStatus
+from shared.domain.model import Campaign, Change, Code, CodeRef, CodeUseType, RedemptionStatus
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
 from tests.fakes import FakeStore
@@ -117,3 +119,47 @@ async def test_giving_up_leaves_another_redemption_of_the_same_user_alone() -> N
     assert instance is not None and instance.code_state is CodeState.REDEEMED
     assert store.campaigns["spring"].redemption_count == 1
     assert store.claims[("spring", "u1")] != "stray"
+
+
+class SlowInstances(FakeStore):
+    """The fake store, whose first new instance waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.adding = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def add_instance(self, instance: Code, changes: Sequence[Change]) -> tuple[Code, bool]:
+        if not self.adding.is_set():
+            self.adding.set()
+            await self.gate.wait()
+        return await super().add_instance(instance, changes)
+
+
+async def test_a_give_up_never_frees_the_slot_a_live_copy_of_its_job_is_about_to_use() -> None:
+    store = SlowInstances()
+    await shared(store, max_redemptions=1)
+    svc, pending = service(store), request("u1", "SPRING-25", code_type="spring")
+    copy = asyncio.create_task(svc.redeem(pending))  # holds the one slot, not its instance yet
+    await store.adding.wait()
+    error = DomainError(ReasonCode.DELIVERY_LIMIT_EXCEEDED, "gave up")
+    given_up = await svc.give_up(pending, error)  # another copy of the job, at its limit
+    store.gate.set()
+    assert ((await copy).status, given_up.status) == (RedemptionStatus.FAILED,) * 2
+    instance = await store.get_code(CodeRef("spring", "SPRING25", "u1"))
+    assert instance is not None and instance.code_state is CodeState.FAILED, "closed by give-up"
+    assert store.campaigns["spring"].redemption_count == 0, "so its slot went back"
+    other = await svc.redeem(request("u2", "SPRING-25", code_type="spring"))
+    assert other.status is RedemptionStatus.REDEEMED
+    assert store.campaigns["spring"].redemption_count == 1
+
+
+async def test_a_give_up_before_any_claim_of_the_user_closes_nothing() -> None:
+    store = FakeStore()
+    await shared(store)
+    svc, pending = service(store), request("u1", "SPRING-25", code_type="spring")
+    error = DomainError(ReasonCode.DELIVERY_LIMIT_EXCEEDED, "gave up")
+    assert (await svc.give_up(pending, error)).status is RedemptionStatus.FAILED
+    assert await store.get_code(CodeRef("spring", "SPRING25", "u1")) is None
+    later = await svc.redeem(request("u1", "SPRING-25", rid="u1-later", code_type="spring"))
+    assert later.status is RedemptionStatus.REDEEMED, "the user may still redeem it"
