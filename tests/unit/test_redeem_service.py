@@ -251,3 +251,27 @@ async def test_a_give_up_whose_code_a_dead_copy_redeemed_is_redeemed_on_redelive
     assert await store.apply(CodeRef("gems", "ABC"), [claim, done]) is not None
     again = await worker.redeem(pending)
     assert (again.status, again.reason_code) == (RedemptionStatus.REDEEMED, None)
+
+
+async def test_an_attempt_a_copy_carried_out_concludes_a_given_up_redemption_redeemed() -> None:
+    store = FakeStore()
+    await campaign(store, handler="grant-reward")
+    await code(store, "ABC", info=REWARD)
+    worker = bootstrap(store, HANDLERS, clock=lambda: NOW, ids=iter(map(str, range(99))).__next__)
+    pending = request("u1", "ABC")
+    error = DomainError(ReasonCode.DELIVERY_LIMIT_EXCEEDED, "gave up")
+    assert (await worker.redeem.give_up(pending, error)).status is RedemptionStatus.FAILED
+    # A copy that passed its check before the give-up claims and is answered; a timer
+    # or the answer's consumer concludes its attempt.
+    ref = CodeRef("gems", "ABC")
+    claim = model.claim(pending.claim, now=NOW, new_id=lambda: "e1")
+    done = model.succeed(pending.claim, {"granted": 1}, now=NOW, new_id=lambda: "e2")
+    redeemed = await store.apply(ref, [claim, done])
+    assert redeemed is not None
+    ended = await worker.outcomes.conclude(ref, redeemed)
+    assert ended is not None and ended.status is RedemptionStatus.REDEEMED
+    stored = await store.get_redemption(pending.redemption_id)
+    assert stored is not None and (stored.status, stored.reason_code) == (
+        RedemptionStatus.REDEEMED,
+        None,
+    )
