@@ -1,5 +1,7 @@
 """Every name the services share: exchanges, queues, collections, indexes."""
 
+from shared.domain.backoff import RetryPolicy
+
 COMMANDS_EXCHANGE = "redemption.commands"
 EVENTS_EXCHANGE = "redemption.events"
 FULFILLMENT_EXCHANGE = "redemption.fulfillment"
@@ -20,6 +22,33 @@ DEAD_LETTER_REASON_HEADER = "x-redemption-reason"
 DEAD_LETTER_REASON_CODE_HEADER = "x-redemption-reason-code"
 # How many times a job whose redemption could not even be ended was put back to start over.
 START_OVER_HEADER = "x-redemption-start-overs"
+
+# Delayed retries. A consumer retries a message by publishing a copy to the delay
+# exchange, routed by the name of the queue it came from and `DELAY_HEADER` naming a
+# step; the step's delay queue holds it for its TTL (one TTL a queue, so that nothing
+# waits behind a longer delay), then dead-letters it to the retry exchange, which routes
+# it back to that queue by its name.
+DELAY_EXCHANGE = "redemption.delay"  # headers exchange, on `DELAY_HEADER`
+RETRY_EXCHANGE = "redemption.retry"  # direct exchange, routing key = the queue's name
+RETRIED_QUEUES = (WORK_QUEUE, JOBS_QUEUE, INTAKE_QUEUE)
+# The broker's retries: 0.5 s after the first delivery, doubling, at most 30 s.
+BROKER_RETRY = RetryPolicy(initial=0.5, max=30.0, multiplier=2.0)
+# The delays `BROKER_RETRY` gives, one delay queue each.
+DELAY_STEPS_MS = (500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000)
+# The step a copy is for; no "x-" prefix, which a headers exchange ignores.
+DELAY_HEADER = "redemption-delay-ms"
+# Deliveries a message had before this copy of it was published: a new publish starts
+# the quorum queue's own count (`x-delivery-count`) again, so the copy carries the sum.
+DELIVERIES_HEADER = "x-redemption-deliveries"
+# Where a delayed copy was first published, since it comes back by the retry exchange.
+ORIGINAL_EXCHANGE_HEADER = "x-original-exchange"
+ORIGINAL_ROUTING_KEY_HEADER = "x-original-routing-key"
+
+
+def delay_queue(delay_ms: int) -> str:
+    """The delay queue of one step of `DELAY_STEPS_MS`."""
+    return f"redemption.delay.{delay_ms}ms"
+
 
 CAMPAIGNS = "campaigns"
 CODES = "codes"

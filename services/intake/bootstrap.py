@@ -13,9 +13,11 @@ from services.intake.paging import Contexts
 from services.intake.queries import Queries
 from services.intake.redemptions import Redeemer
 from services.intake.replies import Replies
+from shared import topology
 from shared.adapters.rabbitmq import Broker
 from shared.clock import Clock, new_id, utcnow
 from shared.config import Settings
+from shared.domain.backoff import RetryPolicy
 from shared.domain.model import NewId
 from shared.fulfillment.outcomes import Outcomes
 from shared.ports import Store
@@ -43,8 +45,10 @@ def bootstrap(
     *,
     clock: Clock = utcnow,
     ids: NewId = new_id,
+    broker_retry: RetryPolicy = topology.BROKER_RETRY,
 ) -> Intake:
-    """Builds, starts nothing: `replies` and `commands` are started by the caller."""
+    """Builds, starts nothing: `replies` and `commands` are started by the caller. The
+    command consumer retries after `broker_retry`'s delays, up to `max_deliveries`."""
     attempts = Outcomes(store, clock, ids, lease_s=settings.fulfillment_lease_s)
     replies = Replies(broker)
     return Intake(
@@ -56,5 +60,7 @@ def bootstrap(
         attempts=attempts,
         contexts=Contexts(settings.context_secret or secrets.token_hex(32)),
         replies=replies,
-        commands=CommandConsumer(broker, attempts, clock, max_deliveries=settings.max_deliveries),
+        commands=CommandConsumer(
+            broker, attempts, clock, max_deliveries=settings.max_deliveries, retry=broker_retry
+        ),
     )

@@ -4,104 +4,109 @@ Ack policy: a `redeem` is acked once its job is confirmed on the work queue;
 an `async-response` once it is recorded or refused (the refusal, with its
 reason code, goes to its `reply_to`, if any, as does the code recorded). A
 malformed command is dead-lettered with the reason (and the reason is sent to
-its `reply_to`); a publish or store write that fails is requeued after a
-pause, and at `max_deliveries` dead-lettered with the reason (told to its
-`reply_to` too).
+its `reply_to`); a publish or store write that fails is retried later through
+a delay queue, the delay growing with its deliveries, and at `max_deliveries`
+dead-lettered with the reason (told to its `reply_to` too).
 """
 
 from __future__ import annotations
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
 
 from services.intake.redemptions import job_for, submit
 from services.intake.refusals import http_status, refusal
 from shared import topology
-from shared.adapters.rabbitmq import Broker, Consumer, delivery_count
 from shared.clock import Clock
+from shared.consumer import Consumer
+from shared.domain.backoff import RetryPolicy
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.fulfillment.outcomes import Outcomes
 from shared.messages import AsyncResponseCommand, CodeRecord, RedeemCommand, parse
+from shared.ports import Broker, Delivery
 
 log = structlog.get_logger()
 
 
 class CommandConsumer(Consumer):
     def __init__(
-        self, broker: Broker, attempts: Outcomes, clock: Clock, *, max_deliveries: int
+        self,
+        broker: Broker,
+        attempts: Outcomes,
+        clock: Clock,
+        *,
+        max_deliveries: int,
+        retry: RetryPolicy = topology.BROKER_RETRY,
     ) -> None:
-        super().__init__(broker, topology.INTAKE_QUEUE)
+        super().__init__(broker, topology.INTAKE_QUEUE, retry=retry)
         self._attempts = attempts
         self._clock = clock
         self._max_deliveries = max_deliveries
 
-    async def handle(self, message: AbstractIncomingMessage) -> None:
-        deliveries = delivery_count(message)
+    async def handle(self, delivery: Delivery) -> None:
+        deliveries = delivery.deliveries
         if deliveries >= self._max_deliveries:
             error = DomainError(
                 ReasonCode.DELIVERY_LIMIT_EXCEEDED,
                 f"could not be carried out in {deliveries} deliveries",
             )
-            await self._refuse(message, error, http_status(error.reason))
-        elif message.routing_key == topology.ASYNC_RESPONSE_ROUTING_KEY:
-            await self._async_response(message)
+            await self._refuse(delivery, error, http_status(error.reason))
+        elif delivery.routing_key == topology.ASYNC_RESPONSE_ROUTING_KEY:
+            await self._async_response(delivery)
         else:
-            await self._redeem(message)
+            await self._redeem(delivery)
 
-    async def _async_response(self, message: AbstractIncomingMessage) -> None:
+    async def _async_response(self, delivery: Delivery) -> None:
         try:
-            command = parse(AsyncResponseCommand, message.body)
+            command = parse(AsyncResponseCommand, delivery.body)
         except DomainError as error:
             log.warning("dead-lettering a bad async-response", reason=error.message)
-            await self._refuse(message, error)
+            await self._refuse(delivery, error)
             return
         try:
             code = await self._attempts.respond(command.for_redemption(command.redemption_id))
         except DomainError as refused:
             log.info("async-response refused", reason=refused.reason.name, why=refused.message)
-            await self._reply(message, _error_body(refused))
-            await self.settle(message, message.ack())
+            await self._reply(delivery, _error_body(refused))
+            await self.settle(delivery, delivery.ack())
             return
         except Exception:
-            log.exception("could not record the async-response; requeueing")
-            await self.retry_later(message)
+            log.exception("could not record the async-response; retrying later")
+            await self.retry_later(delivery)
             return
-        await self._reply(message, CodeRecord.of(code).model_dump_json().encode())
-        await self.settle(message, message.ack())
+        await self._reply(delivery, CodeRecord.of(code).model_dump_json().encode())
+        await self.settle(delivery, delivery.ack())
 
-    async def _redeem(self, message: AbstractIncomingMessage) -> None:
+    async def _redeem(self, delivery: Delivery) -> None:
         try:
-            command = parse(RedeemCommand, message.body)
+            command = parse(RedeemCommand, delivery.body)
             job = job_for(
                 command,
                 clock=self._clock,
-                reply_to=message.reply_to,
-                correlation_id=message.correlation_id,
+                reply_to=delivery.reply_to,
+                correlation_id=delivery.correlation_id,
             )
         except DomainError as error:
             log.warning("dead-lettering a bad command", reason=error.message)
-            await self._refuse(message, error)
+            await self._refuse(delivery, error)
             return
         try:
             await submit(self._broker, job, via="amqp")
         except Exception:
-            log.exception("could not publish the job; requeueing")
-            await self.retry_later(message)
+            log.exception("could not publish the job; retrying later")
+            await self.retry_later(delivery)
             return
-        await self.settle(message, message.ack())
+        await self.settle(delivery, delivery.ack())
 
-    async def _refuse(
-        self, message: AbstractIncomingMessage, error: DomainError, status: int = 422
-    ) -> None:
-        await self._reply(message, _error_body(error, status))
-        await self.settle(message, self._broker.dead_letter(message, error))
+    async def _refuse(self, delivery: Delivery, error: DomainError, status: int = 422) -> None:
+        await self._reply(delivery, _error_body(error, status))
+        await self.settle(delivery, delivery.dead_letter(error))
 
-    async def _reply(self, message: AbstractIncomingMessage, body: bytes) -> None:
-        if not message.reply_to:
+    async def _reply(self, delivery: Delivery, body: bytes) -> None:
+        if not delivery.reply_to:
             return
         try:
             await self._broker.publish(
-                "", message.reply_to, body, correlation_id=message.correlation_id
+                "", delivery.reply_to, body, correlation_id=delivery.correlation_id
             )
         except Exception:
             log.info("could not answer the sender", exc_info=True)

@@ -8,14 +8,13 @@ from services.intake.bulk import export_lines
 from services.intake.queries import personal_campaign
 from services.intake.schemas import GenerateIn
 from shared import codegen, topology
-from shared.adapters.rabbitmq import Broker
 from shared.clock import Clock
 from shared.domain.generation import Format
 from shared.domain.model import Job, NewId
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
 from shared.messages import JobMessage
-from shared.ports import Store
+from shared.ports import Publisher, Store
 
 MAX_INLINE = 100
 
@@ -23,7 +22,7 @@ MAX_INLINE = 100
 class Generation:
     """Generation jobs: started, looked up, and the codes they made."""
 
-    def __init__(self, store: Store, broker: Broker, clock: Clock, new_id: NewId) -> None:
+    def __init__(self, store: Store, broker: Publisher, clock: Clock, new_id: NewId) -> None:
         self._store = store
         self._broker = broker
         self._clock = clock

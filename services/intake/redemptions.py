@@ -9,12 +9,11 @@ from prometheus_client import Counter
 
 from services.intake.replies import Replies
 from shared import topology
-from shared.adapters.rabbitmq import Broker
 from shared.clock import Clock, new_id, to_ms
 from shared.domain.scancode import checked
 from shared.failpoints import failpoint
 from shared.messages import RedeemCommand, RedemptionJob, RedemptionRecord
-from shared.ports import Redemptions
+from shared.ports import Publisher, Redemptions
 
 ACCEPTED = Counter("redemptions_accepted", "Redemptions published to the work queue", ["via"])
 _NAMESPACE = uuid.UUID("6f1c3a52-8d0e-4b7a-9a51-3c2f04d7be10")
@@ -51,7 +50,7 @@ def job_for(
     )
 
 
-async def submit(broker: Broker, job: RedemptionJob, via: str) -> None:
+async def submit(broker: Publisher, job: RedemptionJob, via: str) -> None:
     await broker.publish(
         topology.WORK_EXCHANGE,
         topology.REDEEM_ROUTING_KEY,
@@ -67,7 +66,7 @@ class Redeemer:
 
     def __init__(
         self,
-        broker: Broker,
+        broker: Publisher,
         redemptions: Redemptions,
         replies: Replies,
         clock: Clock,

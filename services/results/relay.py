@@ -15,12 +15,11 @@ import structlog
 from prometheus_client import Counter
 
 from shared import topology
-from shared.adapters.rabbitmq import Broker, Unroutable
 from shared.clock import to_ms
 from shared.domain.model import Redemption
 from shared.failpoints import failpoint
 from shared.messages import CodeEventMessage, CodeRecord, RedemptionRecord
-from shared.ports import Outbox, PendingEvent, PendingEvents
+from shared.ports import Outbox, PendingEvent, PendingEvents, Publisher, Unroutable
 
 log = structlog.get_logger()
 RELAYED = Counter("redemption_events_relayed", "Events confirmed by the broker", ["routing_key"])
@@ -41,7 +40,7 @@ def event_body(pending: PendingEvent) -> bytes:
 
 
 class Relay:
-    def __init__(self, store: Outbox, broker: Broker, *, batch: int, idle_s: float) -> None:
+    def __init__(self, store: Outbox, broker: Publisher, *, batch: int, idle_s: float) -> None:
         self._store = store
         self._broker = broker
         self._batch = batch

@@ -7,11 +7,8 @@ import httpx
 import structlog
 
 from services.worker.bootstrap import bootstrap
-from services.worker.consumer import WorkConsumer
-from services.worker.jobs import JobConsumer
 from services.worker.transports import AmqpTransport, LocalTransport, Transports, WebhookTransport
 from shared import logs
-from shared.clock import new_id, utcnow
 from shared.config import Settings
 from shared.fulfillment.registry import load_handlers
 from shared.ops import OpsServer, ops_app
@@ -41,28 +38,24 @@ async def main() -> None:
             lease_s=settings.fulfillment_lease_s,
             timer_scan_s=settings.timer_scan_s,
             timer_concurrency=settings.timer_concurrency,
+            broker=a.broker,
+            max_deliveries=settings.max_deliveries,
         )
-        consumer = WorkConsumer(
-            worker.redeem, a.broker, utcnow, max_deliveries=settings.max_deliveries
-        )
-        jobs = JobConsumer(
-            a.store, a.broker, utcnow, new_id, max_deliveries=settings.max_deliveries
-        )
+        consumers = worker.consumers
+        assert consumers is not None  # bootstrapped with a broker
         ops = OpsServer(
             ops_app([("store", a.store.ping), ("broker", a.broker.ping)]),
             settings.http_host,
             settings.port_for(DEFAULT_PORT),
         )
         await ops.start()
-        await consumer.start()
-        await jobs.start()
+        await consumers.start()
         await worker.timers.start()
         log.info("worker started", handlers=sorted(handlers), webhooks=webhook is not None)
         await until_stopped()
         log.info("worker stopping")
         await worker.timers.stop()
-        await jobs.stop()
-        await consumer.stop()
+        await consumers.stop()
         await ops.stop()
     log.info("worker stopped")
 

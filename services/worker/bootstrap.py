@@ -7,14 +7,34 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from services.worker.campaigns import CampaignCache
+from services.worker.consumer import WorkConsumer
 from services.worker.fulfil import Fulfiller
+from services.worker.jobs import JobConsumer
 from services.worker.redeem import RedeemService
 from services.worker.timers import TimerLoop
 from services.worker.transports import LocalTransport, Transports
+from shared import topology
 from shared.clock import Clock, new_id, utcnow
+from shared.domain.backoff import RetryPolicy
 from shared.domain.model import NewId
 from shared.fulfillment.outcomes import Outcomes
-from shared.ports import FulfillmentHandler, Store
+from shared.ports import Broker, FulfillmentHandler, Store
+
+
+@dataclass(frozen=True)
+class Consumers:
+    """The worker's queues, consumed: redemption jobs and generation jobs."""
+
+    work: WorkConsumer
+    jobs: JobConsumer
+
+    async def start(self) -> None:
+        await self.work.start()
+        await self.jobs.start()
+
+    async def stop(self) -> None:
+        await self.jobs.stop()
+        await self.work.stop()
 
 
 @dataclass(frozen=True)
@@ -22,12 +42,16 @@ class Worker:
     redeem: RedeemService
     timers: TimerLoop
     outcomes: Outcomes
+    consumers: Consumers | None  # None when bootstrapped without a broker
 
 
 def bootstrap(
     store: Store,
     handlers: Transports | Mapping[str, FulfillmentHandler],
     *,
+    broker: Broker | None = None,
+    max_deliveries: int = 5,
+    broker_retry: RetryPolicy = topology.BROKER_RETRY,
     campaign_cache_ttl_s: float = 1.0,
     lease_s: float = 10.0,
     timer_scan_s: float = 0.25,
@@ -36,7 +60,9 @@ def bootstrap(
     ids: NewId = new_id,
     unit: Callable[[], float] = random.random,
 ) -> Worker:
-    """`handlers`: the transports to reach handlers by, or just in-process handlers."""
+    """`handlers`: the transports to reach handlers by, or just in-process handlers.
+    With a `broker`, the queue consumers too, which retry after `broker_retry`'s delays
+    and give a message up at `max_deliveries`."""
     transports = (
         handlers
         if isinstance(handlers, Transports)
@@ -45,8 +71,14 @@ def bootstrap(
     campaigns = CampaignCache(store, campaign_cache_ttl_s)
     outcomes = Outcomes(store, clock, ids, lease_s=lease_s, unit=unit)
     fulfiller = Fulfiller(store, transports, outcomes, clock, lease_s=lease_s)
+    redeem = RedeemService(store, campaigns, fulfiller, outcomes, clock, ids, lease_s=lease_s)
+    consumers = None
+    if broker is not None:
+        consumers = _consumers(
+            store, broker, redeem, clock, ids, max_deliveries=max_deliveries, retry=broker_retry
+        )
     return Worker(
-        redeem=RedeemService(store, campaigns, fulfiller, outcomes, clock, ids, lease_s=lease_s),
+        redeem=redeem,
         timers=TimerLoop(
             store,
             campaigns,
@@ -58,4 +90,21 @@ def bootstrap(
             concurrency=timer_concurrency,
         ),
         outcomes=outcomes,
+        consumers=consumers,
+    )
+
+
+def _consumers(
+    store: Store,
+    broker: Broker,
+    redeem: RedeemService,
+    clock: Clock,
+    ids: NewId,
+    *,
+    max_deliveries: int,
+    retry: RetryPolicy,
+) -> Consumers:
+    return Consumers(
+        work=WorkConsumer(redeem, broker, clock, max_deliveries=max_deliveries, retry=retry),
+        jobs=JobConsumer(store, broker, clock, ids, max_deliveries=max_deliveries, retry=retry),
     )

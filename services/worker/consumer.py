@@ -2,31 +2,32 @@
 
 Ack policy: a job is acked once its outcome is stored. A body that is not a
 job is dead-lettered at once with the reason. A job that fails for want of
-the store or broker is requeued after a pause; at `max_deliveries` it is
-ended as failed and dead-lettered, so that no redemption waits forever. If
-even that cannot be recorded (the store is down), a fresh copy of the job
-goes back on the queue after a longer pause and starts over, the broker's
-delivery count with it, so that the job outlives the outage; after
-`MAX_START_OVERS` of those it is dead-lettered. Every way out ends in an
-ack, a delayed retry or a dead-letter with the reason.
+the store or broker is retried later through a delay queue, the delay growing
+with its deliveries; at `max_deliveries` it is ended as failed and
+dead-lettered, so that no redemption waits forever. If even that cannot be
+recorded (the store is down), a fresh copy of the job goes back through a
+delay queue, its deliveries counted from 0 again, and starts over, so that the
+job outlives the outage; after `MAX_START_OVERS` of those it is dead-lettered.
+Every way out ends in an ack, a delayed retry or a dead-letter with the reason.
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import Counter
 
 from services.worker.redeem import RedeemService
 from shared import topology
-from shared.adapters.rabbitmq import Broker, Consumer, delivery_count
 from shared.clock import Clock, from_ms
+from shared.consumer import Consumer
+from shared.domain.backoff import RetryPolicy
 from shared.domain.model import Redemption, ReplyTo
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.messages import RedemptionJob, parse
+from shared.ports import Broker, Delivery
 
 log = structlog.get_logger()
 MAX_START_OVERS = 20
@@ -51,46 +52,50 @@ def pending_from_job(job: RedemptionJob, clock: Clock) -> Redemption:
 
 class WorkConsumer(Consumer):
     def __init__(
-        self, service: RedeemService, broker: Broker, clock: Clock, *, max_deliveries: int
+        self,
+        service: RedeemService,
+        broker: Broker,
+        clock: Clock,
+        *,
+        max_deliveries: int,
+        retry: RetryPolicy = topology.BROKER_RETRY,
     ) -> None:
+        super().__init__(broker, topology.WORK_QUEUE, retry=retry)
         self._service = service
-        super().__init__(broker, topology.WORK_QUEUE)
         self._clock = clock
         self._max_deliveries = max_deliveries
 
-    async def handle(self, message: AbstractIncomingMessage) -> None:
+    async def handle(self, delivery: Delivery) -> None:
         try:
-            job = parse(RedemptionJob, message.body)
+            job = parse(RedemptionJob, delivery.body)
             pending = pending_from_job(job, self._clock)
         except (DomainError, ValueError, OverflowError) as exc:
             error = exc if isinstance(exc, DomainError) else _malformed(exc)
             log.warning("dead-lettering a malformed job", reason=error.message)
-            await self.settle(message, self._broker.dead_letter(message, error))
+            await self.settle(delivery, delivery.dead_letter(error))
             return
         with structlog.contextvars.bound_contextvars(
             redemptionId=job.redemptionId, requestId=job.requestId
         ):
-            await self._handle(message, pending)
+            await self._handle(delivery, pending)
 
-    async def _handle(self, message: AbstractIncomingMessage, pending: Redemption) -> None:
-        deliveries = delivery_count(message)
+    async def _handle(self, delivery: Delivery, pending: Redemption) -> None:
+        deliveries = delivery.deliveries
         if deliveries >= self._max_deliveries:
-            await self._give_up(message, pending, deliveries)
+            await self._give_up(delivery, pending, deliveries)
             return
         try:
             outcome = await self._service.redeem(pending)
         except Exception:
-            log.exception("redemption interrupted; requeueing", deliveries=deliveries)
-            await self.retry_later(message)
+            log.exception("redemption interrupted; retrying later", deliveries=deliveries)
+            await self.retry_later(delivery)
             return
         reason = outcome.reason_code.name if outcome.reason_code else ""
         OUTCOMES.labels(outcome.status.value, reason).inc()
         log.info("redemption ended", status=outcome.status.value, reason=reason)
-        await self.settle(message, message.ack())
+        await self.settle(delivery, delivery.ack())
 
-    async def _give_up(
-        self, message: AbstractIncomingMessage, pending: Redemption, deliveries: int
-    ) -> None:
+    async def _give_up(self, delivery: Delivery, pending: Redemption, deliveries: int) -> None:
         error = DomainError(
             ReasonCode.DELIVERY_LIMIT_EXCEEDED,
             f"could not be carried out in {deliveries} deliveries",
@@ -99,37 +104,29 @@ class WorkConsumer(Consumer):
             await self._service.give_up(pending, error)
         except Exception:
             log.exception("could not end the redemption; it starts over later")
-            await self._start_over(message)
+            await self._start_over(delivery)
             return
-        await self.settle(message, self._broker.dead_letter(message, error))
+        await self.settle(delivery, delivery.dead_letter(error))
 
-    async def _start_over(self, message: AbstractIncomingMessage) -> None:
-        headers = dict(message.headers or {})
-        rounds = int(str(headers.get(topology.START_OVER_HEADER, 0))) + 1
+    async def _start_over(self, delivery: Delivery) -> None:
+        rounds = start_overs(delivery.headers) + 1
         if rounds > MAX_START_OVERS:
             error = DomainError(
                 ReasonCode.DELIVERY_LIMIT_EXCEEDED, f"could not be ended in {rounds} rounds"
             )
-            await self.settle(message, self._broker.dead_letter(message, error))
+            await self.settle(delivery, delivery.dead_letter(error))
             return
-        await asyncio.sleep(min(0.5 * 2**rounds, 30.0))
-        fresh = {k: v for k, v in headers.items() if not k.startswith(("x-delivery", "x-death"))}
-        fresh[topology.START_OVER_HEADER] = rounds
-        await self.settle(message, self._put_back(message, fresh))
+        headers = {topology.START_OVER_HEADER: rounds}
+        await self.settle(delivery, delivery.start_over(self.backoff_s(rounds), headers))
 
-    async def _put_back(self, message: AbstractIncomingMessage, headers: dict[str, Any]) -> None:
-        """A copy of the job on the work queue (confirmed), then this delivery acked."""
-        await self._broker.publish(
-            topology.WORK_EXCHANGE,
-            topology.REDEEM_ROUTING_KEY,
-            message.body,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            reply_to=message.reply_to,
-            headers=headers,
-        )
-        await message.ack()
 
+def start_overs(headers: Mapping[str, Any]) -> int:
+    """How many times this job started over before; 0 when the header is not a count."""
+    value = headers.get(topology.START_OVER_HEADER, 0)
+    try:
+        return max(0, int(str(value)))
+    except ValueError:
+        return 0
 
 
 def _malformed(exc: Exception) -> DomainError:

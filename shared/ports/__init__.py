@@ -1,4 +1,5 @@
-"""The ports the services depend on, one per aggregate; adapters implement them.
+"""The ports the services depend on, one per aggregate, and the broker's; adapters
+implement them.
 
 A store adapter implements them all (`Store`); a service asks for the ports it
 uses, so that what it touches shows in its signature.
@@ -7,6 +8,7 @@ uses, so that what it touches shows in its signature.
 from typing import Protocol
 
 from shared.ports.attempts import Attempts, Due
+from shared.ports.broker import Broker, Delivery, Handler, Publisher, Subscription, Unroutable
 from shared.ports.campaigns import Campaigns
 from shared.ports.claims import SharedClaims
 from shared.ports.codes import Codes
@@ -29,15 +31,21 @@ class Store(Campaigns, Codes, Attempts, SharedClaims, Redemptions, Outbox, Jobs,
 
 __all__ = [
     "Attempts",
+    "Broker",
     "Campaigns",
     "Codes",
+    "Delivery",
     "Due",
     "FulfillmentHandler",
+    "Handler",
     "Jobs",
     "Outbox",
     "PendingEvent",
     "PendingEvents",
+    "Publisher",
     "Redemptions",
     "SharedClaims",
     "Store",
+    "Subscription",
+    "Unroutable",
 ]

@@ -1,0 +1,121 @@
+"""The broker port on aio-pika: one connection, a confirming channel to publish on and
+one to consume from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import PublishError
+
+from shared.adapters.rabbitmq.declare import declare
+from shared.adapters.rabbitmq.delivery import RabbitDelivery
+from shared.ports.broker import Handler, Unroutable
+
+
+class Broker:
+    """One connection; a confirming channel for publishing, one for consuming."""
+
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        publishing: AbstractChannel,
+        consuming: AbstractChannel,
+        *,
+        publish_timeout_s: float,
+    ) -> None:
+        self.connection = connection
+        self._publishing = publishing
+        self.consuming = consuming
+        self._publish_timeout_s = publish_timeout_s
+        self._exchanges: dict[str, AbstractExchange] = {"": publishing.default_exchange}
+
+    @classmethod
+    async def connect(
+        cls, url: str, *, prefetch: int = 32, publish_timeout_s: float = 5.0, name: str = "redeem"
+    ) -> Broker:
+        connection = await aio_pika.connect_robust(url, client_properties={"connection_name": name})
+        publishing = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        consuming = await connection.channel()
+        await consuming.set_qos(prefetch_count=prefetch)
+        return cls(connection, publishing, consuming, publish_timeout_s=publish_timeout_s)
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+    async def ping(self) -> None:
+        """Raise unless the connection is open."""
+        if self.connection.is_closed or self._publishing.is_closed:
+            raise ConnectionError("the broker connection is closed")
+
+    async def declare_topology(self, *, max_deliveries: int) -> None:
+        """Declare every exchange, queue and binding, the delay queues too; idempotent."""
+        await declare(self._publishing, max_deliveries=max_deliveries)
+
+    async def queue(self, name: str) -> AbstractQueue:
+        """A declared queue, on the consuming channel."""
+        return await self.consuming.get_queue(name, ensure=True)
+
+    async def consume(self, queue: str, handle: Handler) -> _Subscription:
+        """Hand each message of `queue` to `handle` as a delivery to settle (manual acks),
+        in a task of its own."""
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            await handle(RabbitDelivery(message, queue, self))
+
+        declared = await self.queue(queue)
+        return _Subscription(declared, await declared.consume(on_message))
+
+    async def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        mandatory: bool = True,
+        message_id: str | None = None,
+        correlation_id: str | None = None,
+        reply_to: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Publish persistently and wait for the broker's confirm.
+
+        Raises `Unroutable` when a mandatory message reaches no queue, and
+        TimeoutError or DeliveryError when the broker does not confirm it.
+        """
+        message = aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message_id,
+            correlation_id=correlation_id,
+            reply_to=reply_to,
+            headers=dict(headers or {}),
+        )
+        target = self._exchanges.get(exchange)
+        if target is None:
+            target = await self._publishing.get_exchange(exchange, ensure=False)
+            self._exchanges[exchange] = target
+        try:
+            await target.publish(
+                message, routing_key, mandatory=mandatory, timeout=self._publish_timeout_s
+            )
+        except PublishError as exc:
+            raise Unroutable(f"{exchange or '(default)'} -> {routing_key}") from exc
+
+
+class _Subscription:
+    def __init__(self, queue: AbstractQueue, tag: str) -> None:
+        self._queue = queue
+        self._tag = tag
+
+    async def cancel(self) -> None:
+        await self._queue.cancel(self._tag)
