@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from services.intake.bulk import Importer, export_lines
-from shared import codegen
 from shared.adapters.mongodb import MongoStore
 from shared.adapters.sqlite import SqliteStore
 from shared.clock import new_id, utcnow
@@ -31,6 +30,7 @@ from shared.domain.generation import Format
 from shared.domain.model import Campaign, CodeUseType, Job
 from shared.domain.states import CodeState
 from shared.ports import Store
+from shared.service import generate_codes
 
 NOW = datetime.now(UTC)
 Phase = Callable[[Store, int, Path], Coroutine[Any, Any, None]]
@@ -48,7 +48,7 @@ async def generate(store: Store, rows: int, _: Path) -> None:
         new_id(), "gen", rows, CodeState.INACTIVE, "FiveByFive", {"includeCheck": True}, NOW, NOW
     )
     await store.create_job(job)
-    await codegen.generate(store, job, utcnow, new_id)
+    await generate_codes.generate(store, job, utcnow, new_id)
 
 
 async def import_file(store: Store, _: int, file: Path) -> None:

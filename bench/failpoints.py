@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from shared import failpoints
+from shared.runtime import failpoints
 
 Call = Callable[[str], Awaitable[None]]
 

@@ -257,9 +257,7 @@ class Cluster:
         spec = self.armed.get(self.slots[slot].name)
         return {"REDEEM_FAILPOINTS": spec} if spec else {}
 
-    def revive(
-        self, slot: str, *, wait: bool = True, env: dict[str, str] | None = None
-    ) -> Service:
+    def revive(self, slot: str, *, wait: bool = True, env: dict[str, str] | None = None) -> Service:
         """A new process in `slot` (the old one stopped if alive), armed as its role is
         unless `env` says otherwise."""
         extra = self.wanted(slot) if env is None or slot == "partner" else env

@@ -24,7 +24,7 @@ from pathlib import Path
 from bench.faults.harness import Cluster, Progress, Run, wait_ready
 from bench.support.servers import Secantus, wait_for_port
 
-# Where each failpoint lives (shared/failpoints.py names them).
+# Where each failpoint lives (shared/runtime/failpoints.py names them).
 FAILPOINT_ROLES = {
     "intake-after-publish": "intake",
     "after-claim": "worker",

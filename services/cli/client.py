@@ -11,7 +11,7 @@ import httpx
 
 from services.cli.errors import CliError
 from services.cli.local import RunningSystem, admin_key
-from shared.config import Settings
+from shared.runtime.settings import Settings
 
 
 class Api:

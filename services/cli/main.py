@@ -21,7 +21,7 @@ from services.cli import manage
 from services.cli import up as up_module
 from services.cli.errors import CliError
 from services.cli.local import RunningSystem, admin_key
-from shared.config import Settings
+from shared.runtime.settings import Settings
 
 app = typer.Typer(help="Redemption codes: run the service and work with it.", add_completion=False)
 app.add_typer(manage.campaigns, name="campaigns")

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from services.cli import local
 from services.cli.errors import CliError
-from shared.config import Settings
+from shared.runtime.settings import Settings
 
 READY_TIMEOUT_S = 60.0
 BROKER_START_TIMEOUT_S = 120.0

@@ -3,9 +3,9 @@
 import uvicorn
 
 from services.intake.app import create_app
-from shared import logs
-from shared.config import Settings
-from shared.runtime import adapters
+from shared.runtime import logs
+from shared.runtime.process import adapters
+from shared.runtime.settings import Settings
 
 DEFAULT_PORT = 8080
 

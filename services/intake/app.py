@@ -13,10 +13,10 @@ from services.intake.auth import Keys
 from services.intake.bootstrap import bootstrap
 from services.intake.routes import async_responses, bulk, campaigns, codes, redemptions, users
 from shared.clock import Clock, utcnow
-from shared.config import Settings
 from shared.messages import ErrorBody
-from shared.ops import ops_router
-from shared.runtime import Adapters
+from shared.runtime.ops import ops_router
+from shared.runtime.process import Adapters
+from shared.runtime.settings import Settings
 
 Connect = Callable[[Settings, str], AbstractAsyncContextManager[Adapters]]
 ERRORS: dict[int | str, dict[str, Any]] = {

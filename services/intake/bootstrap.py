@@ -16,11 +16,11 @@ from services.intake.replies import Replies
 from shared import topology
 from shared.adapters.rabbitmq import Broker
 from shared.clock import Clock, new_id, utcnow
-from shared.config import Settings
 from shared.domain.backoff import RetryPolicy
 from shared.domain.model import NewId
-from shared.fulfillment.outcomes import Outcomes
 from shared.ports import Store
+from shared.runtime.settings import Settings
+from shared.service.attempt_outcomes import AttemptOutcomes
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Intake:
     generation: Generation
     queries: Queries
     redeemer: Redeemer
-    attempts: Outcomes
+    attempts: AttemptOutcomes
     contexts: Contexts
     replies: Replies
     commands: CommandConsumer
@@ -49,7 +49,7 @@ def bootstrap(
 ) -> Intake:
     """Builds, starts nothing: `replies` and `commands` are started by the caller. The
     command consumer retries after `broker_retry`'s delays, up to `max_deliveries`."""
-    attempts = Outcomes(store, clock, ids, lease_s=settings.fulfillment_lease_s)
+    attempts = AttemptOutcomes(store, clock, ids, lease_s=settings.fulfillment_lease_s)
     replies = Replies(broker)
     return Intake(
         admin=Admin(store, clock, ids),

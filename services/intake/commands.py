@@ -17,12 +17,12 @@ from services.intake.redemptions import job_for, submit
 from services.intake.refusals import http_status, refusal
 from shared import topology
 from shared.clock import Clock
-from shared.consumer import Consumer
 from shared.domain.backoff import RetryPolicy
 from shared.domain.reasons import DomainError, ReasonCode
-from shared.fulfillment.outcomes import Outcomes
+from shared.entrypoints.consumer import Consumer
 from shared.messages import AsyncResponseCommand, CodeRecord, RedeemCommand, parse
 from shared.ports import Broker, Delivery
+from shared.service.attempt_outcomes import AttemptOutcomes
 
 log = structlog.get_logger()
 
@@ -31,7 +31,7 @@ class CommandConsumer(Consumer):
     def __init__(
         self,
         broker: Broker,
-        attempts: Outcomes,
+        attempts: AttemptOutcomes,
         clock: Clock,
         *,
         max_deliveries: int,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from services.intake.bulk import export_lines
 from services.intake.queries import personal_campaign
 from services.intake.schemas import GenerateIn
-from shared import codegen, topology
+from shared import topology
 from shared.clock import Clock
 from shared.domain.generation import Format
 from shared.domain.model import Job, NewId
@@ -15,6 +15,7 @@ from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
 from shared.messages import JobMessage
 from shared.ports import Publisher, Store
+from shared.service import generate_codes
 
 MAX_INLINE = 100
 
@@ -40,7 +41,7 @@ class Generation:
         job = self._job(code_type, request)
         await self._store.create_job(job)
         if request.inline:
-            return await codegen.generate(self._store, job, self._clock, self._new_id)
+            return await generate_codes.generate(self._store, job, self._clock, self._new_id)
         message = JobMessage(jobId=job.job_id).model_dump_json().encode()
         await self._broker.publish(
             topology.WORK_EXCHANGE, topology.JOB_ROUTING_KEY, message, message_id=job.job_id

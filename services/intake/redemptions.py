@@ -11,9 +11,9 @@ from services.intake.replies import Replies
 from shared import topology
 from shared.clock import Clock, new_id, to_ms
 from shared.domain.scancode import checked
-from shared.failpoints import failpoint
 from shared.messages import RedeemCommand, RedemptionJob, RedemptionRecord
 from shared.ports import Publisher, Redemptions
+from shared.runtime.failpoints import failpoint
 
 ACCEPTED = Counter("redemptions_accepted", "Redemptions published to the work queue", ["via"])
 _NAMESPACE = uuid.UUID("6f1c3a52-8d0e-4b7a-9a51-3c2f04d7be10")

@@ -8,11 +8,11 @@ import structlog
 from fastapi import FastAPI
 
 from services.partner.app import Partner, PartnerSettings, routes
-from shared import logs
 from shared.adapters.rabbitmq import Broker
-from shared.config import Settings
-from shared.ops import OpsServer, ops_router
-from shared.runtime import until_stopped
+from shared.runtime import logs
+from shared.runtime.ops import OpsServer, ops_router
+from shared.runtime.process import until_stopped
+from shared.runtime.settings import Settings
 
 DEFAULT_PORT = 8090
 

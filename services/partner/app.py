@@ -28,10 +28,10 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared import topology
+from shared import signing, topology
 from shared.adapters.rabbitmq import Broker
 from shared.clock import to_ms, utcnow
-from shared.fulfillment import signing, simulation
+from shared.handlers import simulation
 from shared.messages import AsyncResponseCommand
 
 log = structlog.get_logger()
@@ -161,7 +161,6 @@ class Partner:
             return JSONResponse(dict(answer))
         await asyncio.sleep(chosen.delay_s)
         return JSONResponse(dict(simulation.outcome(payload, chosen)))
-
 
     def _same_body(self, key: str | None, body: bytes) -> bool:
         """Whether `body` is the one first sent under `key` (or the key is new)."""

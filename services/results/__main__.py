@@ -5,10 +5,10 @@ import asyncio
 import structlog
 
 from services.results.relay import Relay
-from shared import logs
-from shared.config import Settings
-from shared.ops import OpsServer, ops_app
-from shared.runtime import adapters, until_stopped
+from shared.runtime import logs
+from shared.runtime.ops import OpsServer, ops_app
+from shared.runtime.process import adapters, until_stopped
+from shared.runtime.settings import Settings
 
 DEFAULT_PORT = 8082
 

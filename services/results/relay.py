@@ -17,9 +17,9 @@ from prometheus_client import Counter
 from shared import topology
 from shared.clock import to_ms
 from shared.domain.model import Redemption
-from shared.failpoints import failpoint
 from shared.messages import CodeEventMessage, CodeRecord, RedemptionRecord
 from shared.ports import Outbox, PendingEvent, PendingEvents, Publisher, Unroutable
+from shared.runtime.failpoints import failpoint
 
 log = structlog.get_logger()
 RELAYED = Counter("redemption_events_relayed", "Events confirmed by the broker", ["routing_key"])

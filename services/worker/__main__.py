@@ -8,11 +8,11 @@ import structlog
 
 from services.worker.bootstrap import bootstrap
 from services.worker.transports import AmqpTransport, LocalTransport, Transports, WebhookTransport
-from shared import logs
-from shared.config import Settings
-from shared.fulfillment.registry import load_handlers
-from shared.ops import OpsServer, ops_app
-from shared.runtime import adapters, until_stopped
+from shared.handlers.registry import load_handlers
+from shared.runtime import logs
+from shared.runtime.ops import OpsServer, ops_app
+from shared.runtime.process import adapters, until_stopped
+from shared.runtime.settings import Settings
 
 DEFAULT_PORT = 8081
 

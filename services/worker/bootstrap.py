@@ -17,8 +17,8 @@ from shared import topology
 from shared.clock import Clock, new_id, utcnow
 from shared.domain.backoff import RetryPolicy
 from shared.domain.model import NewId
-from shared.fulfillment.outcomes import Outcomes
 from shared.ports import Broker, FulfillmentHandler, Store
+from shared.service.attempt_outcomes import AttemptOutcomes
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Consumers:
 class Worker:
     redeem: RedeemService
     timers: TimerLoop
-    outcomes: Outcomes
+    outcomes: AttemptOutcomes
     consumers: Consumers | None  # None when bootstrapped without a broker
 
 
@@ -69,7 +69,7 @@ def bootstrap(
         else Transports(LocalTransport(handlers), None, None)
     )
     campaigns = CampaignCache(store, campaign_cache_ttl_s)
-    outcomes = Outcomes(store, clock, ids, lease_s=lease_s, unit=unit)
+    outcomes = AttemptOutcomes(store, clock, ids, lease_s=lease_s, unit=unit)
     fulfiller = Fulfiller(store, transports, outcomes, clock, lease_s=lease_s)
     redeem = RedeemService(store, campaigns, fulfiller, outcomes, clock, ids, lease_s=lease_s)
     consumers = None

@@ -22,10 +22,10 @@ from prometheus_client import Counter
 from services.worker.redeem import RedeemService
 from shared import topology
 from shared.clock import Clock, from_ms
-from shared.consumer import Consumer
 from shared.domain.backoff import RetryPolicy
 from shared.domain.model import Redemption, ReplyTo
 from shared.domain.reasons import DomainError, ReasonCode
+from shared.entrypoints.consumer import Consumer
 from shared.messages import RedemptionJob, parse
 from shared.ports import Broker, Delivery
 

@@ -9,9 +9,9 @@ from shared.clock import Clock
 from shared.domain import attempts, fulfillment
 from shared.domain.model import AttemptState, Campaign, Code, CodeRef
 from shared.domain.states import CodeState
-from shared.failpoints import failpoint
-from shared.fulfillment.outcomes import Outcomes
 from shared.ports import Store
+from shared.runtime.failpoints import failpoint
+from shared.service.attempt_outcomes import AttemptOutcomes
 
 # A timeout that fires this close to the deadline counts as reaching it.
 _SLACK = timedelta(milliseconds=50)
@@ -22,7 +22,7 @@ class Fulfiller:
         self,
         store: Store,
         transports: Transports,
-        outcomes: Outcomes,
+        outcomes: AttemptOutcomes,
         clock: Clock,
         *,
         lease_s: float,

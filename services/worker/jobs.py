@@ -15,14 +15,15 @@ import dataclasses
 
 import structlog
 
-from shared import codegen, topology
+from shared import topology
 from shared.clock import Clock
-from shared.consumer import Consumer
 from shared.domain.backoff import RetryPolicy
 from shared.domain.model import JobState, NewId
 from shared.domain.reasons import DomainError, ReasonCode
+from shared.entrypoints.consumer import Consumer
 from shared.messages import JobMessage, parse
 from shared.ports import Broker, Delivery, Jobs
+from shared.service import generate_codes
 
 log = structlog.get_logger()
 
@@ -65,7 +66,7 @@ class JobConsumer(Consumer):
         if job is None or job.state is not JobState.RUNNING:
             await self.settle(delivery, delivery.ack())
             return
-        finished, _ = await codegen.generate(self._store, job, self._clock, self._new_id)
+        finished, _ = await generate_codes.generate(self._store, job, self._clock, self._new_id)
         log.info("generation finished", done=finished.done)
         await self.settle(delivery, delivery.ack())
 

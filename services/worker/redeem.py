@@ -36,9 +36,9 @@ from shared.domain.model import (
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import checked, normalise
 from shared.domain.states import CodeState
-from shared.failpoints import failpoint
-from shared.fulfillment.outcomes import Outcomes
 from shared.ports import Store
+from shared.runtime.failpoints import failpoint
+from shared.service.attempt_outcomes import AttemptOutcomes
 
 log = structlog.get_logger()
 
@@ -49,7 +49,7 @@ class RedeemService:
         store: Store,
         campaigns: CampaignCache,
         fulfiller: Fulfiller,
-        outcomes: Outcomes,
+        outcomes: AttemptOutcomes,
         clock: Clock,
         new_id: NewId,
         *,

@@ -21,9 +21,9 @@ from shared.clock import Clock
 from shared.domain import attempts
 from shared.domain.model import AttemptState, Code, CodeRef
 from shared.domain.states import CodeState
-from shared.failpoints import failpoint
-from shared.fulfillment.outcomes import Outcomes
 from shared.ports import Attempts, Due
+from shared.runtime.failpoints import failpoint
+from shared.service.attempt_outcomes import AttemptOutcomes
 
 log = structlog.get_logger()
 FIRED = Counter("redemption_timers_fired", "Timers acted on", ["kind"])
@@ -40,7 +40,7 @@ class TimerLoop:
         store: Attempts,
         campaigns: CampaignCache,
         fulfiller: Fulfiller,
-        outcomes: Outcomes,
+        outcomes: AttemptOutcomes,
         clock: Clock,
         *,
         lease_s: float,

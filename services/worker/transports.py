@@ -5,7 +5,7 @@
   name. A synchronous partner replies to `reply_to`; an asynchronous one
   answers later with `ProcessAsynchronousResponse`;
 - `webhook`: an HTTP POST to the campaign's `webhookUrl`, signed (see
-  `shared.fulfillment.signing`), retried on timeouts and 5xx, never on 4xx.
+  `shared.signing`), retried on timeouts and 5xx, never on 4xx.
 
 Each returns the handler's answer checked (`fulfillment.Result`), or None
 when no answer came within the time given.
@@ -22,13 +22,12 @@ import httpx
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
-from shared import topology
+from shared import signing, topology
 from shared.adapters.rabbitmq import Broker
 from shared.clock import new_id, to_ms, utcnow
 from shared.domain import fulfillment
 from shared.domain.fulfillment import Result
 from shared.domain.model import Campaign
-from shared.fulfillment import signing
 from shared.ports import FulfillmentHandler
 
 log = structlog.get_logger()

@@ -27,9 +27,7 @@ def set_aside(what: str, key: object, error: Exception) -> None:
     log.error("unreadable document set aside", what=what, key=str(key), error=repr(error))
 
 
-def readable(
-    rows: Iterable[tuple[Any, Any]], decode: Callable[[Any], T], what: str
-) -> Iterator[T]:
+def readable(rows: Iterable[tuple[Any, Any]], decode: Callable[[Any], T], what: str) -> Iterator[T]:
     """Each `(key, stored)` row decoded, those that cannot be set aside."""
     for key, stored in rows:
         try:

@@ -160,9 +160,7 @@ def reset(code: Code, to: CodeState, *, now: datetime, event_id: str, by: str) -
     return reset_from(code.code_state, to, now=now, event_id=event_id, by=by)
 
 
-def reset_from(
-    state: CodeState, to: CodeState, *, now: datetime, event_id: str, by: str
-) -> Change:
+def reset_from(state: CodeState, to: CodeState, *, now: datetime, event_id: str, by: str) -> Change:
     """An operator's reset of a code in `state`: what `reset` gives for any such code
     (a store resetting many in one update takes `state` and `event_id` from each)."""
     return _change(

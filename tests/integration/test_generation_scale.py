@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from shared import codegen
 from shared.adapters.sqlite import SqliteStore
 from shared.clock import new_id, utcnow
 from shared.domain.model import Campaign, CodeUseType, Job, JobState
 from shared.domain.states import CodeState
+from shared.service import generate_codes
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 MILLION = 1_000_000
@@ -34,7 +34,7 @@ async def test_generating_a_million_codes_stores_a_million_distinct_codes(tmp_pa
         NOW,
     )
     await store.create_job(job)
-    finished, _ = await codegen.generate(store, job, utcnow, new_id)
+    finished, _ = await generate_codes.generate(store, job, utcnow, new_id)
     await store.close()
     assert (finished.state, finished.done) == (JobState.COMPLETED, MILLION)
     with sqlite3.connect(tmp_path / "million.sqlite3") as db:

@@ -80,9 +80,7 @@ async def test_events_of_shared_code_instances_leave_their_outbox_once_relayed(
     any_store: Store, broker: Broker
 ) -> None:
     events = await Tap.on(broker, topology.EVENTS_EXCHANGE)
-    shared = Campaign(
-        "summer", CodeUseType.MULTI, NOW, NOW, scan_code="SUMMER", max_redemptions=5
-    )
+    shared = Campaign("summer", CodeUseType.MULTI, NOW, NOW, scan_code="SUMMER", max_redemptions=5)
     await any_store.create_campaign(shared)
     for n in range(3):
         claim = Claim(f"r{n}", f"u{n}")

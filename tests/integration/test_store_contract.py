@@ -873,9 +873,7 @@ async def test_due_timers_are_taken_earliest_first_across_codes_and_instances(
 
 
 async def test_a_finished_redemption_keeps_what_it_was_opened_with(store: Store) -> None:
-    opened = Redemption(
-        "r1", "q1", "u1", "ABC", NOW, NOW, custom_redemption_info={"note": "first"}
-    )
+    opened = Redemption("r1", "q1", "u1", "ABC", NOW, NOW, custom_redemption_info={"note": "first"})
     await store.open_redemption(opened)
     later = NOW + timedelta(seconds=5)
     outcome = dataclasses.replace(

@@ -11,15 +11,16 @@ import pytest
 
 from services.worker.bootstrap import bootstrap
 from services.worker.consumer import WorkConsumer, pending_from_job
-from shared import failpoints, topology
+from shared import topology
 from shared.adapters.mongodb import MongoStore
 from shared.adapters.rabbitmq import Broker
 from shared.clock import utcnow
 from shared.domain.model import Campaign, Code, CodeRef, CodeUseType, Redemption, RedemptionStatus
 from shared.domain.reasons import ReasonCode
 from shared.domain.states import CodeState
-from shared.fulfillment.grant_reward import grant_reward
+from shared.handlers.grant_reward import grant_reward
 from shared.messages import RedemptionJob
+from shared.runtime import failpoints
 from tests.conftest import MAX_DELIVERIES
 from tests.support.amqp import Tap
 from tests.support.wait import eventually
@@ -192,4 +193,3 @@ async def test_the_topology_can_be_declared_again(broker: Broker) -> None:
     queue = await broker.consuming.get_queue(topology.WORK_QUEUE)
     assert queue.name == topology.WORK_QUEUE
     assert isinstance(queue, aio_pika.abc.AbstractQueue)
-

@@ -13,8 +13,8 @@ from services.intake.app import create_app
 from services.intake.bootstrap import Intake, bootstrap
 from shared.adapters.rabbitmq import Broker
 from shared.clock import Clock, utcnow
-from shared.config import Settings
 from shared.ports import Store
+from shared.runtime.settings import Settings
 
 
 @dataclass

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from services.worker.bootstrap import Worker, bootstrap
-from shared import failpoints
 from shared.domain.backoff import RetryPolicy, compute_backoff
 from shared.domain.fulfillment import AsyncResponse
 from shared.domain.model import (
@@ -31,6 +30,7 @@ from shared.domain.model import (
 )
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
+from shared.runtime import failpoints
 from tests.fakes import FakeStore, GatedStore
 
 START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from services.intake.bulk import Importer
-from shared.config import Settings
 from shared.domain import jsonmaps
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.messages import AsyncResponseCommand, RedeemCommand, parse
+from shared.runtime.settings import Settings
 from tests.fakes import FakeStore
 from tests.unit.intake_harness import RecordingBroker, intake_client
 

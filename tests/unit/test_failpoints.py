@@ -17,7 +17,6 @@ import pytest
 
 from services.results.relay import Relay
 from services.worker.bootstrap import bootstrap
-from shared import failpoints
 from shared.adapters.rabbitmq import Broker
 from shared.domain.model import (
     Campaign,
@@ -28,7 +27,8 @@ from shared.domain.model import (
     RedemptionStatus,
 )
 from shared.domain.states import CodeState
-from shared.failpoints import Failpoint, FailpointError, configure, failpoint, parse
+from shared.runtime import failpoints
+from shared.runtime.failpoints import Failpoint, FailpointError, configure, failpoint, parse
 from tests.fakes import FakeStore
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -80,7 +80,7 @@ def test_a_malformed_spec_is_refused_naming_the_bad_part(spec: str, message: str
 
 
 def test_a_bad_variable_stops_the_process_at_start() -> None:
-    ran = _python("import shared.failpoints", "after-claim=explode")
+    ran = _python("import shared.runtime.failpoints", "after-claim=explode")
     assert ran.returncode == 1
     assert "ValueError: REDEEM_FAILPOINTS: failpoint 'after-claim': unknown action" in ran.stderr
 
@@ -117,7 +117,9 @@ async def test_unset_or_other_names_have_no_effect() -> None:
 
 
 def test_kill_kills_the_process_with_sigkill_after_logging() -> None:
-    script = "import asyncio, shared.failpoints as f; asyncio.run(f.failpoint('after-claim'))"
+    script = (
+        "import asyncio, shared.runtime.failpoints as f; asyncio.run(f.failpoint('after-claim'))"
+    )
     ran = _python(script, "after-claim=kill")
     assert ran.returncode == -9
     assert "failpoint fired" in ran.stdout + ran.stderr

@@ -12,9 +12,9 @@ import pytest
 from services.intake.redemptions import job_for, redemption_id_for
 from services.intake.refusals import refusal
 from shared import topology
-from shared.config import Settings
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.messages import JobMessage, RedeemCommand, RedemptionJob, parse
+from shared.runtime.settings import Settings
 from tests.fakes import FakeStore
 from tests.unit.intake_harness import RecordingBroker, intake_client
 

@@ -24,7 +24,7 @@ from shared.domain.model import (
 )
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
-from shared.fulfillment.grant_reward import grant_reward
+from shared.handlers.grant_reward import grant_reward
 from shared.ports import FulfillmentHandler
 from tests.fakes import FakeStore, GatedStore
 

@@ -1,6 +1,6 @@
 """Webhook signatures: what a receiver accepts and refuses."""
 
-from shared.fulfillment import signing
+from shared import signing
 
 SECRET = "s3cret"
 BODY = b'{"scanCode":"ABC","attempt":0}'

@@ -14,7 +14,7 @@ from services.intake.generation import Generation
 from services.intake.paging import Contexts
 from services.intake.queries import Queries
 from services.intake.redemptions import Redeemer
-from shared.fulfillment.outcomes import Outcomes
+from shared.service.attempt_outcomes import AttemptOutcomes
 
 AdminRole = Annotated[str, Depends(requires("admin"))]
 RedeemRole = Annotated[str, Depends(requires("redeem"))]
@@ -49,7 +49,7 @@ def _redeemer(intake: IntakeDep) -> Redeemer:
     return intake.redeemer
 
 
-def _attempts(intake: IntakeDep) -> Outcomes:
+def _attempts(intake: IntakeDep) -> AttemptOutcomes:
     return intake.attempts
 
 
@@ -62,5 +62,5 @@ BulkDep = Annotated[Bulk, Depends(_bulk)]
 GenerationDep = Annotated[Generation, Depends(_generation)]
 QueriesDep = Annotated[Queries, Depends(_queries)]
 RedeemerDep = Annotated[Redeemer, Depends(_redeemer)]
-AttemptsDep = Annotated[Outcomes, Depends(_attempts)]
+AttemptsDep = Annotated[AttemptOutcomes, Depends(_attempts)]
 ContextsDep = Annotated[Contexts, Depends(_contexts)]

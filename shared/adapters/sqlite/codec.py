@@ -69,9 +69,7 @@ def loads(text: str) -> Doc:
     return doc
 
 
-def sql_of(
-    conditions: Iterable[Condition], columns: frozenset[str]
-) -> tuple[str, list[object]]:
+def sql_of(conditions: Iterable[Condition], columns: frozenset[str]) -> tuple[str, list[object]]:
     """The SQL condition for the rows `conditions` hold for, and its parameters: an
     attribute in `columns` is read from its column, any other from the row's `doc`."""
     clauses: list[str] = []

@@ -34,7 +34,7 @@ def claim_of(code: Code) -> Claim:
     return Claim(code.redemption_id or "", code.redeemed_by_user_id or "")
 
 
-class Outcomes:
+class AttemptOutcomes:
     def __init__(
         self,
         store: Store,

@@ -1,6 +1,6 @@
 """A fulfillment partner simulated in process, for demos and tests.
 
-Behaves as `shared.fulfillment.simulation` describes, driven by each code's
+Behaves as `shared.handlers.simulation` describes, driven by each code's
 `customCodeInfo.simulate` (`delayS`, `fail`, `failAttempts`, `silent`, and
 `raise` to crash). Synchronous campaigns get the outcome after the delay;
 asynchronous ones get "not yet" until the delay has passed since the attempt
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.clock import to_ms, utcnow
-from shared.fulfillment import simulation
+from shared.handlers import simulation
 
 NEVER_S = 24 * 3600.0
 

@@ -13,9 +13,9 @@ import structlog
 from shared.adapters.mongodb import MongoStore
 from shared.adapters.rabbitmq import Broker
 from shared.adapters.sqlite import SqliteStore
-from shared.config import Settings
-from shared.diagnostics import CommandCounter
 from shared.ports import Store
+from shared.runtime.diagnostics import CommandCounter
+from shared.runtime.settings import Settings
 
 log = structlog.get_logger()
 

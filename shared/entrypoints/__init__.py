@@ -1,0 +1,1 @@
+"""What the services' entrypoints share: the base of every queue consumer."""

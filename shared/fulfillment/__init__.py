@@ -1,1 +1,0 @@
-"""Fulfillment handlers shipped with the service, registered as entry points."""

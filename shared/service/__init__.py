@@ -1,0 +1,1 @@
+"""The service layer the services share: use cases over the ports."""
