@@ -10,7 +10,7 @@ from services.intake import queries
 from services.intake.paging import PageQuery
 from shared.clock import Clock
 from shared.domain import model
-from shared.domain.model import Campaign, Change, Code, CodeRef, NewId
+from shared.domain.model import Campaign, Change, Code, CodeRef, NewId, new_code
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import checked
 from shared.domain.states import Action, CodeState, target
@@ -32,11 +32,7 @@ class Admin:
     async def create_campaign(self, fields: Mapping[str, Any]) -> Campaign:
         now = self._clock()
         campaign = Campaign(created_at=now, updated_at=now, **fields)
-        start, end = campaign.valid_start, campaign.valid_end
-        if start and end and end <= start:
-            raise DomainError(
-                ReasonCode.INVALID_PARAMETER_VALUE, "validEnd must be after validStart"
-            )
+        campaign.check_window()
         if campaign.is_shared != (campaign.scan_code is not None):
             raise DomainError(
                 ReasonCode.REDEMPTION_CODE_TYPE_CODE_USE_ERROR,
@@ -68,13 +64,9 @@ class Admin:
                 ReasonCode.REDEMPTION_CODE_VERSION_MISMATCH,
                 f"campaign is at version {current.version}, not {version}",
             )
-        start = fields.get("valid_start", current.valid_start)
-        end = fields.get("valid_end", current.valid_end)
-        if start and end and end <= start:
-            raise DomainError(
-                ReasonCode.INVALID_PARAMETER_VALUE, "validEnd must be after validStart"
-            )
-        dataclasses.replace(current, **fields).check_fulfillment()
+        changed = dataclasses.replace(current, **fields)
+        changed.check_window()
+        changed.check_fulfillment()
         updated = await self._store.update_campaign(code_type, version, fields, self._clock())
         if updated is None:
             raise DomainError(
@@ -86,17 +78,8 @@ class Admin:
         self, code_type: str, scan_code: str, state: CodeState, info: Mapping[str, Any] | None
     ) -> Code:
         campaign = await queries.personal_campaign(self._store, code_type)
-        checked(scan_code)
-        now = self._clock()
-        code = Code(
-            redemption_code_id=self._new_id(),
-            code_type=campaign.code_type,
-            scan_code=scan_code.strip().upper(),
-            code_state=state,
-            created_at=now,
-            updated_at=now,
-            activated_at=now if state is CodeState.AVAILABLE else None,
-            custom_code_info=info,
+        code = new_code(
+            campaign.code_type, scan_code, state, info, now=self._clock(), new_id=self._new_id
         )
         await self._store.add_code(code)
         return code

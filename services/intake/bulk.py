@@ -22,9 +22,8 @@ from pydantic import BaseModel, ValidationError
 
 from services.intake.queries import personal_campaign
 from shared.clock import Clock
-from shared.domain.model import Code, NewId
+from shared.domain.model import Code, NewId, new_code
 from shared.domain.reasons import DomainError, ReasonCode
-from shared.domain.scancode import checked
 from shared.domain.states import CodeState
 from shared.messages import CallerInfo, CodeRecord, describe
 from shared.ports import Store
@@ -119,11 +118,6 @@ def _row(values: dict[str, Any]) -> ImportRow:
         row = ImportRow.model_validate(values)
     except ValidationError as exc:
         raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, describe(exc)) from None
-    if row.codeState not in (CodeState.INACTIVE, CodeState.AVAILABLE):
-        raise DomainError(
-            ReasonCode.INVALID_PARAMETER_VALUE, "codeState must be Inactive or Available"
-        )
-    checked(row.scanCode)
     return row
 
 
@@ -160,16 +154,13 @@ class Importer:
         return report
 
     def _code(self, code_type: str, row: ImportRow) -> Code:
-        now = self._clock()
-        return Code(
-            redemption_code_id=self._new_id(),
-            code_type=code_type,
-            scan_code=row.scanCode.strip().upper(),
-            code_state=row.codeState,
-            created_at=now,
-            updated_at=now,
-            activated_at=now if row.codeState is CodeState.AVAILABLE else None,
-            custom_code_info=row.customCodeInfo,
+        return new_code(
+            code_type,
+            row.scanCode,
+            row.codeState,
+            row.customCodeInfo,
+            now=self._clock(),
+            new_id=self._new_id,
         )
 
     async def _flush(self, batch: list[tuple[int, Code]], report: ImportReport) -> None:

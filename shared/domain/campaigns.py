@@ -63,6 +63,14 @@ class Campaign:
         """Seconds between polls of an asynchronous handler."""
         return self.poll_interval_s or DEFAULT_POLL_INTERVAL_S
 
+    def check_window(self) -> None:
+        """Refuse a validity window that ends before it starts."""
+        start, end = self.valid_start, self.valid_end
+        if start is not None and end is not None and end <= start:
+            raise DomainError(
+                ReasonCode.INVALID_PARAMETER_VALUE, "validEnd must be after validStart"
+            )
+
     def check_fulfillment(self) -> None:
         """Refuse fulfillment settings that cannot work together."""
         transport = self.handler_transport

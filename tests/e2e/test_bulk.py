@@ -12,11 +12,11 @@ from tests.support.api import Api
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.e2e
-ROWS = 30_000
+ROWS = 5_000  # five batches of the importer; scale is bench.bulk's
 
 
 def inventory_file() -> tuple[bytes, dict[int, str]]:
-    """100,000 rows, 1% of them bad in one of several ways; the bad lines and why."""
+    """`ROWS` rows, 1% of them bad in one of several ways; the bad lines and why."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["scanCode", "codeState", "customCodeInfo"])
