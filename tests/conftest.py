@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from pymongo import AsyncMongoClient
 
 from bench.support import servers
@@ -19,6 +20,10 @@ from shared.ports import Store
 from tests.fakes import FakeStore
 
 USED: dict[str, str] = {}
+
+# Property tests prove behaviour, not speed: no per-example deadline on a busy machine.
+settings.register_profile("redeem", deadline=None)
+settings.load_profile("redeem")
 MAX_DELIVERIES = 5
 
 

@@ -72,7 +72,7 @@ def lease(code: Code, now: datetime, lease_s: float) -> datetime:
 
 def waiting(campaign: Campaign, code: Code, answer: Result, now: datetime) -> dict[str, Any]:
     """Fields of an attempt whose handler answered `complete: false`: poll again later."""
-    next_poll = _after(now, campaign.poll_interval)
+    next_poll = _after(now, campaign.poll_every_s)
     deadline = code.deadline_at or next_poll
     return {
         "next_poll_at": next_poll,

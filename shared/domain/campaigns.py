@@ -59,7 +59,7 @@ class Campaign:
         return self.code_use_type is CodeUseType.MULTI
 
     @property
-    def poll_interval(self) -> float:
+    def poll_every_s(self) -> float:
         """Seconds between polls of an asynchronous handler."""
         return self.poll_interval_s or DEFAULT_POLL_INTERVAL_S
 
