@@ -87,8 +87,10 @@ async def any_store(
 
 
 @pytest.fixture
-def amqp_url(rabbit: servers.Rabbit) -> str:
-    return rabbit.new_vhost()
+def amqp_url(rabbit: servers.Rabbit) -> Iterator[str]:
+    url = rabbit.new_vhost()
+    yield url
+    rabbit.drop_vhost(url)
 
 
 @pytest.fixture

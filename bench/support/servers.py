@@ -194,10 +194,20 @@ class Rabbit:
         parts = urllib.parse.urlsplit(self.url)
         return urllib.parse.urlunsplit(parts._replace(path="/" + urllib.parse.quote(name, "")))
 
+    def drop_vhost(self, url: str) -> None:
+        """Delete the virtual host `url` names, with what was left in it: queues add up
+        on a broker (each quorum queue is a Raft group), so a run keeps few alive."""
+        name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.lstrip("/"))
+        if name in self.vhosts:
+            self.vhosts.remove(name)
+            with contextlib.suppress(Exception):
+                self.admin.delete(name)
+
     def drop_vhosts(self) -> None:
         for name in self.vhosts:
             with contextlib.suppress(Exception):
                 self.admin.delete(name)
+        self.vhosts.clear()
 
 
 @contextlib.contextmanager
