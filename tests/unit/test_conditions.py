@@ -123,7 +123,10 @@ def test_a_redemption_outside_the_window_is_refused(
 
 
 def test_a_redemption_at_the_start_or_just_before_the_end_is_allowed() -> None:
-    campaign(valid_start=NOW, valid_end=NOW + TICK).check_redeemable(NOW)
+    open_now = campaign(valid_start=NOW, valid_end=NOW + TICK)
+    open_now.check_redeemable(NOW)  # raises if refused
+    assert holds(model.in_window(NOW), open_now)
+    assert not holds(model.in_window(NOW + TICK), open_now)
 
 
 @pytest.mark.parametrize(
