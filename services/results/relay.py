@@ -63,7 +63,11 @@ class Relay:
         self._stopping.set()
 
     async def relay_once(self) -> bool:
-        """One pass over events and replies; True if a batch was full."""
+        """One pass over events and replies; True if a batch was full and all went out.
+
+        A pass that the broker did not confirm in full is followed by a pause, not by
+        another pass at once: while the broker is away, that would only spin.
+        """
         pending = await self._store.pending_events(limit=self._batch)
         published = await asyncio.gather(*(self._publish_in_order(p) for p in pending))
         if pending:  # an idle pass is no place to crash: it would only churn restarts
@@ -74,7 +78,11 @@ class Relay:
         if waiting:
             await failpoint("relay-before-reply-mark")
         await self._store.mark_replied([r for r in replied if r is not None])
-        return len(pending) == self._batch or len(waiting) == self._batch
+        stalled = None in replied or any(
+            len(sent.events) < len(item.events)
+            for sent, item in zip(published, pending, strict=True)
+        )
+        return not stalled and (len(pending) == self._batch or len(waiting) == self._batch)
 
     async def _publish_in_order(self, item: PendingEvents) -> PendingEvents:
         """Publish a code's events in order; return the prefix the broker confirmed."""

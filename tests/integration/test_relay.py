@@ -115,6 +115,17 @@ async def test_an_unconfirmed_event_stays_and_goes_again_with_the_same_id(
     await events.close()
 
 
+async def test_a_full_batch_the_broker_did_not_confirm_is_followed_by_a_pause(
+    store: MongoStore, broker: Broker
+) -> None:
+    await redeem_codes(store, 2)
+
+    busy = await Relay(store, FlakyBroker(broker, fail_on=1), batch=2, idle_s=0.01).relay_once()
+
+    assert busy is False  # a full batch, but the broker is failing: no pass at once
+    assert len(await store.pending_events(limit=10)) == 1
+
+
 async def test_callers_that_asked_are_told_the_outcome(store: MongoStore, broker: Broker) -> None:
     replies = await Tap.on(broker, None)
     pending = Redemption(

@@ -3,15 +3,19 @@ one to consume from."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
 import aio_pika
+import structlog
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
+    AbstractRobustChannel,
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import PublishError
@@ -20,20 +24,29 @@ from shared.adapters.rabbitmq.declare import declare
 from shared.adapters.rabbitmq.delivery import RabbitDelivery
 from shared.ports.broker import Handler, Unroutable
 
+log = structlog.get_logger()
+
 
 class Broker:
-    """One connection; a confirming channel for publishing, one for consuming."""
+    """One connection; a confirming channel for publishing, one for consuming.
+
+    The connection comes back by itself after the broker went away, and so do its
+    channels, most of the time. A publishing channel that the connection failed to
+    restore would stop every publish of the process for good, so one found closed on
+    an open connection is replaced.
+    """
 
     def __init__(
         self,
         connection: AbstractRobustConnection,
-        publishing: AbstractChannel,
+        publishing: AbstractRobustChannel,
         consuming: AbstractChannel,
         *,
         publish_timeout_s: float,
     ) -> None:
         self.connection = connection
         self._publishing = publishing
+        self._replacing = asyncio.Lock()
         self.consuming = consuming
         self._publish_timeout_s = publish_timeout_s
         self._exchanges: dict[str, AbstractExchange] = {"": publishing.default_exchange}
@@ -52,13 +65,23 @@ class Broker:
         await self.connection.close()
 
     async def ping(self) -> None:
-        """Raise unless the connection is open."""
-        if self.connection.is_closed or self._publishing.is_closed:
+        """Raise unless both channels are open (replacing a publishing channel left closed)."""
+        if self.connection.is_closed or self.consuming.is_closed:
             raise ConnectionError("the broker connection is closed")
+        await self._open_publishing()
 
     async def declare_topology(self, *, max_deliveries: int) -> None:
-        """Declare every exchange, queue and binding, the delay queues too; idempotent."""
-        await declare(self._publishing, max_deliveries=max_deliveries)
+        """Declare every exchange, queue and binding, the delay queues too; idempotent.
+
+        On a channel of its own, closed after: the topology is durable, and a channel
+        that must declare a dozen queues again on every reconnect is a channel that
+        can fail to come back.
+        """
+        channel = await self.connection.channel()
+        try:
+            await declare(channel, max_deliveries=max_deliveries)
+        finally:
+            await channel.close()
 
     async def queue(self, name: str) -> AbstractQueue:
         """A declared queue, on the consuming channel."""
@@ -100,9 +123,10 @@ class Broker:
             reply_to=reply_to,
             headers=dict(headers or {}),
         )
+        channel = await self._open_publishing()
         target = self._exchanges.get(exchange)
         if target is None:
-            target = await self._publishing.get_exchange(exchange, ensure=False)
+            target = await channel.get_exchange(exchange, ensure=False)
             self._exchanges[exchange] = target
         try:
             await target.publish(
@@ -110,6 +134,33 @@ class Broker:
             )
         except PublishError as exc:
             raise Unroutable(f"{exchange or '(default)'} -> {routing_key}") from exc
+
+    async def _open_publishing(self) -> AbstractRobustChannel:
+        """The publishing channel, open; raises ConnectionError while the broker is away.
+
+        A closed channel on a connection that is back gets `publish_timeout_s` to be
+        restored; after that, a new channel replaces it.
+        """
+        if not self._publishing.is_closed:
+            return self._publishing
+        if self.connection.is_closed or not self.connection.connected.is_set():
+            raise ConnectionError("the broker is away; the connection is coming back")
+        async with self._replacing:
+            channel = self._publishing
+            if not channel.is_closed:
+                return channel
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._publish_timeout_s):
+                    await channel.ready()
+            if not channel.is_closed:
+                return channel
+            log.warning("publishing channel not restored with its connection; opening another")
+            fresh = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+            self._publishing = fresh
+            self._exchanges = {"": fresh.default_exchange}
+            with contextlib.suppress(Exception):
+                await channel.close()
+            return fresh
 
 
 class _Subscription:
