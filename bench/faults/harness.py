@@ -313,26 +313,59 @@ RECONNECT_S = 60.0  # how long the observer waits for the broker to take it back
 class Observer:
     """What observers see: a durable queue on `redemption.events` (`code.#`), declared
     before any load, so events published across a broker restart wait for us; and the
-    dead-letter queue, read at the end."""
+    dead-letter queue, read at the end.
+
+    The client library does not always bring a consumer back after the broker
+    restarted (its channel's restore can fail as the broker starts), so a watchdog
+    checks that the queue has its consumer and, when not, consumes again on a new
+    channel: what an observer that must not miss events does."""
 
     def __init__(self, connection: AbstractRobustConnection, queue: str) -> None:
         self._connection = connection
         self._queue = queue
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self.events: list[dict[str, Any]] = []
         self.arrived = asyncio.Event()
+        self.resubscribed = 0
 
     @classmethod
     async def open(cls, amqp_url: str) -> Observer:
         connection = await aio_pika.connect_robust(amqp_url, reconnect_interval=1)
         observer = cls(connection, f"faults.events.{uuid.uuid4().hex[:8]}")
-        channel = await connection.channel()
+        await observer._subscribe()
+        observer._watchdog = asyncio.create_task(observer._watch())
+        return observer
+
+    async def _subscribe(self) -> None:
+        channel = await self._connection.channel()
         await channel.declare_exchange(
             topology.EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        queue = await channel.declare_queue(observer._queue, durable=True)
+        queue = await channel.declare_queue(self._queue, durable=True)
         await queue.bind(topology.EVENTS_EXCHANGE, routing_key="code.#")
-        await queue.consume(observer._keep)
-        return observer
+        await queue.consume(self._keep)
+        old, self._channel = self._channel, channel
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.close()
+
+    async def _watch(self, every_s: float = 2.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            with contextlib.suppress(Exception):  # the broker away: look again later
+                if await self._consumers() == 0:
+                    await self._subscribe()
+                    self.resubscribed += 1
+
+    async def _consumers(self) -> int:
+        """The queue's consumers as the broker counts them (ours is the only one)."""
+        channel = await self._connection.channel()
+        try:
+            declared = await channel.declare_queue(self._queue, passive=True)
+            return int(declared.declaration_result.consumer_count or 0)
+        finally:
+            await channel.close()
 
     async def _keep(self, message: AbstractIncomingMessage) -> None:
         body = json.loads(message.body)
@@ -355,6 +388,10 @@ class Observer:
         return found
 
     async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
         await self._connection.close()
 
 
@@ -415,6 +452,7 @@ class Run:
             fired=self.cluster.failpoints_fired(),
         )
         report.figures.update(self.figures)
+        report.figures["observer consumed again"] = self.observer.resubscribed
         report.figures["logs"] = str(self.cluster.system.logs)
         return report
 

@@ -17,6 +17,7 @@ import random
 import sqlite3
 import subprocess
 import time
+import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,17 +155,18 @@ def rabbitmqctl(*args: str, timeout_s: float = 60) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=timeout_s)
 
 
-def broker_outage(outage_s: float) -> None:
+def broker_outage(outage_s: float, amqp_url: str) -> None:
     """Stop the local broker's application, and start it again whatever happens."""
     rabbitmqctl("stop_app")
     try:
         time.sleep(outage_s)
     finally:
-        start_broker()
+        start_broker(amqp_url)
 
 
-def start_broker() -> None:
-    """`start_app`, tried again until it took, then wait until the broker answers."""
+def start_broker(amqp_url: str) -> None:
+    """`start_app`, tried again until it took, then wait until the broker of `amqp_url`
+    answers."""
     deadline = time.monotonic() + 120
     while True:
         try:
@@ -175,7 +177,8 @@ def start_broker() -> None:
                 raise
             time.sleep(1)
     rabbitmqctl("await_startup", timeout_s=120)
-    wait_for_port("127.0.0.1", 5672, 60, "RabbitMQ")
+    where = urllib.parse.urlsplit(amqp_url)
+    wait_for_port(where.hostname or "127.0.0.1", where.port or 5672, 60, "RabbitMQ")
     rabbitmqctl("list_vhosts")  # what the session's fixtures need answers again
 
 
@@ -189,7 +192,7 @@ class BrokerOutage:
 
     async def during(self, run: Run, progress: Progress) -> int:
         await progress.reached(0.3)
-        await asyncio.to_thread(broker_outage, self.outage_s)
+        await asyncio.to_thread(broker_outage, self.outage_s, run.cluster.amqp_url)
         return 1
 
 

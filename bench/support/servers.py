@@ -215,7 +215,9 @@ def rabbitmq() -> Iterator[Rabbit]:
     given = os.environ.get("REDEEM_TEST_RABBITMQ_URL")
     if given:
         kind = f"RabbitMQ from REDEEM_TEST_RABBITMQ_URL ({_redact(given)})"
-        rabbit = Rabbit(given, kind, _vhosts(given))
+        admin = _vhosts(given)
+        # On this machine, `rabbitmqctl` (RABBITMQ_NODENAME naming the node) controls it.
+        rabbit = Rabbit(given, kind, admin, isinstance(admin, _RabbitCtl))
     elif docker_answers():
         yield from _rabbit_container()
         return

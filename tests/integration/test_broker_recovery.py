@@ -40,7 +40,7 @@ async def test_a_publish_while_the_connection_is_down_fails_at_once(broker: Brok
 
 
 async def test_after_the_broker_restarts_messages_flow_again(
-    broker: Broker, rabbit: servers.Rabbit
+    broker: Broker, rabbit: servers.Rabbit, amqp_url: str
 ) -> None:
     if not rabbit.local:
         reason = f"stops the broker's application: only the local one, not {rabbit.kind}"
@@ -64,7 +64,7 @@ async def test_after_the_broker_restarts_messages_flow_again(
         return True
 
     assert await send("before")
-    await asyncio.to_thread(broker_outage, 2.0)
+    await asyncio.to_thread(broker_outage, 2.0, amqp_url)
     await eventually(lambda: send("after"), timeout_s=60, interval_s=0.5, what="a publish")
     await broker.ping()
 
@@ -73,3 +73,29 @@ async def test_after_the_broker_restarts_messages_flow_again(
 
     await eventually(seen, until=lambda r: "after" in r, timeout_s=60, what="the message")
     assert received[0] == "before"
+
+
+async def test_a_consuming_channel_left_closed_is_replaced_with_its_consumers(
+    amqp_url: str,
+) -> None:
+    broker = await Broker.connect(amqp_url, publish_timeout_s=1.0, name="test")
+    await broker.declare_topology(max_deliveries=5)
+    received: list[str | None] = []
+
+    async def keep(delivery: Delivery) -> None:
+        received.append(delivery.message_id)
+        await delivery.ack()
+
+    await broker.consume(topology.WORK_QUEUE, keep)
+    # What a failed restore leaves behind: the connection open, the channel closed.
+    await broker.consuming.close()
+
+    async def send() -> list[str | None]:
+        await broker.publish(
+            topology.WORK_EXCHANGE, topology.REDEEM_ROUTING_KEY, b"{}", message_id="after"
+        )
+        return received
+
+    assert await eventually(send, until=lambda r: "after" in r, timeout_s=20, interval_s=1)
+    await broker.ping()
+    await broker.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aio_pika
@@ -31,9 +31,10 @@ class Broker:
     """One connection; a confirming channel for publishing, one for consuming.
 
     The connection comes back by itself after the broker went away, and so do its
-    channels, most of the time. A publishing channel that the connection failed to
-    restore would stop every publish of the process for good, so one found closed on
-    an open connection is replaced.
+    channels, most of the time. A channel that the connection failed to restore would
+    stop the process for good, so a publishing channel found closed on an open
+    connection is replaced, and so is a consuming channel, its consumers with it (a
+    watchdog looks every second).
     """
 
     def __init__(
@@ -43,13 +44,17 @@ class Broker:
         consuming: AbstractChannel,
         *,
         publish_timeout_s: float,
+        prefetch: int = 32,
     ) -> None:
         self.connection = connection
         self._publishing = publishing
         self._replacing = asyncio.Lock()
         self.consuming = consuming
+        self._prefetch = prefetch
+        self._subscriptions: list[_Subscription] = []
         self._publish_timeout_s = publish_timeout_s
         self._exchanges: dict[str, AbstractExchange] = {"": publishing.default_exchange}
+        self._watchdog: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(
@@ -59,9 +64,21 @@ class Broker:
         publishing = await connection.channel(publisher_confirms=True, on_return_raises=True)
         consuming = await connection.channel()
         await consuming.set_qos(prefetch_count=prefetch)
-        return cls(connection, publishing, consuming, publish_timeout_s=publish_timeout_s)
+        broker = cls(
+            connection,
+            publishing,
+            consuming,
+            publish_timeout_s=publish_timeout_s,
+            prefetch=prefetch,
+        )
+        broker._watchdog = asyncio.create_task(broker._watch_consuming())
+        return broker
 
     async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
         await self.connection.close()
 
     async def ping(self) -> None:
@@ -95,7 +112,11 @@ class Broker:
             await handle(RabbitDelivery(message, queue, self))
 
         declared = await self.queue(queue)
-        return _Subscription(declared, await declared.consume(on_message))
+        subscription = _Subscription(
+            queue, on_message, declared, await declared.consume(on_message)
+        )
+        self._subscriptions.append(subscription)
+        return subscription
 
     async def publish(
         self,
@@ -162,11 +183,51 @@ class Broker:
                 await channel.close()
             return fresh
 
+    async def _watch_consuming(self, every_s: float = 1.0) -> None:
+        """Replace a consuming channel left closed on an open connection for longer than
+        `publish_timeout_s`, and consume again on the new one."""
+        closed_for = 0.0
+        while True:
+            await asyncio.sleep(every_s)
+            stuck = self.consuming.is_closed and self.connection.connected.is_set()
+            closed_for = closed_for + every_s if stuck else 0.0
+            if closed_for < self._publish_timeout_s:
+                continue
+            try:
+                await self._replace_consuming()
+                closed_for = 0.0
+            except Exception:
+                log.warning("could not replace the consuming channel; trying again", exc_info=True)
+
+    async def _replace_consuming(self) -> None:
+        log.warning("consuming channel not restored with its connection; opening another")
+        old, self.consuming = self.consuming, await self.connection.channel()
+        await self.consuming.set_qos(prefetch_count=self._prefetch)
+        for subscription in self._subscriptions:
+            if not subscription.cancelled:
+                queue = await self.queue(subscription.queue_name)
+                subscription.moved(queue, await queue.consume(subscription.on_message))
+        with contextlib.suppress(Exception):
+            await old.close()
+
 
 class _Subscription:
-    def __init__(self, queue: AbstractQueue, tag: str) -> None:
+    def __init__(
+        self,
+        queue_name: str,
+        on_message: Callable[[AbstractIncomingMessage], Awaitable[None]],
+        queue: AbstractQueue,
+        tag: str,
+    ) -> None:
+        self.queue_name = queue_name
+        self.on_message = on_message
         self._queue = queue
         self._tag = tag
+        self.cancelled = False
+
+    def moved(self, queue: AbstractQueue, tag: str) -> None:
+        self._queue, self._tag = queue, tag
 
     async def cancel(self) -> None:
+        self.cancelled = True
         await self._queue.cancel(self._tag)
