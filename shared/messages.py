@@ -14,6 +14,7 @@ from pydantic.alias_generators import to_camel
 from shared.clock import to_ms
 from shared.domain import jsonmaps
 from shared.domain.fulfillment import AsyncResponse
+from shared.domain.identifiers import printable
 from shared.domain.model import Code, Redemption, RedemptionStatus
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
@@ -22,6 +23,7 @@ SCHEMA_VERSION: Literal[1] = 1
 MAX_BODY_BYTES = 64 * 1024
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
+UserId = Annotated[Id, AfterValidator(printable)]
 ScanCodeText = Annotated[str, Field(min_length=1, max_length=128)]
 Info = dict[str, JsonValue]
 # What a caller may send as a free-form map (or value): JSON within `jsonmaps`' bounds.
@@ -112,7 +114,7 @@ class RedeemCommand(Command):
     """`RedeemCode`: the body of `POST /v1/redemptions`, and `redeem` on `redemption.commands`."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    user_id: Id = Field(description="the user on whose behalf the code is redeemed")
+    user_id: UserId = Field(description="the user on whose behalf the code is redeemed")
     scan_code: ScanCodeText = Field(description="the code as the user typed it")
     code_type: Id | None = Field(None, description="the campaign; found from the code if absent")
     custom_redemption_info: CallerInfo | None = None
@@ -167,6 +169,8 @@ class RedemptionJob(WireModel):
     acceptedAt: EpochMs
     replyTo: str | None = Field(None, description="queue to send the outcome to")
     correlationId: str | None = None
+    keyId: str | None = Field(None, description="the API key that asked, for throttling")
+    clientAddress: str | None = Field(None, description="the HTTP caller's address")
 
 
 class RedemptionRecord(WireModel):
@@ -189,7 +193,10 @@ class RedemptionRecord(WireModel):
     code: CodeRecord | None = None
 
     @classmethod
-    def of(cls, r: Redemption) -> RedemptionRecord:
+    def of(cls, r: Redemption, *, reveal: bool = False) -> RedemptionRecord:
+        """As the caller sees it; with `reveal`, as operators do (the real reason of a
+        refusal told uniformly)."""
+        reason, message = (r.reason_code, r.message) if reveal else r.reason_as_told
         return cls(
             redemptionId=r.redemption_id,
             requestId=r.request_id,
@@ -197,9 +204,9 @@ class RedemptionRecord(WireModel):
             scanCode=r.scan_code,
             codeType=r.code_type,
             status=r.status,
-            reasonCode=int(r.reason_code) if r.reason_code else None,
-            reasonName=r.reason_code.name if r.reason_code else None,
-            message=r.message,
+            reasonCode=int(reason) if reason else None,
+            reasonName=reason.name if reason else None,
+            message=message,
             attempt=r.attempt,
             acceptedAt=to_ms(r.accepted_at) or 0,
             updatedAt=to_ms(r.updated_at) or 0,

@@ -57,3 +57,4 @@ SHARED_CLAIMS = "shared_claims"  # which redemption holds a user's one claim of 
 REDEMPTIONS = "redemptions"
 JOBS = "jobs"
 DELETED_OUTBOXES = "deleted_outboxes"  # events of deleted codes still to be relayed
+FAILURE_WINDOWS = "failure_windows"  # throttling: recent counted attempts per scope

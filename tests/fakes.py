@@ -24,7 +24,9 @@ from shared.domain.model import (
 )
 from shared.domain.scancode import normalise
 from shared.domain.states import CodeState
+from shared.domain.throttling import FailureWindow, Limit
 from shared.ports import Due, PendingEvent, PendingEvents, Store
+from shared.ports.throttling import WindowChange
 
 
 class FakeStore:
@@ -37,6 +39,7 @@ class FakeStore:
         self.jobs: dict[str, Job] = {}
         self.outbox: dict[str, list[PendingEvent]] = {}
         self.redemptions: dict[str, Redemption] = {}
+        self.windows: dict[str, FailureWindow] = {}
 
     async def prepare(self) -> None:
         return None
@@ -335,6 +338,32 @@ class FakeStore:
                 continue
             remaining = tuple(x for x in stored.replies if x not in sent)
             self.redemptions[r.redemption_id] = dataclasses.replace(stored, replies=remaining)
+
+    async def failure_windows(self, scopes: Sequence[str]) -> list[FailureWindow]:
+        return [self.windows[s] for s in scopes if s in self.windows]
+
+    async def change_failure_window(
+        self, scope: str, limit: Limit, change: WindowChange
+    ) -> FailureWindow:
+        changed = change(self.windows.get(scope, FailureWindow(scope, limit)))
+        if changed.entries:
+            self.windows[scope] = changed
+        else:
+            self.windows.pop(scope, None)
+        return changed
+
+    async def clear_failure_window(self, scope: str) -> bool:
+        return self.windows.pop(scope, None) is not None
+
+    async def live_failure_windows(
+        self, now: datetime, *, after: str | None = None, limit: int = 100
+    ) -> list[FailureWindow]:
+        live = [
+            w
+            for scope, w in sorted(self.windows.items())
+            if scope > (after or "") and w.expires_at is not None and w.expires_at > now
+        ]
+        return live[:limit]
 
     def events(self) -> list[str]:
         return [p.event.routing_key for pending in self.outbox.values() for p in pending]

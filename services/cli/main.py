@@ -21,10 +21,12 @@ from services.cli import manage
 from services.cli import up as up_module
 from services.cli.errors import CliError
 from services.cli.local import RunningSystem, admin_key
+from services.cli.lockouts import lockouts
 from shared.runtime.settings import Settings
 
 app = typer.Typer(help="Redemption codes: run the service and work with it.", add_completion=False)
 app.add_typer(manage.campaigns, name="campaigns")
+app.add_typer(lockouts, name="lockouts")
 app.command("inventory")(manage.inventory)
 app.command("import")(manage.import_codes)
 app.command("export")(manage.export_codes)

@@ -9,9 +9,17 @@ from typing import Any
 from fastapi import FastAPI
 
 from services.intake import errors
-from services.intake.auth import Keys
+from services.intake.auth import CredentialsFirst, Keys
 from services.intake.bootstrap import bootstrap
-from services.intake.routes import async_responses, bulk, campaigns, codes, redemptions, users
+from services.intake.routes import (
+    async_responses,
+    bulk,
+    campaigns,
+    codes,
+    lockouts,
+    redemptions,
+    users,
+)
 from shared.clock import Clock, utcnow
 from shared.messages import ErrorBody
 from shared.runtime.ops import ops_router
@@ -20,10 +28,10 @@ from shared.runtime.settings import Settings
 
 Connect = Callable[[Settings, str], AbstractAsyncContextManager[Adapters]]
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (401, 403, 404, 409, 422)
+    status: {"model": ErrorBody} for status in (401, 403, 404, 409, 422, 429)
 }
 # bulk before codes: /codes/{scanCode} would take /codes/export.
-ROUTERS = (campaigns, bulk, codes, redemptions, async_responses, users)
+ROUTERS = (campaigns, bulk, codes, redemptions, async_responses, users, lockouts)
 
 
 def create_app(settings: Settings, connect: Connect, clock: Clock = utcnow) -> FastAPI:
@@ -42,7 +50,12 @@ def create_app(settings: Settings, connect: Connect, clock: Clock = utcnow) -> F
     app = FastAPI(title="Redemption codes", version="1", lifespan=lifespan, responses=ERRORS)
     app.state.keys = Keys(settings.api_key_roles())
     errors.install(app)
-    app.add_middleware(errors.BodyLimit, streamed=("/codes/import",))
+    # Each checks a body when it is first read, the innermost first: the caller's key,
+    # then the body's size.
+    app.add_middleware(CredentialsFirst)
+    app.add_middleware(
+        errors.BodyLimit, streamed={("POST", bulk.IMPORT_PATH): settings.max_import_bytes}
+    )
     for area in ROUTERS:
         app.include_router(area.router)
     return app

@@ -21,6 +21,8 @@ from shared.domain.model import NewId
 from shared.ports import Store
 from shared.runtime.settings import Settings
 from shared.service.attempt_outcomes import AttemptOutcomes
+from shared.service.campaign_cache import CampaignCache
+from shared.service.failure_budget import FailureBudget
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Intake:
     queries: Queries
     redeemer: Redeemer
     attempts: AttemptOutcomes
+    budget: FailureBudget
     contexts: Contexts
     replies: Replies
     commands: CommandConsumer
@@ -49,18 +52,26 @@ def bootstrap(
 ) -> Intake:
     """Builds, starts nothing: `replies` and `commands` are started by the caller. The
     command consumer retries after `broker_retry`'s delays, up to `max_deliveries`."""
-    attempts = AttemptOutcomes(store, clock, ids, lease_s=settings.fulfillment_lease_s)
+    campaigns = CampaignCache(store, settings.campaign_cache_ttl_s)
+    budget = FailureBudget(store, settings.failure_limits_parsed(), campaigns, clock)
+    attempts = AttemptOutcomes(store, clock, ids, budget, lease_s=settings.fulfillment_lease_s)
     replies = Replies(broker)
     return Intake(
         admin=Admin(store, clock, ids),
         bulk=Bulk(store, clock, ids),
         generation=Generation(store, broker, clock, ids),
         queries=Queries(store),
-        redeemer=Redeemer(broker, store, replies, clock, max_wait_s=settings.max_wait_s),
+        redeemer=Redeemer(broker, store, budget, replies, clock, max_wait_s=settings.max_wait_s),
+        budget=budget,
         attempts=attempts,
         contexts=Contexts(settings.context_secret or secrets.token_hex(32)),
         replies=replies,
         commands=CommandConsumer(
-            broker, attempts, clock, max_deliveries=settings.max_deliveries, retry=broker_retry
+            broker,
+            attempts,
+            budget,
+            clock,
+            max_deliveries=settings.max_deliveries,
+            retry=broker_retry,
         ),
     )

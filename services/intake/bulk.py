@@ -5,7 +5,13 @@ optionally `codeState` (`Inactive`, the default, or `Available`) and
 `customCodeInfo` (a JSON object), or NDJSON objects with the same fields.
 Importing is idempotent per (codeType, scanCode): a code already there is
 counted `unchanged` and left as it is. Every rejected line is reported with
-its number and reason.
+its number and reason. A file that cannot be read to its end (a line too
+long, a body over the import's limit) stops the import at the last whole line
+read: every line before it is imported, none after, and the refusal says so.
+
+A CSV export prefixes a cell a spreadsheet would run as a formula with a
+single quote (OWASP, CSV injection); an import takes that quote off again, so
+an export imports back unchanged.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from shared.ports import Store
 BATCH = 1_000
 MAX_REPORTED_ERRORS = 10_000
 MAX_LINE_BYTES = 64 * 1024
+# What a spreadsheet reads as the start of a formula (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CSV_COLUMNS = (
     "scanCode",
     "codeState",
@@ -64,11 +72,24 @@ class ImportReport:
     unchanged: int = 0
     rejected: int = 0
     errors: list[RowError] = field(default_factory=list)
+    last_line: int = 0  # the number of the last line read
 
     def refuse(self, line: int, error: DomainError) -> None:
         self.rejected += 1
         if len(self.errors) < MAX_REPORTED_ERRORS:
             self.errors.append(RowError(line, int(error.reason), error.message))
+
+    def stopped(self, error: DomainError) -> DomainError:
+        """The refusal of an import that `error` stopped, saying what was imported."""
+        if not self.rows:
+            return DomainError(error.reason, f"{error.message}; nothing was imported")
+        return DomainError(
+            error.reason,
+            f"{error.message}; the import stopped after line {self.last_line}: the"
+            f" {self.rows} rows up to it were processed ({self.added} added, {self.unchanged}"
+            f" unchanged, {self.rejected} rejected), none after it (an import is idempotent:"
+            " the file may be sent again)",
+        )
 
 
 async def numbered_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[int, str]]:
@@ -98,7 +119,8 @@ def _csv_row(header: list[str], line: str) -> dict[str, Any]:
             ReasonCode.INVALID_PARAMETER_VALUE,
             f"{len(values)} fields where the header has {len(header)}",
         )
-    row: dict[str, Any] = {k: v for k, v in zip(header, values, strict=True) if v != ""}
+    cells = zip(header, map(_unquoted, values), strict=True)
+    row: dict[str, Any] = {k: v for k, v in cells if v != ""}
     if "customCodeInfo" in row:
         row["customCodeInfo"] = _json(row["customCodeInfo"])
     return row
@@ -121,6 +143,38 @@ def _row(values: dict[str, Any]) -> ImportRow:
     return row
 
 
+async def _rows(
+    fmt: str, chunks: AsyncIterable[bytes]
+) -> AsyncIterator[tuple[int, ImportRow | DomainError]]:
+    """Each data line's number and row, or why it is none; a CSV file's header first.
+
+    Raises when the file cannot be read on (its header, a line too long, its size).
+    """
+    header: list[str] | None = None
+    async for number, line in numbered_lines(chunks):
+        if not line.strip():
+            continue
+        if fmt == "csv" and header is None:
+            header = _header(line)
+            continue
+        try:
+            row: ImportRow | DomainError = _row(
+                _csv_row(header or [], line) if fmt == "csv" else _object(line)
+            )
+        except DomainError as error:
+            row = error
+        yield number, row
+
+
+def _header(line: str) -> list[str]:
+    header = [name.strip() for name in next(csv.reader([line]))]
+    if "scanCode" not in header:
+        raise DomainError(
+            ReasonCode.INVALID_PARAMETER_VALUE, "the CSV header names no scanCode column"
+        )
+    return header
+
+
 class Importer:
     def __init__(self, store: Store, clock: Clock, new_id: NewId) -> None:
         self._store = store
@@ -129,31 +183,27 @@ class Importer:
 
     async def run(self, code_type: str, fmt: str, chunks: AsyncIterable[bytes]) -> ImportReport:
         report = ImportReport()
-        batch: list[tuple[int, Code]] = []
-        header: list[str] | None = None
-        async for number, line in numbered_lines(chunks):
-            if not line.strip():
-                continue
-            if fmt == "csv" and header is None:
-                header = [name.strip() for name in next(csv.reader([line]))]
-                if "scanCode" not in header:
-                    raise DomainError(
-                        ReasonCode.INVALID_PARAMETER_VALUE,
-                        "the CSV header names no scanCode column",
-                    )
-                continue
-            report.rows += 1
-            try:
-                values = _csv_row(header or [], line) if fmt == "csv" else _object(line)
-                batch.append((number, self._code(code_type, _row(values))))
-            except DomainError as error:
-                report.refuse(number, error)
-            if len(batch) >= BATCH:
-                await self._flush(batch, report)
+        batch: list[Code] = []
+        try:
+            async for number, row in _rows(fmt, chunks):
+                report.rows += 1
+                report.last_line = number
+                try:
+                    batch.append(self._code(code_type, row))
+                except DomainError as error:
+                    report.refuse(number, error)
+                if len(batch) >= BATCH:
+                    await self._flush(batch, report)
+        except DomainError as error:
+            await self._flush(batch, report)
+            raise report.stopped(error) from None
         await self._flush(batch, report)
         return report
 
-    def _code(self, code_type: str, row: ImportRow) -> Code:
+    def _code(self, code_type: str, row: ImportRow | DomainError) -> Code:
+        """The row's new code; a line that held no row raises why."""
+        if isinstance(row, DomainError):
+            raise row
         return new_code(
             code_type,
             row.scanCode,
@@ -163,8 +213,8 @@ class Importer:
             new_id=self._new_id,
         )
 
-    async def _flush(self, batch: list[tuple[int, Code]], report: ImportReport) -> None:
-        added = await self._store.add_codes([code for _, code in batch])
+    async def _flush(self, batch: list[Code], report: ImportReport) -> None:
+        added = await self._store.add_codes(batch)
         report.added += sum(added)
         report.unchanged += len(added) - sum(added)
         batch.clear()
@@ -178,7 +228,7 @@ def _object(line: str) -> dict[str, Any]:
 
 
 async def export_lines(batches: AsyncIterable[list[Code]], fmt: str) -> AsyncIterator[bytes]:
-    """Codes as CSV (with a header) or NDJSON, a batch at a time."""
+    """Codes as CSV (with a header, CRLF line ends) or NDJSON, a batch at a time."""
     if fmt == "csv":
         yield _csv_lines([list(CSV_COLUMNS)])
     async for codes in batches:
@@ -193,12 +243,27 @@ def _csv_values(record: CodeRecord) -> list[object]:
     row = record.model_dump(mode="json")
     if row["customCodeInfo"] is not None:
         row["customCodeInfo"] = json.dumps(row["customCodeInfo"], separators=(",", ":"))
-    return ["" if row[c] is None else row[c] for c in CSV_COLUMNS]
+    return ["" if row[c] is None else _quoted(row[c]) for c in CSV_COLUMNS]
+
+
+def _quoted(cell: object) -> object:
+    """A text cell a spreadsheet would run as a formula, made text by a leading quote."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
+def _unquoted(cell: str) -> str:
+    """A cell as it was before `_quoted`."""
+    if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS):
+        return cell[1:]
+    return cell
 
 
 def _csv_lines(rows: Iterable[list[object]]) -> bytes:
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows(rows)
+    # CRLF, as RFC 4180 has it: a cell holding a bare CR is then quoted, not split.
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
     return out.getvalue().encode()
 
 

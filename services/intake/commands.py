@@ -1,6 +1,8 @@
 """Commands from other services, on `redemption.commands`: `redeem` and `async-response`.
 
-Ack policy: a `redeem` is acked once its job is confirmed on the work queue;
+Ack policy: a `redeem` is acked once its job is confirmed on the work queue, or
+once refused because its caller is locked out (the refusal goes to its
+`reply_to`);
 an `async-response` once it is recorded or refused (the refusal, with its
 reason code, goes to its `reply_to`, if any, as does the code recorded). A
 malformed command is dead-lettered with the reason (and the reason is sent to
@@ -13,16 +15,18 @@ from __future__ import annotations
 
 import structlog
 
-from services.intake.redemptions import job_for, submit
+from services.intake.redemptions import caller_of, job_for, submit
 from services.intake.refusals import http_status, refusal
 from shared import topology
 from shared.clock import Clock
 from shared.domain.backoff import RetryPolicy
 from shared.domain.reasons import DomainError, ReasonCode
+from shared.domain.throttling import LockedOut
 from shared.entrypoints.consumer import Consumer
 from shared.messages import AsyncResponseCommand, CodeRecord, RedeemCommand, parse
 from shared.ports import Broker, Delivery
 from shared.service.attempt_outcomes import AttemptOutcomes
+from shared.service.failure_budget import FailureBudget
 
 log = structlog.get_logger()
 
@@ -32,6 +36,7 @@ class CommandConsumer(Consumer):
         self,
         broker: Broker,
         attempts: AttemptOutcomes,
+        budget: FailureBudget,
         clock: Clock,
         *,
         max_deliveries: int,
@@ -39,6 +44,7 @@ class CommandConsumer(Consumer):
     ) -> None:
         super().__init__(broker, topology.INTAKE_QUEUE, retry=retry)
         self._attempts = attempts
+        self._budget = budget
         self._clock = clock
         self._max_deliveries = max_deliveries
 
@@ -88,6 +94,16 @@ class CommandConsumer(Consumer):
         except DomainError as error:
             log.warning("dead-lettering a bad command", reason=error.message)
             await self._refuse(delivery, error)
+            return
+        try:
+            await self._budget.check(caller_of(job))
+        except LockedOut as locked:  # refused, not malformed: answered, not dead-lettered
+            await self._reply(delivery, _error_body(locked))
+            await self.settle(delivery, delivery.ack())
+            return
+        except Exception:
+            log.exception("could not read the failure budget; retrying later")
+            await self.retry_later(delivery)
             return
         try:
             await submit(self._broker, job, via="amqp")

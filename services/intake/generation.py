@@ -9,8 +9,8 @@ from services.intake.queries import personal_campaign
 from services.intake.schemas import GenerateIn
 from shared import topology
 from shared.clock import Clock
-from shared.domain.generation import Format
-from shared.domain.model import Job, NewId
+from shared.domain.generation import Format, require_entropy
+from shared.domain.model import Job, JobState, NewId
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
 from shared.messages import JobMessage
@@ -30,23 +30,38 @@ class Generation:
         self._new_id = new_id
 
     async def generate(self, code_type: str, request: GenerateIn) -> tuple[Job, list[str]]:
-        """A job for the codes asked for, for a worker; inline (at most 100) it is run at once."""
+        """A job for the codes asked for, for a worker; inline (at most 100) it is run at once.
+
+        A format with too little randomness for the campaign it would fill is refused.
+        """
         await personal_campaign(self._store, code_type)
         if request.inline and request.quantity > MAX_INLINE:
             raise DomainError(
                 ReasonCode.INVALID_PARAMETER_VALUE,
                 f"GenerateCodesInline makes at most {MAX_INLINE} codes",
             )
-        Format.named(request.algorithm_name, request.algorithm_details_json, prefix=request.prefix)
+        fmt = Format.named(
+            request.algorithm_name, request.algorithm_details_json, prefix=request.prefix
+        )
+        require_entropy(fmt, await self._inventory(code_type) + request.quantity)
         job = self._job(code_type, request)
         await self._store.create_job(job)
         if request.inline:
-            return await generate_codes.generate(self._store, job, self._clock, self._new_id)
+            return await self._inline(job)
         message = JobMessage(jobId=job.job_id).model_dump_json().encode()
         await self._broker.publish(
             topology.WORK_EXCHANGE, topology.JOB_ROUTING_KEY, message, message_id=job.job_id
         )
         return job, []
+
+    async def _inventory(self, code_type: str) -> int:
+        return sum((await self._store.inventory(code_type, shared=False)).values())
+
+    async def _inline(self, job: Job) -> tuple[Job, list[str]]:
+        done, codes = await generate_codes.generate(self._store, job, self._clock, self._new_id)
+        if done.state is JobState.FAILED:
+            raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, done.error or "failed")
+        return done, codes
 
     async def job(self, job_id: str) -> Job:
         job = await self._store.get_job(job_id)

@@ -1,7 +1,8 @@
 """`SysGetCodeTypePage` paging: an opaque, signed `context` names the query and its page.
 
 A caller moves with `pageOffset` from a context it was given; it cannot edit
-one into another query, since the signature would no longer match.
+one into another query, since the signature would no longer match. Pages are
+numbered 1 to `MAX_PAGE`: one beyond is refused, however it was reached.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from shared.domain.model import CampaignFilter, CodeUseType
 from shared.domain.reasons import DomainError, ReasonCode
 
+MAX_PAGE = 1_000_000
+
 
 @dataclass(frozen=True)
 class PageQuery:
@@ -22,6 +25,13 @@ class PageQuery:
     code_use_type: str | None = None
     valid_now: bool | None = None
     is_disabled: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.page <= MAX_PAGE:
+            raise DomainError(
+                ReasonCode.INVALID_PARAMETER_VALUE,
+                f"pages are numbered 1 to {MAX_PAGE}, not {self.page}",
+            )
 
     def filter(self, now: datetime) -> CampaignFilter:
         return CampaignFilter(

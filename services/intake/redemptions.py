@@ -5,16 +5,21 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import structlog
 from prometheus_client import Counter
 
 from services.intake.replies import Replies
 from shared import topology
 from shared.clock import Clock, new_id, to_ms
+from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import checked
+from shared.domain.throttling import Caller, LockedOut
 from shared.messages import RedeemCommand, RedemptionJob, RedemptionRecord
 from shared.ports import Publisher, Redemptions
 from shared.runtime.failpoints import failpoint
+from shared.service.failure_budget import FailureBudget
 
+log = structlog.get_logger()
 ACCEPTED = Counter("redemptions_accepted", "Redemptions published to the work queue", ["via"])
 _NAMESPACE = uuid.UUID("6f1c3a52-8d0e-4b7a-9a51-3c2f04d7be10")
 
@@ -30,6 +35,8 @@ def job_for(
     clock: Clock,
     reply_to: str | None = None,
     correlation_id: str | None = None,
+    key_id: str | None = None,
+    client_address: str | None = None,
 ) -> RedemptionJob:
     """A checked job; raises DomainError for a scan code that cannot exist."""
     checked(command.scan_code)
@@ -46,8 +53,15 @@ def job_for(
             "acceptedAt": to_ms(clock()),
             "replyTo": reply_to,
             "correlationId": correlation_id or (redemption_id if reply_to else None),
+            "keyId": key_id,
+            "clientAddress": client_address,
         }
     )
+
+
+def caller_of(job: RedemptionJob) -> Caller:
+    """Who asks, as the failure budget counts them."""
+    return Caller(job.userId, job.keyId, job.clientAddress, job.codeType)
 
 
 async def submit(broker: Publisher, job: RedemptionJob, via: str) -> None:
@@ -62,12 +76,14 @@ async def submit(broker: Publisher, job: RedemptionJob, via: str) -> None:
 
 
 class Redeemer:
-    """`RedeemCode` over HTTP: published, then, if the caller waits, its outcome."""
+    """`RedeemCode` over HTTP: published unless the caller is locked out, then, if the
+    caller waits, its outcome."""
 
     def __init__(
         self,
         broker: Publisher,
         redemptions: Redemptions,
+        budget: FailureBudget,
         replies: Replies,
         clock: Clock,
         *,
@@ -75,26 +91,61 @@ class Redeemer:
     ) -> None:
         self._broker = broker
         self._redemptions = redemptions
+        self._budget = budget
         self._replies = replies
         self._clock = clock
         self._max_wait_s = max_wait_s
 
     async def redeem(
-        self, command: RedeemCommand, wait_s: float
+        self,
+        command: RedeemCommand,
+        wait_s: float,
+        *,
+        key_id: str | None = None,
+        client_address: str | None = None,
     ) -> tuple[RedemptionJob, RedemptionRecord | None]:
-        """The job published and the outcome within `wait_s` (None when not waited for)."""
+        """The job published and the outcome within `wait_s` (None when not waited for);
+        `LockedOut` when the caller has used up their failure budget."""
         wait_s = min(wait_s, self._max_wait_s)
         reply_to = self._replies.queue_name if wait_s else None
-        job = job_for(command, clock=self._clock, reply_to=reply_to)
+        job = job_for(
+            command,
+            clock=self._clock,
+            reply_to=reply_to,
+            key_id=key_id,
+            client_address=client_address,
+        )
+        await self._budget.check(caller_of(job))
         if not wait_s:
-            await submit(self._broker, job, via="http")
+            await self._submit(job)
             return job, None
         future = self._replies.expect(job.redemptionId)
         try:
-            await submit(self._broker, job, via="http")
+            await self._submit(job)
             return job, await self._outcome(job.redemptionId, future, wait_s)
         finally:
             self._replies.forget(job.redemptionId, future)
+
+    async def retry_after_s(self, job: RedemptionJob) -> int:
+        """For a redemption a worker refused as locked out: seconds until its caller has
+        room again (at least one)."""
+        try:
+            await self._budget.check(caller_of(job))
+        except LockedOut as locked:
+            return locked.retry_after_s
+        return 1
+
+    async def _submit(self, job: RedemptionJob) -> None:
+        """Publish, or refuse with 503 when the broker did not take it (it may have: the
+        same `requestId` sent again is the same redemption)."""
+        try:
+            await submit(self._broker, job, via="http")
+        except Exception as exc:
+            log.warning("could not publish a redemption", exc_info=True)
+            raise DomainError(
+                ReasonCode.SERVICE_UNAVAILABLE,
+                "the request could not be queued: send it again with the same requestId",
+            ) from exc
 
     async def _outcome(
         self, redemption_id: str, future: asyncio.Future[RedemptionRecord], wait_s: float

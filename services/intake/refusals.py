@@ -14,6 +14,7 @@ _STATUS: dict[ReasonCode, int] = {
     R.UNAUTHENTICATED: 401,
     R.FORBIDDEN: 403,
     R.SERVICE_UNAVAILABLE: 503,
+    R.REDEMPTION_CODE_MAX_FAILED_EXCEEDED_FOR_USER: 429,
     **{
         reason: 422
         for reason in (
@@ -33,7 +34,8 @@ _STATUS: dict[ReasonCode, int] = {
 
 
 def http_status(reason: ReasonCode) -> int:
-    """404 not found, 422 bad input, 401/403 credentials; any other refusal is a 409 conflict."""
+    """404 not found, 422 bad input, 401/403 credentials, 429 locked out; any other refusal
+    is a 409 conflict."""
     return _STATUS.get(reason, 409)
 
 

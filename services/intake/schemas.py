@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
 from pydantic.alias_generators import to_camel
 
 from services.intake.paging import PageQuery
@@ -15,6 +23,7 @@ from shared.domain.backoff import RetryPolicy
 from shared.domain.model import Campaign, Code, CodeUseType, HistoryEntry, Job
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
+from shared.domain.throttling import Limit, Lockout, parse_limits
 from shared.messages import (
     CallerInfo,
     CodeRecord,
@@ -26,6 +35,7 @@ from shared.messages import (
 )
 
 CodeTypeName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+_EPOCH_MS: TypeAdapter[int] = TypeAdapter(EpochMs)
 # Campaign fields whose domain attribute is not named as the field is.
 _DOMAIN_NAMES = {"async_": "is_async", "timeout": "timeout_s", "poll_interval": "poll_interval_s"}
 
@@ -51,7 +61,14 @@ class Out(BaseModel):
 
 
 def instant(ms: int | None) -> datetime | None:
-    return None if ms is None else from_ms(ms)
+    """An epoch-ms input as an instant; one outside 1970 to 9999 is refused (40660)."""
+    if ms is None:
+        return None
+    try:
+        return from_ms(_EPOCH_MS.validate_python(ms))
+    except ValidationError as exc:
+        message = f"{ms} is not an instant in epoch milliseconds: {exc.errors()[0]['msg']}"
+        raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, message) from None
 
 
 class RetryBackoffIn(Body):
@@ -73,6 +90,20 @@ class RetryBackoffOut(Out):
     jitter: float
 
 
+def _limits_parse(spec: str) -> str:
+    parse_limits(spec)
+    return spec
+
+
+FailureLimitsSpec = Annotated[
+    str,
+    Field(
+        max_length=200,
+        description="failed redemptions allowed per scope in a sliding window, in place of"
+        " the global limits: e.g. 'user=5/10m,campaign=1000/1h,key=off' (units s, m, h, d)",
+    ),
+    AfterValidator(_limits_parse),
+]
 Transport = Literal["local", "amqp", "webhook"]
 WebhookUrl = Annotated[str, Field(max_length=2000, pattern=r"^https?://[^\s]+$")]
 
@@ -105,6 +136,12 @@ class CampaignIn(Body):
     )
     retry_backoff: RetryBackoffIn = RetryBackoffIn()
     is_disabled: bool = False
+    failure_limits: FailureLimitsSpec | None = None
+    uniform_refusals: bool | None = Field(
+        None,
+        description="tell callers every refusal a guess gets as one (40395); null: the"
+        " service's default (REDEEM_UNIFORM_REFUSALS)",
+    )
 
     def domain_fields(self) -> dict[str, object]:
         """The campaign's attributes, as the domain names them."""
@@ -136,6 +173,8 @@ class CampaignOut(Out):
     poll_interval: float | None
     retry_backoff: RetryBackoffOut
     is_disabled: bool
+    failure_limits: str | None
+    uniform_refusals: bool | None
     version: int
     created_at: EpochMs
     updated_at: EpochMs
@@ -161,6 +200,8 @@ class CampaignOut(Out):
             poll_interval=c.poll_interval_s,
             retry_backoff=RetryBackoffOut(**dataclasses.asdict(c.retry_backoff)),
             is_disabled=c.is_disabled,
+            failure_limits=c.failure_limits,
+            uniform_refusals=c.uniform_refusals,
             version=c.version,
             created_at=to_ms(c.created_at) or 0,
             updated_at=to_ms(c.updated_at) or 0,
@@ -208,6 +249,8 @@ class CampaignPatch(Body):
     timeout: float | None = Field(None, gt=0, le=7 * 86400)
     poll_interval: float | None = Field(None, gt=0, le=86400)
     retry_backoff: RetryBackoffIn | None = None
+    failure_limits: FailureLimitsSpec | None = None
+    uniform_refusals: bool | None = None
 
     def domain_fields(self) -> dict[str, object]:
         """The fields the caller sent (null included, e.g. to open a window), as attributes."""
@@ -377,3 +420,41 @@ class JobOut(Out):
             created_at=to_ms(job.created_at) or 0,
             updated_at=to_ms(job.updated_at) or 0,
         )
+
+
+class LimitOut(Out):
+    failures: int
+    window_seconds: int
+
+    @classmethod
+    def of(cls, limit: Limit) -> LimitOut:
+        return cls(failures=limit.failures, window_seconds=round(limit.window.total_seconds()))
+
+
+class LockoutOut(Out):
+    """A scope (`user:<id>`, `key:<id>`, `address:<ip>`, `campaign:<codeType>`) with no
+    failed redemption left in its window."""
+
+    scope: str
+    failures: int
+    limit: LimitOut
+    retry_after_seconds: int
+
+    @classmethod
+    def of(cls, lockout: Lockout) -> LockoutOut:
+        return cls(
+            scope=lockout.scope,
+            failures=lockout.failures,
+            limit=LimitOut.of(lockout.limit),
+            retry_after_seconds=math.ceil(lockout.retry_after.total_seconds()),
+        )
+
+
+class Lockouts(Out):
+    items: list[LockoutOut]
+    after: str | None = Field(None, description="the next page starts after this scope")
+
+
+class Cleared(Out):
+    scope: str
+    cleared: bool

@@ -40,6 +40,8 @@ async def main() -> None:
             timer_concurrency=settings.timer_concurrency,
             broker=a.broker,
             max_deliveries=settings.max_deliveries,
+            failure_limits=settings.failure_limits_parsed(),
+            uniform_refusals=settings.uniform_refusals,
         )
         consumers = worker.consumers
         assert consumers is not None  # bootstrapped with a broker

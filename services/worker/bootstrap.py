@@ -6,7 +6,6 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from services.worker.campaigns import CampaignCache
 from services.worker.consumer import WorkConsumer
 from services.worker.fulfil import Fulfiller
 from services.worker.jobs import JobConsumer
@@ -17,8 +16,11 @@ from shared import topology
 from shared.clock import Clock, new_id, utcnow
 from shared.domain.backoff import RetryPolicy
 from shared.domain.model import NewId
+from shared.domain.throttling import DEFAULT_LIMITS, FailureLimits
 from shared.ports import Broker, FulfillmentHandler, Store
 from shared.service.attempt_outcomes import AttemptOutcomes
+from shared.service.campaign_cache import CampaignCache
+from shared.service.failure_budget import FailureBudget
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Worker:
     redeem: RedeemService
     timers: TimerLoop
     outcomes: AttemptOutcomes
+    budget: FailureBudget
     consumers: Consumers | None  # None when bootstrapped without a broker
 
 
@@ -56,6 +59,8 @@ def bootstrap(
     lease_s: float = 10.0,
     timer_scan_s: float = 0.25,
     timer_concurrency: int = 64,
+    failure_limits: FailureLimits = DEFAULT_LIMITS,
+    uniform_refusals: bool = False,
     clock: Clock = utcnow,
     ids: NewId = new_id,
     unit: Callable[[], float] = random.random,
@@ -69,9 +74,20 @@ def bootstrap(
         else Transports(LocalTransport(handlers), None, None)
     )
     campaigns = CampaignCache(store, campaign_cache_ttl_s)
-    outcomes = AttemptOutcomes(store, clock, ids, lease_s=lease_s, unit=unit)
+    budget = FailureBudget(store, failure_limits, campaigns, clock)
+    outcomes = AttemptOutcomes(store, clock, ids, budget, lease_s=lease_s, unit=unit)
     fulfiller = Fulfiller(store, transports, outcomes, clock, lease_s=lease_s)
-    redeem = RedeemService(store, campaigns, fulfiller, outcomes, clock, ids, lease_s=lease_s)
+    redeem = RedeemService(
+        store,
+        campaigns,
+        fulfiller,
+        outcomes,
+        budget,
+        clock,
+        ids,
+        lease_s=lease_s,
+        uniform_refusals=uniform_refusals,
+    )
     consumers = None
     if broker is not None:
         consumers = _consumers(
@@ -90,6 +106,7 @@ def bootstrap(
             concurrency=timer_concurrency,
         ),
         outcomes=outcomes,
+        budget=budget,
         consumers=consumers,
     )
 

@@ -47,6 +47,8 @@ def pending_from_job(job: RedemptionJob, clock: Clock) -> Redemption:
         accepted_at=from_ms(job.acceptedAt),
         updated_at=clock(),
         replies=replies,
+        key_id=job.keyId,
+        client_address=job.clientAddress,
     )
 
 

@@ -20,7 +20,6 @@ from datetime import timedelta
 
 import structlog
 
-from services.worker.campaigns import CampaignCache
 from services.worker.fulfil import Fulfiller
 from shared.clock import Clock
 from shared.domain import attempts, model
@@ -36,9 +35,12 @@ from shared.domain.model import (
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import checked, normalise
 from shared.domain.states import CodeState
+from shared.domain.throttling import LockedOut
 from shared.ports import Store
 from shared.runtime.failpoints import failpoint
 from shared.service.attempt_outcomes import AttemptOutcomes
+from shared.service.campaign_cache import CampaignCache
+from shared.service.failure_budget import FailureBudget
 
 log = structlog.get_logger()
 
@@ -50,12 +52,16 @@ class RedeemService:
         campaigns: CampaignCache,
         fulfiller: Fulfiller,
         outcomes: AttemptOutcomes,
+        budget: FailureBudget,
         clock: Clock,
         new_id: NewId,
         *,
         lease_s: float,
+        uniform_refusals: bool = False,
     ) -> None:
         self._store = store
+        self._budget = budget
+        self._uniform_refusals = uniform_refusals
         self._campaigns = campaigns
         self._fulfiller = fulfiller
         self._outcomes = outcomes
@@ -72,11 +78,20 @@ class RedeemService:
             if existing.status.is_terminal:
                 return await self._as_ended(existing)
             pending = existing
+        locked = await self._reserve(pending)
+        if locked is not None and existing is None:
+            return await self._finish(
+                pending, RedemptionStatus.REJECTED, locked.reason, locked.message
+            )
         try:
             campaign, ref, code, fresh = await self._claim(pending)
         except DomainError as refusal:
+            uniform = await self._refuses_uniformly(pending)
             return await self._finish(
-                pending, RedemptionStatus.REJECTED, refusal.reason, refusal.message
+                dataclasses.replace(pending, uniform_refusal=uniform),
+                RedemptionStatus.REJECTED,
+                refusal.reason,
+                refusal.message,
             )
         if fresh:
             await failpoint("after-claim")
@@ -97,6 +112,30 @@ class RedeemService:
         return await self._finish(
             pending, RedemptionStatus.IN_PROGRESS, None, None, code=code, code_type=ref.code_type
         )
+
+    async def _reserve(self, pending: Redemption) -> LockedOut | None:
+        """A place in the caller's failure windows, taken before the code is looked at
+        (by each delivery until the redemption ends: the first to take it keeps it);
+        the refusal when they have none. A redemption already under way goes on even
+        then: it may hold a code, which a lockout must not take from it."""
+        try:
+            await self._budget.reserve(pending.redemption_id, pending.caller)
+        except LockedOut as refusal:
+            return refusal
+        return None
+
+    async def _refuses_uniformly(self, pending: Redemption) -> bool:
+        """Whether the caller is told a guess's refusal as the uniform one: as the campaign
+        the request names says, else as the global default (a request that names none
+        learns nothing from which campaign a code is in)."""
+        if pending.code_type is not None:
+            try:
+                campaign = await self._campaigns.get(pending.code_type)
+            except DomainError:
+                return self._uniform_refusals
+            if campaign.uniform_refusals is not None:
+                return campaign.uniform_refusals
+        return self._uniform_refusals
 
     async def give_up(self, pending: Redemption, error: DomainError) -> Redemption:
         """End a redemption that cannot be carried out, failing any code it holds.
@@ -376,4 +415,6 @@ class RedeemService:
             updated_at=now,
             completed_at=now if status.is_terminal else None,
         )
-        return await self._store.finish_redemption(outcome)
+        ended = await self._store.finish_redemption(outcome)
+        await self._budget.settle(ended)
+        return ended

@@ -15,7 +15,6 @@ import contextlib
 import structlog
 from prometheus_client import Counter, Histogram
 
-from services.worker.campaigns import CampaignCache
 from services.worker.fulfil import Fulfiller
 from shared.clock import Clock
 from shared.domain import attempts
@@ -24,6 +23,7 @@ from shared.domain.states import CodeState
 from shared.ports import Attempts, Due
 from shared.runtime.failpoints import failpoint
 from shared.service.attempt_outcomes import AttemptOutcomes
+from shared.service.campaign_cache import CampaignCache
 
 log = structlog.get_logger()
 FIRED = Counter("redemption_timers_fired", "Timers acted on", ["kind"])

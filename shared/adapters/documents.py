@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.clock import to_ms
@@ -40,6 +40,7 @@ from shared.domain.model import (
 from shared.domain.reasons import ReasonCode
 from shared.domain.scancode import normalise
 from shared.domain.states import Action, CodeState
+from shared.domain.throttling import Entry, FailureWindow, Limit
 from shared.ports import PendingEvent
 
 Doc = dict[str, Any]
@@ -194,6 +195,9 @@ def redemption_to_doc(r: Redemption) -> Doc:
         if r.code
         else None,
         "replies": [{"queue": x.queue, "correlationId": x.correlation_id} for x in r.replies],
+        "keyId": r.key_id,
+        "clientAddress": r.client_address,
+        "uniformRefusal": r.uniform_refusal,
     }
 
 
@@ -216,6 +220,9 @@ def redemption_from_doc(doc: Mapping[str, Any]) -> Redemption:
         completed_at=doc.get("completedAt"),
         code=code_from_doc(code) if code else None,
         replies=tuple(ReplyTo(x["queue"], x["correlationId"]) for x in doc.get("replies", ())),
+        key_id=doc.get("keyId"),
+        client_address=doc.get("clientAddress"),
+        uniform_refusal=doc.get("uniformRefusal", False),
     )
 
 
@@ -265,3 +272,22 @@ def job_from_doc(doc: Mapping[str, Any]) -> Job:
         state=JobState(doc["state"]),
         **{name: loaded(name, doc[key]) for name, key in _JOB_FIELDS if key in doc},
     )
+
+
+def failure_window_to_doc(window: FailureWindow) -> Doc:
+    return {
+        "_id": window.scope,
+        "limit": {
+            "failures": window.limit.failures,
+            "windowMs": round(window.limit.window.total_seconds() * 1000),
+        },
+        "entries": [{"id": e.attempt_id, "at": e.at} for e in window.entries],
+        "expiresAt": window.expires_at,
+        "version": window.version,
+    }
+
+
+def failure_window_from_doc(doc: Mapping[str, Any]) -> FailureWindow:
+    limit = Limit(doc["limit"]["failures"], timedelta(milliseconds=doc["limit"]["windowMs"]))
+    entries = tuple(Entry(e["id"], e["at"]) for e in doc.get("entries", ()))
+    return FailureWindow(doc["_id"], limit, entries, doc.get("version", 0))

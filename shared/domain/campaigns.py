@@ -53,6 +53,10 @@ class Campaign:
     retry_backoff: RetryPolicy = field(default_factory=RetryPolicy)
     is_disabled: bool = False
     redemption_count: int = 0
+    # Failed redemptions allowed, in place of the global limits (`throttling.parse_limits`).
+    failure_limits: str | None = None
+    # Refusals a guess gets told as one (`throttling.as_told`); None: the global default.
+    uniform_refusals: bool | None = None
 
     @property
     def is_shared(self) -> bool:

@@ -12,10 +12,17 @@ character alone (a GUID's hex digits: one, `G`).
 
 Generation is vectorised (numpy) over bulk random bytes, with rejection
 sampling so that every symbol is equally likely.
+
+A format generates codes for a campaign only if its randomness leaves
+`SPARE_BITS` beyond the campaign's size (`require_entropy`): a guess then hits
+one of the campaign's codes with a chance below 2**-40, and a fresh draw
+almost never meets a code already there, so generation never hunts for
+unused codes.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +40,7 @@ HEX = "0123456789ABCDEF"
 LOOK_ALIKES = frozenset("01OIL")
 SPARE_CHECK_SYMBOLS = "GHJKMNPQRSTUVWXYZ23456789"
 MAX_LENGTH = 64
+SPARE_BITS = 40
 
 
 def _invalid(message: str) -> DomainError:
@@ -74,6 +82,11 @@ class Format:
     @property
     def length(self) -> int:
         return sum(self.groups)
+
+    @property
+    def random_bits(self) -> float:
+        """The randomness of one code: its characters drawn at random (not its check)."""
+        return (self.length - int(self.include_check)) * math.log2(len(self.alphabet))
 
     @property
     def modulus(self) -> int:
@@ -159,6 +172,19 @@ class Format:
         values = [index[c] for c in body]
         weights = self._weights(len(values))
         return int(np.dot(values, weights)) % self.modulus == 0
+
+
+def require_entropy(fmt: Format, inventory: int) -> None:
+    """Refuse `fmt` for a campaign that would hold `inventory` codes unless its codes
+    have log2(inventory) + SPARE_BITS bits of randomness."""
+    needed = math.log2(max(inventory, 1)) + SPARE_BITS
+    if fmt.random_bits < needed:
+        has, needs = math.floor(fmt.random_bits * 10) / 10, math.ceil(needed * 10) / 10
+        raise _invalid(
+            f"this format's codes have {has} bits of randomness; a campaign of {inventory}"
+            f" codes needs at least {needs} (log2 of its codes + {SPARE_BITS}): use a longer"
+            " code or a larger alphabet"
+        )
 
 
 def _uniform(count: int, n: int, random_bytes: RandomBytes) -> npt.NDArray[np.int64]:

@@ -9,6 +9,7 @@ from enum import StrEnum
 
 from shared.domain.codes import Claim, Code
 from shared.domain.reasons import ReasonCode
+from shared.domain.throttling import Caller, as_told
 from shared.domain.types import JsonMap
 
 
@@ -47,6 +48,19 @@ class Redemption:
     code: Code | None = None
     completed_at: datetime | None = None
     replies: tuple[ReplyTo, ...] = field(default=())
+    key_id: str | None = None  # the API key that asked (its digest's prefix), over HTTP
+    client_address: str | None = None  # the HTTP caller's address
+    # The caller is told a guess's refusal as the uniform one (`throttling.as_told`);
+    # `reason_code` keeps the real reason, for operators.
+    uniform_refusal: bool = False
+
+    @property
+    def reason_as_told(self) -> tuple[ReasonCode | None, str | None]:
+        return as_told(self.reason_code, self.message, uniform=self.uniform_refusal)
+
+    @property
+    def caller(self) -> Caller:
+        return Caller(self.user_id, self.key_id, self.client_address, self.code_type)
 
     @property
     def claim(self) -> Claim:
@@ -72,6 +86,7 @@ OUTCOME_FIELDS = (
     "code_type",
     "updated_at",
     "completed_at",
+    "uniform_refusal",
 )
 
 

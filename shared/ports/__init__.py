@@ -16,9 +16,12 @@ from shared.ports.fulfillment import FulfillmentHandler
 from shared.ports.jobs import Jobs
 from shared.ports.outbox import Outbox, PendingEvent, PendingEvents
 from shared.ports.redemptions import Redemptions
+from shared.ports.throttling import FailureWindows
 
 
-class Store(Campaigns, Codes, Attempts, SharedClaims, Redemptions, Outbox, Jobs, Protocol):
+class Store(
+    Campaigns, Codes, Attempts, SharedClaims, Redemptions, Outbox, Jobs, FailureWindows, Protocol
+):
     """Every aggregate's port, in one database."""
 
     async def prepare(self) -> None:
@@ -36,6 +39,7 @@ __all__ = [
     "Codes",
     "Delivery",
     "Due",
+    "FailureWindows",
     "FulfillmentHandler",
     "Handler",
     "Jobs",

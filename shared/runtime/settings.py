@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.domain.throttling import FailureLimits
 
 
 class Settings(BaseSettings):
@@ -48,8 +50,22 @@ class Settings(BaseSettings):
     webhook_secret: str | None = Field(
         None, description="signs webhook fulfillment requests; unset: webhooks are not called"
     )
+    failure_limits: str = Field(
+        "user=10/15m",
+        description="failed redemptions allowed per scope in a sliding window, e.g."
+        " 'user=10/15m,key=1000/1h,address=100/15m,campaign=off' (units s, m, h, d); scopes"
+        " not named keep their default: user 10/15m, the others off",
+    )
+    uniform_refusals: bool = Field(
+        False,
+        description="tell callers every refusal a guess gets (unknown, inactive, void,"
+        " someone else's code) as one, 40395, unless a campaign says otherwise",
+    )
     publish_timeout_s: float = Field(5.0, gt=0)
     max_wait_s: float = Field(30.0, gt=0, description="upper bound of ?wait= on RedeemCode")
+    max_import_bytes: int = Field(
+        512 * 1024 * 1024, ge=1, description="largest file a bulk import takes, in bytes"
+    )
     relay_batch: int = Field(256, ge=1)
     relay_idle_s: float = Field(0.05, gt=0, description="relay pause when nothing is pending")
     mongodb_command_log: Path | None = Field(
@@ -64,6 +80,15 @@ class Settings(BaseSettings):
 
     def port_for(self, default: int) -> int:
         return default if self.http_port is None else self.http_port
+
+    @field_validator("failure_limits")
+    @classmethod
+    def _limits_parse(cls, spec: str) -> str:
+        FailureLimits.parse(spec)
+        return spec
+
+    def failure_limits_parsed(self) -> FailureLimits:
+        return FailureLimits.parse(self.failure_limits)
 
     def api_key_roles(self) -> dict[str, frozenset[str]]:
         keys: dict[str, frozenset[str]] = {}

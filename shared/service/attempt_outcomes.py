@@ -25,6 +25,7 @@ from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import normalise
 from shared.domain.states import CodeState
 from shared.ports import Store
+from shared.service.failure_budget import FailureBudget
 
 R = ReasonCode
 
@@ -40,11 +41,13 @@ class AttemptOutcomes:
         store: Store,
         clock: Clock,
         new_id: NewId,
+        budget: FailureBudget,
         *,
         lease_s: float,
         unit: Callable[[], float] = random.random,
     ) -> None:
         self._store = store
+        self._budget = budget
         self._clock = clock
         self._new_id = new_id
         self._lease_s = lease_s
@@ -144,6 +147,7 @@ class AttemptOutcomes:
                     completed_at=now if status.is_terminal else None,
                 )
             )
+            await self._budget.settle(ended)
         if code.timer_at is not None:
             await self._store.update_attempt(
                 ref,

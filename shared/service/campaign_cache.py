@@ -1,4 +1,4 @@
-"""Campaigns as a worker sees them: read through a short-lived cache."""
+"""Campaigns as the services read them on their hot paths: through a short-lived cache."""
 
 from __future__ import annotations
 

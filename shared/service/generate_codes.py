@@ -3,6 +3,12 @@
 Codes come from a cryptographic random source; uniqueness is the store's
 (a collision is simply not added, and another code is drawn). A job records
 its progress as it goes and resumes from what is stored after a crash.
+
+A job its format cannot carry out ends `Failed` with the reason: a format
+with too little randomness for the job (`require_entropy`, which the intake
+also checks against the campaign's whole inventory before it starts a job),
+or draws that keep finding no new code, which stop after `MAX_BARREN_ROUNDS`
+instead of looping.
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ import secrets
 from collections.abc import Callable
 
 from shared.clock import Clock
-from shared.domain.generation import Format
+from shared.domain.generation import Format, require_entropy
 from shared.domain.model import Code, Job, JobState, NewId, new_code
+from shared.domain.reasons import DomainError, ReasonCode
 from shared.ports import Jobs
 
 BATCH = 10_000
+MAX_BARREN_ROUNDS = 3
 RandomBytes = Callable[[int], bytes]
 
 
@@ -29,10 +37,31 @@ async def generate(
     random_bytes: RandomBytes = secrets.token_bytes,
     batch: int = BATCH,
 ) -> tuple[Job, list[str]]:
-    """Store the job's missing codes; the job as finished, and the codes this call added."""
-    fmt = Format.named(job.algorithm_name, job.algorithm_details, prefix=job.prefix)
+    """Store the job's missing codes; the job as finished (or failed, with why), and the
+    codes this call added."""
+    try:
+        fmt = Format.named(job.algorithm_name, job.algorithm_details, prefix=job.prefix)
+        require_entropy(fmt, job.quantity)
+        job, added = await _fill(store, job, fmt, clock, new_id, random_bytes, batch)
+    except DomainError as refused:
+        return await _fail(store, job, refused, clock), []
+    finished = dataclasses.replace(job, state=JobState.COMPLETED, updated_at=clock())
+    await store.update_job(finished)
+    return finished, added
+
+
+async def _fill(
+    store: Jobs,
+    job: Job,
+    fmt: Format,
+    clock: Clock,
+    new_id: NewId,
+    random_bytes: RandomBytes,
+    batch: int,
+) -> tuple[Job, list[str]]:
     done = await store.count_job_codes(job.job_id)
     added: list[str] = []
+    barren = 0
     while done < job.quantity:
         scans = fmt.generate(min(batch, job.quantity - done), random_bytes)
         codes = [_code(job, scan, clock, new_id) for scan in scans]
@@ -41,13 +70,27 @@ async def generate(
             for code, ok in zip(codes, await store.add_codes(codes), strict=True)
             if ok
         ]
+        barren = 0 if new else barren + 1
+        if barren >= MAX_BARREN_ROUNDS:
+            raise DomainError(
+                ReasonCode.INVALID_PARAMETER_VALUE,
+                f"{barren} rounds of draws made no new code: the format cannot make"
+                f" {job.quantity - done} more codes for this campaign",
+            )
         done += len(new)
         added += new if job.quantity <= batch else []
         job = dataclasses.replace(job, done=done, updated_at=clock())
         await store.update_job(job)
-    finished = dataclasses.replace(job, done=done, state=JobState.COMPLETED, updated_at=clock())
-    await store.update_job(finished)
-    return finished, added
+    return job, added
+
+
+async def _fail(store: Jobs, job: Job, refused: DomainError, clock: Clock) -> Job:
+    done = await store.count_job_codes(job.job_id)
+    failed = dataclasses.replace(
+        job, done=done, state=JobState.FAILED, error=refused.message, updated_at=clock()
+    )
+    await store.update_job(failed)
+    return failed
 
 
 def _code(job: Job, scan: str, clock: Clock, new_id: NewId) -> Code:

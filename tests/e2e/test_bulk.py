@@ -135,7 +135,8 @@ async def test_codes_are_generated_inline_or_in_a_job_with_a_download(api: Api) 
             "quantity": 5_000,
             "algorithmName": "Custom",
             "prefix": "GC",
-            "algorithmDetailsJson": {"length": 10, "group": 5},
+            # 12 characters: enough randomness for the campaign's 5,100 codes
+            "algorithmDetailsJson": {"length": 12, "group": 6},
             "codeState": "Available",
         },
     )

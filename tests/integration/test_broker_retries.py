@@ -78,8 +78,10 @@ async def test_a_command_retried_through_the_delay_queues_is_dead_lettered_at_it
     broker: Broker,
 ) -> None:
     refusing = WorkRefused(broker)
-    outcomes = bootstrap(FakeStore(), {}, campaign_cache_ttl_s=0).outcomes
-    commands = CommandConsumer(refusing, outcomes, utcnow, max_deliveries=LIMIT)
+    worker = bootstrap(FakeStore(), {}, campaign_cache_ttl_s=0)
+    commands = CommandConsumer(
+        refusing, worker.outcomes, worker.budget, utcnow, max_deliveries=LIMIT
+    )
     dead = await Tap.on(broker, topology.DEAD_LETTER_EXCHANGE)
     await commands.start()
     try:

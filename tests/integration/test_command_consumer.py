@@ -18,8 +18,10 @@ from tests.support.amqp import Tap
 async def test_a_command_over_its_delivery_limit_is_dead_lettered_with_its_reason(
     store: MongoStore, broker: Broker
 ) -> None:
-    outcomes = bootstrap(store, {}, campaign_cache_ttl_s=0).outcomes
-    commands = CommandConsumer(broker, outcomes, utcnow, max_deliveries=MAX_DELIVERIES)
+    worker = bootstrap(store, {}, campaign_cache_ttl_s=0)
+    commands = CommandConsumer(
+        broker, worker.outcomes, worker.budget, utcnow, max_deliveries=MAX_DELIVERIES
+    )
     dead = await Tap.on(broker, topology.DEAD_LETTER_EXCHANGE)
     await commands.start()
     try:

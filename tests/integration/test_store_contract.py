@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +35,7 @@ from shared.domain.model import (
 )
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
+from shared.domain.throttling import FailureWindow, Limit
 from shared.ports import Store
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -903,3 +905,63 @@ async def test_a_finished_redemption_keeps_what_it_was_opened_with(store: Store)
         later,
         later,
     )
+
+
+FIVE_PER_MINUTE = Limit(5, timedelta(minutes=1))
+
+
+def admitting_at(at: datetime, limit: Limit) -> Callable[[FailureWindow], FailureWindow]:
+    return lambda window: window.admit("x", at, limit)
+
+
+async def test_a_failure_window_admits_no_more_than_its_limit_under_concurrency(
+    store: Store,
+) -> None:
+    async def attempt(n: int) -> bool:
+        def admit(window: FailureWindow) -> FailureWindow:
+            return window.admit(f"a{n}", NOW, FIVE_PER_MINUTE)
+
+        after = await store.change_failure_window("user:u1", FIVE_PER_MINUTE, admit)
+        return after.holds(f"a{n}")
+
+    admitted = await asyncio.gather(*(attempt(n) for n in range(20)))
+
+    assert sum(admitted) == 5
+    [window] = await store.failure_windows(["user:u1", "user:nobody"])
+    assert sorted(e.attempt_id for e in window.entries) == sorted(
+        f"a{n}" for n, ok in enumerate(admitted) if ok
+    )
+    assert window.retry_after(NOW) == timedelta(minutes=1)
+
+
+async def test_a_failure_window_gives_back_entries_and_is_forgotten_when_empty(
+    store: Store,
+) -> None:
+    limit = FIVE_PER_MINUTE
+    await store.change_failure_window("key:k", limit, lambda w: w.admit("a1", NOW, limit))
+    await store.change_failure_window("key:k", limit, lambda w: w.admit("a2", LATER, limit))
+
+    after = await store.change_failure_window("key:k", limit, lambda w: w.without("a1"))
+
+    assert [e.attempt_id for e in after.entries] == ["a2"]
+    [stored] = await store.failure_windows(["key:k"])
+    assert stored.entries == after.entries and stored.limit == limit
+    await store.change_failure_window("key:k", limit, lambda w: w.without("a2"))
+    assert await store.failure_windows(["key:k"]) == []
+    assert await store.clear_failure_window("key:k") is False
+
+
+async def test_live_failure_windows_page_by_scope_and_leave_out_expired_ones(
+    store: Store,
+) -> None:
+    limit = FIVE_PER_MINUTE
+    for scope, at in [("user:b", NOW), ("user:a", NOW), ("user:c", EARLIER)]:
+        await store.change_failure_window(scope, limit, admitting_at(at, limit))
+
+    live = await store.live_failure_windows(NOW + timedelta(seconds=30))
+
+    assert [w.scope for w in live] == ["user:a", "user:b"]
+    after_a = await store.live_failure_windows(NOW, after="user:a", limit=1)
+    assert [w.scope for w in after_a] == ["user:b"]
+    assert await store.clear_failure_window("user:a") is True
+    assert [w.scope for w in await store.live_failure_windows(NOW)] == ["user:b"]

@@ -103,8 +103,10 @@ async def worker(store: OutageStore, broker: FakeBroker) -> Consumers:
 
 @pytest.fixture
 async def commands(store: OutageStore, broker: FakeBroker) -> CommandConsumer:
-    outcomes = bootstrap(store, {}, campaign_cache_ttl_s=0, clock=lambda: NOW).outcomes
-    consumer = CommandConsumer(broker, outcomes, lambda: NOW, max_deliveries=MAX_DELIVERIES)
+    worker = bootstrap(store, {}, campaign_cache_ttl_s=0, clock=lambda: NOW)
+    consumer = CommandConsumer(
+        broker, worker.outcomes, worker.budget, lambda: NOW, max_deliveries=MAX_DELIVERIES
+    )
     await consumer.start()
     return consumer
 

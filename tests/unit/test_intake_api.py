@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
 
+from services.intake.auth import key_id
 from services.intake.redemptions import job_for, redemption_id_for
 from services.intake.refusals import refusal
 from shared import topology
@@ -91,7 +93,10 @@ async def test_redeem_over_http_publishes_the_job_amqp_would(
         topology.REDEEM_ROUTING_KEY,
     )
     over_amqp = job_for(parse(RedeemCommand, json.dumps(command).encode()), clock=lambda: NOW)
-    assert RedemptionJob.model_validate_json(published.body) == over_amqp
+    over_http = RedemptionJob.model_validate_json(published.body)
+    # The same job, but for who asked: an HTTP caller has a key and an address.
+    assert over_http.model_copy(update={"keyId": None, "clientAddress": None}) == over_amqp
+    assert (over_http.keyId, over_http.clientAddress) == (key_id("admin-key"), "127.0.0.1")
 
 
 async def test_a_refusal_is_the_same_body_over_http_and_amqp(api: httpx.AsyncClient) -> None:
@@ -118,3 +123,20 @@ async def test_generating_codes_publishes_a_job_and_inline_generation_does_not(
     assert JobMessage.model_validate_json(published.body).jobId == job.json()["jobId"]
     progress = await api.get(f"/v1/jobs/{job.json()['jobId']}", headers=ADMIN)
     assert progress.json()["state"] == job.json()["state"]
+
+
+class AwayBroker(RecordingBroker):
+    async def publish(self, exchange: str, routing_key: str, body: bytes, **options: Any) -> None:
+        raise ConnectionError("the broker is away")
+
+
+async def test_a_redemption_the_broker_did_not_take_is_refused_503_to_send_again() -> None:
+    async with intake_client(FakeStore(), AwayBroker(), Settings(api_keys="admin-key=admin")) as (
+        client,
+        _,
+    ):
+        answer = await client.post(
+            "/v1/redemptions", json={"userId": "u1", "scanCode": "ABC-1"}, headers=ADMIN
+        )
+    assert (answer.status_code, answer.json()["reasonCode"]) == (503, 90503)
+    assert "same requestId" in answer.json()["message"]

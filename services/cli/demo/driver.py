@@ -149,13 +149,7 @@ class Driver:
         if answer.status_code == 202:
             accepted: dict[str, Any] = answer.json()
             return await self.settled(accepted["redemptionId"]) if wait_s else accepted
-        error = answer.json()
-        status = "Failed" if error["reasonCode"] in (40751, 40756) else "Rejected"
-        return {
-            "status": status,
-            "reasonCode": error["reasonCode"],
-            "redemptionId": answer.headers.get("x-redemption-id"),
-        }
+        return _refused(answer.json(), answer.headers.get("x-redemption-id"))
 
     async def _over_amqp(self, body: dict[str, Any], reply_queue: str) -> dict[str, Any]:
         correlation = uuid.uuid4().hex
@@ -172,9 +166,11 @@ class Driver:
         exchange = await channel.get_exchange(topology.COMMANDS_EXCHANGE, ensure=False)
         await exchange.publish(message, topology.REDEEM_ROUTING_KEY, timeout=10)
         try:
-            return await asyncio.wait_for(future, 60)
+            reply = await asyncio.wait_for(future, 60)
         except TimeoutError:
             raise CliError("no reply to an AMQP redemption within 60 s") from None
+        # A redemption record, or a refusal before any redemption (an error body).
+        return _refused(reply, None) if isinstance(reply.get("status"), int) else reply
 
     async def _publisher(self) -> aio_pika.abc.AbstractChannel:
         if self._channel is None:
@@ -209,3 +205,9 @@ async def gather_bounded(work: Iterable[Awaitable[Any]]) -> list[Any]:
             return await job
 
     return list(await asyncio.gather(*(run(job) for job in work)))
+
+
+def _refused(error: dict[str, Any], redemption_id: str | None) -> dict[str, Any]:
+    """An error body as the outcome it stands for."""
+    status = "Failed" if error["reasonCode"] in (40751, 40756) else "Rejected"
+    return {"status": status, "reasonCode": error["reasonCode"], "redemptionId": redemption_id}

@@ -131,11 +131,12 @@ class Scenario:
         n = p.inactive + p.invalidated
         plan: list[Attempt] = []
         plan += [
-            Attempt("http", "inactive-user", self.scan(i), "rejected:40398", campaign)
+            # A user each: one user's failures would soon lock them out (429, 40765).
+            Attempt("http", f"inactive-user-{i}", self.scan(i), "rejected:40398", campaign)
             for i in range(0, p.inactive, max(1, p.inactive // 200))
         ]
         plan += [
-            Attempt("amqp", "thief", self.scan(i), "rejected:40400", campaign)
+            Attempt("amqp", f"thief-{i}", self.scan(i), "rejected:40400", campaign)
             for i in range(p.inactive, n, max(1, p.invalidated // 200))
         ]
         singles = [

@@ -23,6 +23,7 @@ from shared.domain.states import CodeState
 
 router = APIRouter(tags=["codes"])
 BASE = "/v1/campaigns/{codeType}/codes"
+IMPORT_PATH = BASE + "/import"  # streamed: its body has a limit of its own (app.py)
 MEDIA_TYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson"}
 LineFormat = Literal["csv", "ndjson"]
 
@@ -64,7 +65,7 @@ async def job_codes(
     return StreamingResponse(lines, media_type=MEDIA_TYPES[format])
 
 
-@router.post(BASE + "/import")
+@router.post(IMPORT_PATH)
 async def import_codes(
     codeType: str,
     request: Request,

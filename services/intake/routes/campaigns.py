@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from services.intake.admin import Admin
-from services.intake.paging import Contexts, PageQuery
+from services.intake.paging import MAX_PAGE, Contexts, PageQuery
 from services.intake.routes.bodies import Json
 from services.intake.routes.deps import AdminDep, AdminRole, ContextsDep
 from services.intake.schemas import (
@@ -32,7 +32,7 @@ async def list_campaigns(
     contexts: ContextsDep,
     _: AdminRole,
     rowsPerPage: Annotated[int, Query(ge=1, le=500)] = 50,
-    pageNumber: Annotated[int, Query(ge=1)] = 1,
+    pageNumber: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     codeUseType: Literal["SINGLE", "MULTI"] | None = None,
     validNow: bool | None = None,
     isDisabled: bool | None = None,
@@ -44,7 +44,11 @@ async def list_campaigns(
 
 @router.get("/v1/campaigns/pages/{context}")
 async def move_campaign_page(
-    context: str, admin: AdminDep, contexts: ContextsDep, _: AdminRole, pageOffset: int = 0
+    context: str,
+    admin: AdminDep,
+    contexts: ContextsDep,
+    _: AdminRole,
+    pageOffset: Annotated[int, Query(ge=-MAX_PAGE, le=MAX_PAGE)] = 0,
 ) -> CampaignList:
     """`SysGetCodeTypePageOffset`: the page `pageOffset` pages away from the context's."""
     return await _page(admin, contexts, contexts.load(context).moved(pageOffset))

@@ -15,6 +15,7 @@ from services.intake.paging import Contexts
 from services.intake.queries import Queries
 from services.intake.redemptions import Redeemer
 from shared.service.attempt_outcomes import AttemptOutcomes
+from shared.service.failure_budget import FailureBudget
 
 AdminRole = Annotated[str, Depends(requires("admin"))]
 RedeemRole = Annotated[str, Depends(requires("redeem"))]
@@ -57,6 +58,10 @@ def _contexts(intake: IntakeDep) -> Contexts:
     return intake.contexts
 
 
+def _budget(intake: IntakeDep) -> FailureBudget:
+    return intake.budget
+
+
 AdminDep = Annotated[Admin, Depends(_admin)]
 BulkDep = Annotated[Bulk, Depends(_bulk)]
 GenerationDep = Annotated[Generation, Depends(_generation)]
@@ -64,3 +69,4 @@ QueriesDep = Annotated[Queries, Depends(_queries)]
 RedeemerDep = Annotated[Redeemer, Depends(_redeemer)]
 AttemptsDep = Annotated[AttemptOutcomes, Depends(_attempts)]
 ContextsDep = Annotated[Contexts, Depends(_contexts)]
+BudgetDep = Annotated[FailureBudget, Depends(_budget)]

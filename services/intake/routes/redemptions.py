@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from services.intake.auth import key_id_of
 from services.intake.errors import error_response
 from services.intake.routes.bodies import StrictJson
 from services.intake.routes.deps import AdminRole, QueriesDep, RedeemerDep, RedeemRole
@@ -14,6 +15,7 @@ from services.intake.schemas import Accepted, RecentRedemptions, instant
 from shared.clock import to_ms
 from shared.domain.model import RedemptionStatus
 from shared.domain.reasons import ReasonCode
+from shared.domain.throttling import LockedOut
 from shared.messages import CodeRecord, RedeemCommand, RedemptionRecord
 
 router = APIRouter(tags=["redemptions"])
@@ -27,11 +29,24 @@ router = APIRouter(tags=["redemptions"])
 async def redeem(
     body: StrictJson[RedeemCommand],
     redeemer: RedeemerDep,
-    _: RedeemRole,
+    who: RedeemRole,
+    request: Request,
     wait: Annotated[float, Query(ge=0, description="seconds to wait for the outcome")] = 0,
 ) -> JSONResponse:
-    job, record = await redeemer.redeem(body, wait)
-    return _answer(record, Accepted(redemption_id=job.redemptionId, request_id=job.requestId))
+    """`RedeemCode`; 429 with `Retry-After` when the caller used up their failure budget."""
+    address = request.client.host if request.client else None
+    try:
+        job, record = await redeemer.redeem(
+            body, wait, key_id=key_id_of(who), client_address=address
+        )
+    except LockedOut as locked:
+        response = error_response(locked.reason, locked.message)
+        response.headers["Retry-After"] = str(locked.retry_after_s)
+        return response
+    answer = _answer(record, Accepted(redemption_id=job.redemptionId, request_id=job.requestId))
+    if record is not None and record.reasonCode == LockedOut.REASON:  # refused by a worker
+        answer.headers["Retry-After"] = str(await redeemer.retry_after_s(job))
+    return answer
 
 
 @router.get("/v1/redemptions")
@@ -42,10 +57,11 @@ async def recent_redemptions(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: Annotated[int | None, Query(description="epoch ms, from the last page")] = None,
 ) -> RecentRedemptions:
-    """Recent redemption attempts, newest first."""
+    """Recent redemption attempts, newest first, each refusal with its real reason."""
     found = await queries.recent(codeType, limit, instant(before))
     last = found[-1].accepted_at if len(found) == limit else None
-    return RecentRedemptions(items=[RedemptionRecord.of(r) for r in found], before=to_ms(last))
+    items = [RedemptionRecord.of(r, reveal=True) for r in found]
+    return RecentRedemptions(items=items, before=to_ms(last))
 
 
 @router.get("/v1/redemptions/{redemptionId}")

@@ -25,6 +25,7 @@ class MongoBase:
         self._jobs: AsyncCollection[Doc] = db[topology.JOBS]
         self._redemptions: AsyncCollection[Doc] = db[topology.REDEMPTIONS]
         self._deleted: AsyncCollection[Doc] = db[topology.DELETED_OUTBOXES]
+        self._failure_windows: AsyncCollection[Doc] = db[topology.FAILURE_WINDOWS]
         # Where outboxes live, by the tag `PendingEvents.source` carries.
         self._outboxes = {
             topology.CODES: self._codes,

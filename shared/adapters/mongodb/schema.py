@@ -55,6 +55,10 @@ class MongoSchema(MongoBase):
                 ),
             ]
         )
+        # Gone once every entry has left its window (the TTL monitor runs every minute).
+        await self._failure_windows.create_indexes(
+            [IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0)]
+        )
         await self._redemptions.create_indexes(
             [
                 IndexModel([("codeType", ASCENDING), ("acceptedAt", DESCENDING)]),

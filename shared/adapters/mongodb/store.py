@@ -16,6 +16,7 @@ from shared.adapters.mongodb.jobs import MongoJobs
 from shared.adapters.mongodb.outbox import MongoOutbox
 from shared.adapters.mongodb.redemptions import MongoRedemptions
 from shared.adapters.mongodb.schema import MongoSchema
+from shared.adapters.mongodb.throttling import MongoFailureWindows
 
 
 class MongoStore(
@@ -27,6 +28,7 @@ class MongoStore(
     MongoRedemptions,
     MongoOutbox,
     MongoJobs,
+    MongoFailureWindows,
 ):
     """The `Store` port on MongoDB."""
 

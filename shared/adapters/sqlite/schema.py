@@ -73,6 +73,12 @@ CREATE INDEX IF NOT EXISTS redemptions_replying ON redemptions (reply_pending)
     WHERE reply_pending = 1;
 CREATE INDEX IF NOT EXISTS redemptions_recent ON redemptions (code_type, accepted_at);
 CREATE INDEX IF NOT EXISTS redemptions_latest ON redemptions (accepted_at);
+CREATE TABLE IF NOT EXISTS failure_windows (
+    scope TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS failure_windows_expiring ON failure_windows (expires_at);
 """
 # The record attributes each table keeps in a column of the same name, besides `doc`.
 CAMPAIGN_COLUMNS = frozenset({"code_type"})

@@ -13,9 +13,10 @@ from shared.adapters.sqlite.codes import Codes
 from shared.adapters.sqlite.jobs import Jobs
 from shared.adapters.sqlite.outbox import Outbox
 from shared.adapters.sqlite.redemptions import Redemptions
+from shared.adapters.sqlite.throttling import FailureWindows
 
 
-class SqliteStore(Campaigns, Codes, Attempts, Claims, Redemptions, Outbox, Jobs):
+class SqliteStore(Campaigns, Codes, Attempts, Claims, Redemptions, Outbox, Jobs, FailureWindows):
     """The `Store` port on SQLite."""
 
     async def prepare(self) -> None:

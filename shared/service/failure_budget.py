@@ -1,0 +1,128 @@
+"""The failure budget: throttling of failed redemptions, one budget for every intake and
+worker, kept in the store (see `shared.domain.throttling`).
+
+The intake checks it before it publishes (`check`), so a caller locked out is
+refused at once and no code is looked at. A worker takes an entry in every
+counted scope before it looks at the code (`reserve`), so no more attempts than
+the limit reach a code in a window however many run at once, and settles the
+entries when the redemption ends (`settle`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from shared.clock import Clock
+from shared.domain.model import Redemption, RedemptionStatus
+from shared.domain.reasons import DomainError, ReasonCode
+from shared.domain.throttling import (
+    Caller,
+    FailureLimits,
+    FailureWindow,
+    Limit,
+    LockedOut,
+    Lockout,
+    ScopeKind,
+    counts,
+    kind_of,
+    lockouts,
+    longest_wait,
+    scope_of,
+)
+from shared.ports import FailureWindows
+from shared.ports.throttling import WindowChange
+from shared.service.campaign_cache import CampaignCache
+
+
+class FailureBudget:
+    """`limits` hold unless the caller's campaign sets its own."""
+
+    def __init__(
+        self,
+        store: FailureWindows,
+        limits: FailureLimits,
+        campaigns: CampaignCache,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._limits = limits
+        self._campaigns = campaigns
+        self._clock = clock
+
+    async def check(self, caller: Caller) -> None:
+        """Raise `LockedOut` when one of the caller's scopes has no room left."""
+        scopes = await self._scopes(caller)
+        if not scopes:
+            return
+        windows = await self._store.failure_windows([scope for scope, _ in scopes])
+        wait = longest_wait(windows, scopes, self._clock())
+        if wait is not None:
+            raise LockedOut(wait)
+
+    async def reserve(self, attempt_id: str, caller: Caller) -> None:
+        """Take an entry for the attempt in each of the caller's scopes, or none: raise
+        `LockedOut` when one has no room (what was taken is given back)."""
+        now = self._clock()
+        taken: list[tuple[str, Limit]] = []
+        for scope, limit in await self._scopes(caller):
+            window = await self._store.change_failure_window(
+                scope, limit, _admitting(attempt_id, now, limit)
+            )
+            if not window.holds(attempt_id):
+                await self._give_back(attempt_id, taken)
+                raise LockedOut(window.retry_after(now) or limit.window)
+            taken.append((scope, limit))
+
+    async def settle(self, ended: Redemption) -> None:
+        """After a redemption ended: a guess's refusal keeps its entries, a redemption
+        redeemed clears its user's window, any other outcome gives its entries back."""
+        if not ended.status.is_terminal or _refused_unseen(ended) or counts(ended.reason_code):
+            return
+        scopes = await self._scopes(ended.caller)
+        if ended.status is RedemptionStatus.REDEEMED:
+            user = scope_of(ScopeKind.USER, ended.user_id)
+            await self._store.clear_failure_window(user)
+            scopes = [(scope, limit) for scope, limit in scopes if scope != user]
+        await self._give_back(ended.redemption_id, scopes)
+
+    async def lockouts(self, *, after: str | None = None, limit: int = 100) -> list[Lockout]:
+        """The scopes locked out now, by scope, after `after`."""
+        now = self._clock()
+        windows = await self._store.live_failure_windows(now, after=after, limit=limit)
+        return lockouts(windows, now)
+
+    async def clear(self, scope: str) -> bool:
+        """Lift a lockout (forget the scope's window); whether there was one."""
+        kind_of(scope)
+        return await self._store.clear_failure_window(scope)
+
+    async def _scopes(self, caller: Caller) -> list[tuple[str, Limit]]:
+        """The caller's counted scopes, under its campaign's limits (an unknown campaign
+        has the global ones)."""
+        limits = self._limits
+        if caller.code_type is not None:
+            try:
+                campaign = await self._campaigns.get(caller.code_type)
+            except DomainError:
+                campaign = None
+            if campaign is not None:
+                limits = limits.for_campaign(campaign.failure_limits)
+        return caller.scopes(limits)
+
+    async def _give_back(self, attempt_id: str, scopes: list[tuple[str, Limit]]) -> None:
+        for scope, limit in scopes:
+            await self._store.change_failure_window(
+                scope, limit, lambda window: window.without(attempt_id)
+            )
+
+
+def _admitting(attempt_id: str, now: datetime, limit: Limit) -> WindowChange:
+    def admit(window: FailureWindow) -> FailureWindow:
+        return window.admit(attempt_id, now, limit)
+
+    return admit
+
+
+def _refused_unseen(ended: Redemption) -> bool:
+    """Refused for being locked out: it took no entry."""
+    return ended.reason_code is ReasonCode.REDEMPTION_CODE_MAX_FAILED_EXCEEDED_FOR_USER

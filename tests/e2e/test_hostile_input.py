@@ -1,0 +1,97 @@
+"""Hostile input to the running system gets a clear 4xx and changes nothing."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from shared import topology
+from shared.adapters.rabbitmq import Broker
+from tests.support.amqp import Tap
+from tests.support.api import Api
+
+pytestmark = pytest.mark.e2e
+INVALID = (422, 40660)
+
+
+async def test_a_body_sent_without_a_key_gets_401_not_read_as_an_update(api: Api) -> None:
+    await api.campaign("gems")
+    body = b"{" + b" " * (100 * 1024)  # beyond the 64 KiB of a parsed body, and not JSON
+    answer = await api.http.patch(
+        "/v1/campaigns/gems/codes/import",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+    assert (answer.status_code, answer.json()["reasonCode"]) == (401, 90401)
+
+
+async def test_numbers_out_of_range_are_refused_not_failed_on(api: Api) -> None:
+    for path, params in [
+        ("/v1/redemptions", {"before": -1}),
+        ("/v1/redemptions", {"before": 10**17}),
+        ("/v1/campaigns", {"pageNumber": 10**20}),
+        ("/v1/campaigns", {"pageNumber": 10**12}),
+    ]:
+        answer = await api.http.get(path, params=params, headers=api.admin)
+        assert (answer.status_code, answer.json()["reasonCode"]) == INVALID, (path, params)
+    listed = await api.http.get("/v1/campaigns", headers=api.admin)
+    moved = await api.http.get(
+        f"/v1/campaigns/pages/{listed.json()['context']}",
+        params={"pageOffset": 1_000_000},
+        headers=api.admin,
+    )
+    assert (moved.status_code, moved.json()["reasonCode"]) == INVALID
+
+
+@pytest.mark.timeout(60)
+async def test_generating_more_codes_than_a_format_holds_is_refused_at_once(api: Api) -> None:
+    await api.campaign("tiny")
+    url = "/v1/campaigns/tiny/codes/generate"
+    small = {"algorithmName": "Custom", "algorithmDetailsJson": {"alphabet": "AB", "length": 4}}
+    for request in ({"quantity": 100, "inline": True}, {"quantity": 1_000}):
+        answer = await api.http.post(url, json={**request, **small}, headers=api.admin)
+        assert (answer.status_code, answer.json()["reasonCode"]) == INVALID
+        assert "bits of randomness" in answer.json()["message"]
+    inventory = await api.http.get("/v1/campaigns/tiny/inventory", headers=api.admin)
+    assert inventory.json()["total"] == 0
+
+
+async def test_a_user_id_with_a_control_character_is_refused_over_http_and_amqp(
+    api: Api, broker: Broker
+) -> None:
+    await api.campaign("cards")
+    await api.code("cards", "CARD-1")
+    over_http = await api.redeem("eve\nINFO redeemed by admin", "CARD-1", wait=None)
+    assert (over_http.status_code, over_http.json()["reasonCode"]) == INVALID
+
+    replies = await Tap.on(broker, None)
+    command = {"userId": "eve\x1b[2J", "scanCode": "CARD-1", "codeType": "cards"}
+    await broker.publish(
+        topology.COMMANDS_EXCHANGE,
+        topology.REDEEM_ROUTING_KEY,
+        json.dumps(command).encode(),
+        reply_to=replies.queue.name,
+        correlation_id="eve-1",
+    )
+    [reply] = await replies.wait_for(1)
+    over_amqp = json.loads(reply.body)
+    assert (over_amqp["status"], over_amqp["reasonCode"]) == INVALID
+    assert "userId" in over_amqp["message"]
+    assert (await api.lookup("cards", "CARD-1"))["codeState"] == "Available"
+
+
+async def test_a_csv_export_quotes_what_a_spreadsheet_would_run(api: Api) -> None:
+    await api.campaign("sheet")
+    await api.code("sheet", "-A1", customCodeInfo={"note": "=cmd"})
+    redeemed = await api.redeem('=HYPERLINK("https://evil.example")', "-A1")
+    assert redeemed.status_code == 200, redeemed.text
+
+    export = await api.http.get("/v1/campaigns/sheet/codes/export", headers=api.admin)
+
+    [row] = list(csv.DictReader(io.StringIO(export.text)))
+    assert row["scanCode"] == "'-A1"
+    assert row["redeemedByUserId"] == '\'=HYPERLINK("https://evil.example")'
+    assert json.loads(row["customCodeInfo"]) == {"note": "=cmd"}
