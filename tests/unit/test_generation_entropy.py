@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import httpx
@@ -20,7 +20,7 @@ from shared.domain.states import CodeState
 from shared.runtime.settings import Settings
 from shared.service import generate_codes
 from tests.fakes import FakeStore
-from tests.unit.intake_harness import RecordingBroker, intake_client
+from tests.unit.intake_harness import RecordingBroker
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ADMIN = {"Authorization": "Bearer admin-key"}
@@ -113,15 +113,10 @@ async def test_draws_that_keep_finding_no_new_code_end_the_job_instead_of_loopin
 
 
 @pytest.fixture
-def broker() -> RecordingBroker:
-    return RecordingBroker()
-
-
-@pytest.fixture
-async def api(broker: RecordingBroker) -> AsyncIterator[httpx.AsyncClient]:
-    async with intake_client(FakeStore(), broker, SETTINGS, lambda: NOW) as (client, _):
-        await client.post("/v1/campaigns", json={"codeType": "gems"}, headers=ADMIN)
-        yield client
+async def api(api: httpx.AsyncClient) -> httpx.AsyncClient:
+    """The API, with a campaign `gems`."""
+    await api.post("/v1/campaigns", json={"codeType": "gems"}, headers=ADMIN)
+    return api
 
 
 GENERATE = "/v1/campaigns/gems/codes/generate"

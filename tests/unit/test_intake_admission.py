@@ -67,14 +67,8 @@ class Upload:
 
 
 @pytest.fixture
-def broker() -> RecordingBroker:
-    return RecordingBroker()
-
-
-@pytest.fixture
-async def api(broker: RecordingBroker) -> AsyncIterator[httpx.AsyncClient]:
-    async with intake_client(FakeStore(), broker, SETTINGS, lambda: NOW) as (client, _):
-        yield client
+def settings() -> Settings:
+    return SETTINGS
 
 
 def no_adapters(*_: object) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,17 +22,6 @@ from tests.unit.intake_harness import RecordingBroker, intake_client
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ADMIN = {"Authorization": "Bearer admin-key"}
 SETTINGS = Settings(api_keys="admin-key=admin", context_secret="secret")
-
-
-@pytest.fixture
-def broker() -> RecordingBroker:
-    return RecordingBroker()
-
-
-@pytest.fixture
-async def api(broker: RecordingBroker) -> AsyncIterator[httpx.AsyncClient]:
-    async with intake_client(FakeStore(), broker, SETTINGS, lambda: NOW) as (client, _):
-        yield client
 
 
 async def test_a_campaign_keeps_its_wire_names_both_ways(api: httpx.AsyncClient) -> None:

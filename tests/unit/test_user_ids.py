@@ -18,7 +18,7 @@ from shared.domain.identifiers import printable
 from shared.runtime.settings import Settings
 from tests.fake_broker import FakeBroker
 from tests.fakes import FakeStore
-from tests.unit.intake_harness import RecordingBroker, intake_client
+from tests.unit.intake_harness import RecordingBroker
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 REDEEMER = {"Authorization": "Bearer redeem-key"}
@@ -46,14 +46,8 @@ def test_printable_text_passes_and_any_other_is_refused() -> None:
 
 
 @pytest.fixture
-def broker() -> RecordingBroker:
-    return RecordingBroker()
-
-
-@pytest.fixture
-async def api(broker: RecordingBroker) -> AsyncIterator[httpx.AsyncClient]:
-    async with intake_client(FakeStore(), broker, SETTINGS, lambda: NOW) as (client, _):
-        yield client
+def settings() -> Settings:
+    return SETTINGS
 
 
 @pytest.mark.parametrize("user", UNPRINTABLE.values(), ids=UNPRINTABLE.keys())
