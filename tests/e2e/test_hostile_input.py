@@ -8,9 +8,8 @@ import json
 
 import pytest
 
-from shared import topology
 from shared.adapters.rabbitmq import Broker
-from tests.support.amqp import Tap
+from tests.support.amqp import ask
 from tests.support.api import Api
 
 pytestmark = pytest.mark.e2e
@@ -67,17 +66,8 @@ async def test_a_user_id_with_a_control_character_is_refused_over_http_and_amqp(
     over_http = await api.redeem("eve\nINFO redeemed by admin", "CARD-1", wait=None)
     assert (over_http.status_code, over_http.json()["reasonCode"]) == INVALID
 
-    replies = await Tap.on(broker, None)
     command = {"userId": "eve\x1b[2J", "scanCode": "CARD-1", "codeType": "cards"}
-    await broker.publish(
-        topology.COMMANDS_EXCHANGE,
-        topology.REDEEM_ROUTING_KEY,
-        json.dumps(command).encode(),
-        reply_to=replies.queue.name,
-        correlation_id="eve-1",
-    )
-    [reply] = await replies.wait_for(1)
-    over_amqp = json.loads(reply.body)
+    _, over_amqp = await ask(broker, command, "eve-1")
     assert (over_amqp["status"], over_amqp["reasonCode"]) == INVALID
     assert "userId" in over_amqp["message"]
     assert (await api.lookup("cards", "CARD-1"))["codeState"] == "Available"

@@ -5,7 +5,6 @@ and AMQP alike; operators see and lift lockouts."""
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
 from collections import Counter
@@ -16,9 +15,8 @@ import pytest
 
 from bench.support import servers
 from bench.support.processes import ADMIN_KEY, API_KEYS, System, system_env
-from shared import topology
 from shared.adapters.rabbitmq import Broker
-from tests.support.amqp import Tap
+from tests.support.amqp import ask
 from tests.support.api import Api
 
 LOCKED = 40765
@@ -108,20 +106,11 @@ async def test_an_amqp_caller_out_of_guesses_is_told_so_in_its_reply(
     await api.campaign("gems")
     for n in range(3):
         await guess(api, "carol", n)
-    replies = await Tap.on(broker, None)
     command = {"userId": "carol", "scanCode": "GEMS-1", "codeType": "gems"}
-    await broker.publish(
-        topology.COMMANDS_EXCHANGE,
-        topology.REDEEM_ROUTING_KEY,
-        json.dumps(command).encode(),
-        reply_to=replies.queue.name,
-        correlation_id="c-1",
-    )
 
-    [reply] = await replies.wait_for(1)
-    refusal = json.loads(reply.body)
+    reply, refusal = await ask(broker, command, "c-1")
+
     assert (reply.correlation_id, refusal["status"], refusal["reasonCode"]) == ("c-1", 429, LOCKED)
-    await replies.close()
 
 
 async def test_operators_see_and_lift_lockouts_from_the_command_line(

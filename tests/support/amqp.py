@@ -7,6 +7,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
+from shared import topology
 from shared.adapters.rabbitmq import Broker
 from tests.support.wait import eventually
 
@@ -49,3 +50,21 @@ class Tap:
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+async def ask(
+    broker: Broker, command: dict[str, Any], correlation_id: str
+) -> tuple[AbstractIncomingMessage, dict[str, Any]]:
+    """Send a `redeem` command as an AMQP caller does, with a reply queue of its own, and
+    wait for the one reply: the message, and its body."""
+    replies = await Tap.on(broker, None)
+    await broker.publish(
+        topology.COMMANDS_EXCHANGE,
+        topology.REDEEM_ROUTING_KEY,
+        json.dumps(command).encode(),
+        reply_to=replies.queue.name,
+        correlation_id=correlation_id,
+    )
+    [reply] = await replies.wait_for(1)
+    await replies.close()
+    return reply, json.loads(reply.body)

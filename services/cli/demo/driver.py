@@ -21,6 +21,7 @@ from services.cli.errors import CliError
 from shared import topology
 
 CONCURRENCY = 128
+PUBLISH_TRIES = 3
 TRANSPORT_RETRIES = 4
 TERMINAL = {"Redeemed", "Failed", "Rejected"}
 
@@ -164,7 +165,13 @@ class Driver:
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
         exchange = await channel.get_exchange(topology.COMMANDS_EXCHANGE, ensure=False)
-        await exchange.publish(message, topology.REDEEM_ROUTING_KEY, timeout=10)
+        for attempt in range(PUBLISH_TRIES):  # sent again, it is the same request: idempotent
+            try:
+                await exchange.publish(message, topology.REDEEM_ROUTING_KEY, timeout=30)
+                break
+            except TimeoutError:
+                if attempt == PUBLISH_TRIES - 1:
+                    raise CliError("RabbitMQ did not confirm an AMQP redemption") from None
         try:
             reply = await asyncio.wait_for(future, 60)
         except TimeoutError:
