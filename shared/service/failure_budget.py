@@ -14,7 +14,7 @@ from datetime import datetime
 
 from shared.clock import Clock
 from shared.domain.model import Redemption, RedemptionStatus
-from shared.domain.reasons import DomainError, ReasonCode
+from shared.domain.reasons import DomainError
 from shared.domain.throttling import (
     Caller,
     FailureLimits,
@@ -125,4 +125,4 @@ def _admitting(attempt_id: str, now: datetime, limit: Limit) -> WindowChange:
 
 def _refused_unseen(ended: Redemption) -> bool:
     """Refused for being locked out: it took no entry."""
-    return ended.reason_code is ReasonCode.REDEMPTION_CODE_MAX_FAILED_EXCEEDED_FOR_USER
+    return ended.reason_code is LockedOut.REASON
