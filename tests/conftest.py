@@ -48,7 +48,9 @@ def rabbit() -> Iterator[servers.Rabbit]:
 
 @pytest.fixture(scope="session")
 async def mongo_client(mongo: servers.Mongo) -> AsyncIterator[AsyncMongoClient[Doc]]:
-    client: AsyncMongoClient[Doc] = AsyncMongoClient(mongo.url, tz_aware=True)
+    # A server may close a connection idle for minutes (SecantusDB does after 5) while
+    # broker-only tests run: the pool drops its idle connections well before that.
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(mongo.url, tz_aware=True, maxIdleTimeMS=60_000)
     await client.admin.command("ping")
     yield client
     await client.close()

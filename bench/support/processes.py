@@ -76,6 +76,14 @@ class System:
             self._wait_ready(service)
         return service
 
+    def start_all(self, *names: str) -> list[Service]:
+        """Start each of `services.<name>` at once (as `redeem up` does), then wait until
+        every one is ready."""
+        started = [self.start(name, ready=False) for name in names]
+        for service in started:
+            self._wait_ready(service)
+        return started
+
     def restart(
         self, service: Service, env: dict[str, str] | None = None, *, ready: bool = True
     ) -> Service:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractIncomingMessage
 
 from shared.adapters.rabbitmq import Broker
 from shared.messages import RedemptionRecord
@@ -19,16 +19,15 @@ class Replies:
     def __init__(self, broker: Broker) -> None:
         self._broker = broker
         self._waiting: dict[str, list[asyncio.Future[RedemptionRecord]]] = {}
-        self._queue: AbstractQueue | None = None
+        self._queue_name: str | None = None
 
     @property
     def queue_name(self) -> str:
-        assert self._queue is not None, "start() first"
-        return self._queue.name
+        assert self._queue_name is not None, "start() first"
+        return self._queue_name
 
     async def start(self) -> None:
-        self._queue = await self._broker.consuming.declare_queue(exclusive=True, auto_delete=True)
-        await self._queue.consume(self._on_reply, no_ack=True)
+        self._queue_name = (await self._broker.consume_replies(self._on_reply)).queue_name
 
     def expect(self, redemption_id: str) -> asyncio.Future[RedemptionRecord]:
         future: asyncio.Future[RedemptionRecord] = asyncio.get_running_loop().create_future()

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import httpx
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractIncomingMessage
 
 from shared import signing, topology
 from shared.adapters.rabbitmq import Broker
@@ -89,16 +89,15 @@ class AmqpTransport:
     def __init__(self, broker: Broker) -> None:
         self._broker = broker
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
-        self._queue: AbstractQueue | None = None
+        self._reply_to: str | None = None
 
     async def start(self) -> None:
-        self._queue = await self._broker.consuming.declare_queue(exclusive=True, auto_delete=True)
-        await self._queue.consume(self._on_reply, no_ack=True)
+        self._reply_to = (await self._broker.consume_replies(self._on_reply)).queue_name
 
     async def call(
         self, campaign: Campaign, request: Mapping[str, Any], timeout_s: float
     ) -> Result | None:
-        assert self._queue is not None, "start() first"
+        assert self._reply_to is not None, "start() first"
         correlation_id, key = new_id(), idempotency_key(request)
         body = json.dumps(request).encode()
         if campaign.is_async:
@@ -120,7 +119,6 @@ class AmqpTransport:
         return fulfillment.interpret(answer, is_async=False)
 
     async def _send(self, campaign: Campaign, body: bytes, key: str, correlation_id: str) -> None:
-        assert self._queue is not None
         try:
             await self._broker.publish(
                 topology.FULFILLMENT_EXCHANGE,
@@ -128,7 +126,7 @@ class AmqpTransport:
                 body,
                 message_id=key,
                 correlation_id=correlation_id,
-                reply_to=self._queue.name,
+                reply_to=self._reply_to,
             )
         except Exception as exc:  # unroutable (no partner queue) or not confirmed
             raise PartnerUnreachable(f"{campaign.handler}: {exc}") from exc

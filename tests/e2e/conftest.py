@@ -10,9 +10,7 @@ from tests.support.api import Api
 
 @pytest.fixture
 async def api(system: System) -> AsyncIterator[Api]:
-    intake = system.start("intake")
-    system.start("worker")
-    system.start("results")
+    intake, _, _ = system.start_all("intake", "worker", "results")
     client = Api(intake.url)
     yield client
     await client.close()

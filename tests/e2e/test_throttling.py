@@ -45,9 +45,7 @@ def throttled(
 
 @pytest.fixture
 async def api(throttled: System) -> AsyncIterator[Api]:
-    intake = throttled.start("intake")
-    throttled.start("worker")
-    throttled.start("results")
+    intake, _, _ = throttled.start_all("intake", "worker", "results")
     client = Api(intake.url)
     yield client
     await client.close()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
+from aio_pika.abc import AbstractIncomingMessage
 
 from bench.faults.injectors import broker_outage
 from bench.support import servers
 from shared import topology
 from shared.adapters.rabbitmq import Broker
-from shared.ports.broker import Delivery
+from shared.ports.broker import Delivery, Unroutable
 from tests.support.amqp import Tap
 from tests.support.wait import eventually
 
@@ -98,4 +100,25 @@ async def test_a_consuming_channel_left_closed_is_replaced_with_its_consumers(
 
     assert await eventually(send, until=lambda r: "after" in r, timeout_s=20, interval_s=1)
     await broker.ping()
+    await broker.close()
+
+
+async def test_a_reply_queue_comes_back_with_a_replaced_consuming_channel(amqp_url: str) -> None:
+    broker = await Broker.connect(amqp_url, publish_timeout_s=1.0, name="test")
+    replies: list[bytes] = []
+
+    async def keep(message: AbstractIncomingMessage) -> None:
+        replies.append(message.body)
+
+    subscription = await broker.consume_replies(keep)
+    reply_to = subscription.queue_name or ""
+    await broker.consuming.close()
+
+    async def answer() -> list[bytes]:
+        with contextlib.suppress(Unroutable):  # until the queue is declared again
+            await broker.publish("", reply_to, b"answer")
+        return replies
+
+    assert await eventually(answer, until=lambda r: b"answer" in r, timeout_s=20, interval_s=1)
+    assert subscription.queue_name == reply_to, "callers keep sending to the same name"
     await broker.close()

@@ -20,7 +20,7 @@ from rich.progress import Progress
 from services.cli.errors import CliError
 from shared import topology
 
-CONCURRENCY = 128
+CONCURRENCY = 32
 PUBLISH_TRIES = 3
 TRANSPORT_RETRIES = 4
 TERMINAL = {"Redeemed", "Failed", "Rejected"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from dataclasses import dataclass, field
@@ -96,14 +97,6 @@ class Scenario:
         if created.status_code != 201:
             raise CliError(f"could not create the shared demo campaign: {created.text}")
 
-        async def add(n: int) -> None:
-            state = "Inactive" if n < p.inactive else "Available"
-            body = {"scanCode": self.scan(n), "codeState": state, "customCodeInfo": REWARD}
-            answer = await driver.call("POST", f"/v1/campaigns/{self.campaign}/codes", json=body)
-            retried = answer.status_code == 409 and answer.json()["reasonCode"] == 90410
-            if answer.status_code != 201 and not retried:
-                raise CliError(f"could not add a code: {answer.text}")
-
         async def invalidate(n: int) -> None:
             path = f"/v1/campaigns/{self.campaign}/codes/{self.scan(n)}/invalidate"
             await driver.call("POST", path, json={"invalidationReason": "reported stolen"})
@@ -113,14 +106,20 @@ class Scenario:
         if created.status_code != 201:
             raise CliError(f"could not create the partner's demo campaign: {created.text}")
 
-        async def add_parcel(n: int) -> None:
-            body = {"scanCode": self.parcel(n), "codeState": "Available"}
-            answer = await driver.call("POST", f"/v1/campaigns/{self.parcels}/codes", json=body)
-            if answer.status_code not in (201, 409):
-                raise CliError(f"could not add a code: {answer.text}")
-
-        await driver.bounded("loading codes", [add(n) for n in range(p.codes)])
-        await driver.bounded("loading parcels", [add_parcel(n) for n in range(p.partner)])
+        codes = [
+            {
+                "scanCode": self.scan(n),
+                "codeState": "Inactive" if n < p.inactive else "Available",
+                "customCodeInfo": REWARD,
+            }
+            for n in range(p.codes)
+        ]
+        await _import(driver, self.campaign, codes)
+        await _import(
+            driver,
+            self.parcels,
+            [{"scanCode": self.parcel(n), "codeState": "Available"} for n in range(p.partner)],
+        )
         first = p.inactive
         await driver.bounded(
             "invalidating codes", [invalidate(n) for n in range(first, first + p.invalidated)]
@@ -189,3 +188,13 @@ class Scenario:
         ]
         random.shuffle(plan)
         return plan
+
+
+async def _import(driver: Driver, code_type: str, codes: list[dict[str, object]]) -> None:
+    """One bulk import of `codes` (NDJSON), every line taken."""
+    lines = "".join(json.dumps(code) + "\n" for code in codes).encode()
+    path = f"/v1/campaigns/{code_type}/codes/import"
+    answer = await driver.call("POST", path, params={"format": "ndjson"}, content=lines)
+    report = answer.json() if answer.status_code == 200 else {}
+    if report.get("added", 0) + report.get("unchanged", 0) != len(codes):
+        raise CliError(f"could not import the codes of {code_type}: {answer.text[:500]}")

@@ -83,7 +83,7 @@ class Broker:
 
     async def ping(self) -> None:
         """Raise unless both channels are open (replacing a publishing channel left closed)."""
-        if self.connection.is_closed or self.consuming.is_closed:
+        if not self.connection.connected.is_set() or self.consuming.is_closed:
             raise ConnectionError("the broker connection is closed")
         await self._open_publishing()
 
@@ -111,10 +111,20 @@ class Broker:
         async def on_message(message: AbstractIncomingMessage) -> None:
             await handle(RabbitDelivery(message, queue, self))
 
-        declared = await self.queue(queue)
-        subscription = _Subscription(
-            queue, on_message, declared, await declared.consume(on_message)
-        )
+        return await self._subscribe(_Subscription(queue, on_message))
+
+    async def consume_replies(
+        self, on_reply: Callable[[AbstractIncomingMessage], Awaitable[None]]
+    ) -> _Subscription:
+        """A queue of this connection's own for the replies it waits for (exclusive, no
+        acks), consumed by `on_reply`; send `reply_to` its current `queue_name`.
+
+        A reply in flight when the connection or its channel is lost is lost with it:
+        whoever waits for it times out, as they would without an answer."""
+        return await self._subscribe(_Subscription(None, on_reply))
+
+    async def _subscribe(self, subscription: _Subscription) -> _Subscription:
+        await subscription.start(self.consuming)
         self._subscriptions.append(subscription)
         return subscription
 
@@ -132,8 +142,9 @@ class Broker:
     ) -> None:
         """Publish persistently and wait for the broker's confirm.
 
-        Raises `Unroutable` when a mandatory message reaches no queue, and
-        TimeoutError or DeliveryError when the broker does not confirm it.
+        Raises `Unroutable` when a mandatory message reaches no queue, ConnectionError
+        while the broker is away, and TimeoutError or DeliveryError when the broker
+        does not confirm it.
         """
         message = aio_pika.Message(
             body,
@@ -144,17 +155,21 @@ class Broker:
             reply_to=reply_to,
             headers=dict(headers or {}),
         )
-        channel = await self._open_publishing()
-        target = self._exchanges.get(exchange)
-        if target is None:
-            target = await channel.get_exchange(exchange, ensure=False)
-            self._exchanges[exchange] = target
-        try:
-            await target.publish(
-                message, routing_key, mandatory=mandatory, timeout=self._publish_timeout_s
-            )
-        except PublishError as exc:
-            raise Unroutable(f"{exchange or '(default)'} -> {routing_key}") from exc
+        # Bounded as a whole, as a robust channel waits for its connection to come back
+        # before it sends: `publish_timeout_s` for a closed channel to come back (see
+        # `_open_publishing`), as long again for the broker to confirm.
+        async with asyncio.timeout(2 * self._publish_timeout_s):
+            channel = await self._open_publishing()
+            target = self._exchanges.get(exchange)
+            if target is None:
+                target = await channel.get_exchange(exchange, ensure=False)
+                self._exchanges[exchange] = target
+            try:
+                await target.publish(
+                    message, routing_key, mandatory=mandatory, timeout=self._publish_timeout_s
+                )
+            except PublishError as exc:
+                raise Unroutable(f"{exchange or '(default)'} -> {routing_key}") from exc
 
     async def _open_publishing(self) -> AbstractRobustChannel:
         """The publishing channel, open; raises ConnectionError while the broker is away.
@@ -205,29 +220,38 @@ class Broker:
         await self.consuming.set_qos(prefetch_count=self._prefetch)
         for subscription in self._subscriptions:
             if not subscription.cancelled:
-                queue = await self.queue(subscription.queue_name)
-                subscription.moved(queue, await queue.consume(subscription.on_message))
+                await subscription.start(self.consuming)
         with contextlib.suppress(Exception):
             await old.close()
 
 
 class _Subscription:
+    """A consumer of a durable queue by name (manual acks), or of a reply queue of the
+    connection's own (`queue_name` None until declared; no acks): started again on a
+    channel that replaces the consuming one."""
+
     def __init__(
         self,
-        queue_name: str,
+        queue_name: str | None,
         on_message: Callable[[AbstractIncomingMessage], Awaitable[None]],
-        queue: AbstractQueue,
-        tag: str,
     ) -> None:
         self.queue_name = queue_name
+        self._replies = queue_name is None
         self.on_message = on_message
-        self._queue = queue
-        self._tag = tag
+        self._queue: AbstractQueue | None = None
+        self._tag = ""
         self.cancelled = False
 
-    def moved(self, queue: AbstractQueue, tag: str) -> None:
-        self._queue, self._tag = queue, tag
+    async def start(self, channel: AbstractChannel) -> None:
+        if self._replies:
+            queue = await channel.declare_queue(self.queue_name, exclusive=True, auto_delete=True)
+            self.queue_name = queue.name
+        else:
+            queue = await channel.get_queue(self.queue_name or "", ensure=True)
+        self._tag = await queue.consume(self.on_message, no_ack=self._replies)
+        self._queue = queue
 
     async def cancel(self) -> None:
         self.cancelled = True
-        await self._queue.cancel(self._tag)
+        if self._queue is not None:
+            await self._queue.cancel(self._tag)
