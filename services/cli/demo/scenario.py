@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from services.cli.demo.driver import Attempt, Driver
@@ -190,7 +191,7 @@ class Scenario:
         return plan
 
 
-async def _import(driver: Driver, code_type: str, codes: list[dict[str, object]]) -> None:
+async def _import(driver: Driver, code_type: str, codes: Sequence[Mapping[str, object]]) -> None:
     """One bulk import of `codes` (NDJSON), every line taken."""
     lines = "".join(json.dumps(code) + "\n" for code in codes).encode()
     path = f"/v1/campaigns/{code_type}/codes/import"
