@@ -20,6 +20,12 @@ WORK_QUEUE = "redemption.work"
 # Header naming why a message was dead-lettered: "<reasonCode> <reasonName>: <message>".
 DEAD_LETTER_REASON_HEADER = "x-redemption-reason"
 DEAD_LETTER_REASON_CODE_HEADER = "x-redemption-reason-code"
+# An AMQP command's API key, `Bearer <key>` as over HTTP; never kept in a copy the
+# service publishes (a delayed retry, a dead letter).
+AUTHORIZATION_HEADER = "authorization"
+# A delayed copy names its command's key by the key's SHA-256 digest (hex) in its stead;
+# believed only of a copy that comes back by the retry exchange.
+KEY_DIGEST_HEADER = "x-redemption-key-digest"
 # How many times a job whose redemption could not even be ended was put back to start over.
 START_OVER_HEADER = "x-redemption-start-overs"
 
@@ -57,4 +63,5 @@ SHARED_CLAIMS = "shared_claims"  # which redemption holds a user's one claim of 
 REDEMPTIONS = "redemptions"
 JOBS = "jobs"
 DELETED_OUTBOXES = "deleted_outboxes"  # events of deleted codes still to be relayed
+PLAIN_CODES = "plain_codes"  # a hashed campaign's generated codes until their one download
 FAILURE_WINDOWS = "failure_windows"  # throttling: recent counted attempts per scope

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -107,7 +108,33 @@ async def broker(amqp_url: str) -> AsyncIterator[Broker]:
 def system(amqp_url: str, mongo: servers.Mongo, db_name: str, tmp_path: Path) -> Iterator[System]:
     env = system_env(rabbitmq_url=amqp_url, mongodb_url=mongo.url, db=db_name, api_keys=API_KEYS)
     env["REDEEM_MAX_DELIVERIES"] = str(MAX_DELIVERIES)
-    running = System(env, tmp_path)
-    yield running
-    running.stop()
-    print(running.dump_logs())
+    with running(env, tmp_path) as started:
+        yield started
+
+
+@pytest.fixture(params=["mongodb", "embedded"])
+def each_store_env(
+    request: pytest.FixtureRequest, amqp_url: str, db_name: str, tmp_path: Path
+) -> dict[str, str]:
+    """A system's environment on MongoDB, then on the embedded store (in `tmp_path`)."""
+    mongo_url = ""
+    if request.param == "mongodb":
+        mongo: servers.Mongo = request.getfixturevalue("mongo")
+        mongo_url = mongo.url
+    env = system_env(rabbitmq_url=amqp_url, mongodb_url=mongo_url, db=db_name, api_keys=API_KEYS)
+    if not mongo_url:
+        del env["REDEEM_MONGODB_URL"]
+    env["REDEEM_DATA_DIR"] = str(tmp_path / "data")
+    env["REDEEM_MAX_DELIVERIES"] = str(MAX_DELIVERIES)
+    return env
+
+
+@contextmanager
+def running(env: dict[str, str], logs: Path) -> Iterator[System]:
+    """A system of `env`, stopped after, its logs printed (pytest shows them on failure)."""
+    started = System(env, logs)
+    try:
+        yield started
+    finally:
+        started.stop()
+        print(started.dump_logs())

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared import topology
+from shared.adapters.rabbitmq.delivery import copy_headers
 from shared.domain.reasons import DomainError
 from shared.ports import Broker, Delivery, Handler
 
@@ -118,17 +119,18 @@ class FakeDelivery:
             message_id=self.message_id,
             correlation_id=self.correlation_id,
             reply_to=self.reply_to,
-            headers=dict(self.headers) | reason,
+            headers=_without_key(self.headers) | reason,
         )
         self._settle("dead-letter")
 
     async def retry_later(self, delay_s: float) -> None:
-        copy = dataclasses.replace(self.message, deliveries=self.deliveries + 1)
+        headers = copy_headers(self.headers)  # the key as its digest, as the broker's copy
+        copy = dataclasses.replace(self.message, headers=headers, deliveries=self.deliveries + 1)
         await self._broker.delay(self.queue, delay_s, copy)
         self._settle("retry")
 
     async def start_over(self, delay_s: float, headers: Mapping[str, Any]) -> None:
-        fresh = dict(self.headers) | dict(headers)
+        fresh = copy_headers(self.headers) | dict(headers)
         copy = dataclasses.replace(self.message, headers=fresh, deliveries=0)
         await self._broker.delay(self.queue, delay_s, copy)
         self._settle("start-over")
@@ -145,6 +147,11 @@ class FakeDelivery:
         if len(self.settlements) > 1:
             self._broker.settled_twice.append(self)
             raise AssertionError(f"settled twice: {self.settlements}")
+
+
+def _without_key(headers: Mapping[str, Any]) -> dict[str, Any]:
+    keys = (topology.AUTHORIZATION_HEADER, topology.KEY_DIGEST_HEADER)
+    return {k: v for k, v in headers.items() if k not in keys}
 
 
 class FakeSubscription:

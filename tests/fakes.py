@@ -40,6 +40,8 @@ class FakeStore:
         self.outbox: dict[str, list[PendingEvent]] = {}
         self.redemptions: dict[str, Redemption] = {}
         self.windows: dict[str, FailureWindow] = {}
+        # code id -> (job id, plain code, expires at)
+        self.plain: dict[str, tuple[str, str, datetime]] = {}
 
     async def prepare(self) -> None:
         return None
@@ -81,7 +83,7 @@ class FakeStore:
         return self.campaigns[code_type]
 
     async def add_code(self, code: Code) -> None:
-        key = (code.code_type, normalise(code.scan_code))
+        key = (code.code_type, code.key)
         if key in self.codes:
             raise model.scan_code_taken(code.code_type, code.scan_code)
         self.codes[key] = code
@@ -93,14 +95,14 @@ class FakeStore:
     def _table(self, ref: CodeRef) -> tuple[dict[tuple[str, str], Code], tuple[str, str]]:
         if ref.user_id is not None:
             return self.instances, (ref.code_type, ref.user_id)
-        return self.codes, (ref.code_type, ref.scan_norm)
+        return self.codes, (ref.code_type, ref.key)
 
     async def get_code(self, ref: CodeRef) -> Code | None:
         table, key = self._table(ref)
         return table.get(key)
 
-    async def find_codes(self, scan_norm: str, *, limit: int) -> list[Code]:
-        return [c for (_, norm), c in self.codes.items() if norm == scan_norm][:limit]
+    async def find_codes(self, key: str, *, limit: int) -> list[Code]:
+        return [c for (_, k), c in self.codes.items() if k == key][:limit]
 
     async def apply(
         self,
@@ -147,7 +149,7 @@ class FakeStore:
             table = self.instances if shared else self.codes
             table[key] = dataclasses.replace(code, timer_at=attempts.lease(code, now, lease_s))
             user = code.redeemed_by_user_id if shared else None
-            taken.append(Due(CodeRef(code.code_type, normalise(code.scan_code), user), code))
+            taken.append(Due(CodeRef(code.code_type, code.key, user), code))
         return taken
 
     def _with_events(self, code: Code, changes: Sequence[Change]) -> Code:
@@ -196,15 +198,15 @@ class FakeStore:
         return self.instances[key], True
 
     async def set_custom_code_info(
-        self, code_type: str, scan_norm: str, version: int, info: Mapping[str, Any], by: str
+        self, code_type: str, key: str, version: int, info: Mapping[str, Any], by: str
     ) -> Code | None:
-        code = self.codes.get((code_type, scan_norm))
+        code = self.codes.get((code_type, key))
         if code is None or code.version != version:
             return None
         code = dataclasses.replace(
             code, custom_code_info=dict(info), version=version + 1, updated_at=utcnow()
         )
-        self.codes[(code_type, scan_norm)] = code
+        self.codes[(code_type, key)] = code
         return code
 
     async def redeemed_codes(self, user_id: str, code_type: str | None) -> list[Code]:
@@ -220,7 +222,7 @@ class FakeStore:
     async def add_codes(self, codes: Sequence[Code]) -> list[bool]:
         added = []
         for code in codes:
-            key = (code.code_type, normalise(code.scan_code))
+            key = (code.code_type, code.key)
             added.append(key not in self.codes)
             self.codes.setdefault(key, code)
         return added
@@ -250,6 +252,34 @@ class FakeStore:
 
     async def update_job(self, job: Job) -> None:
         self.jobs[job.job_id] = job
+
+    async def hand_out_job(self, job_id: str, now: datetime) -> Job | None:
+        job = self.jobs.get(job_id)
+        if job is None or job.handed_out_at is not None:
+            return None
+        self.jobs[job_id] = dataclasses.replace(job, handed_out_at=now, updated_at=now)
+        return self.jobs[job_id]
+
+    async def purge_plain_codes(self, now: datetime) -> int:
+        gone = [code_id for code_id, (_, _, until) in self.plain.items() if until <= now]
+        for code_id in gone:
+            del self.plain[code_id]
+        return len(gone)
+
+    async def keep_plain_codes(
+        self, job_id: str, codes: Mapping[str, str], until: datetime
+    ) -> None:
+        for code_id, scan in codes.items():
+            self.plain.setdefault(code_id, (job_id, scan, until))
+
+    async def plain_codes(self, code_ids: Sequence[str], now: datetime) -> dict[str, str]:
+        kept = ((i, self.plain.get(i)) for i in code_ids)
+        return {i: entry[1] for i, entry in kept if entry is not None and entry[2] > now}
+
+    async def drop_plain_codes(self, job_id: str, now: datetime) -> None:
+        for code_id, (job, _, until) in list(self.plain.items()):
+            if job == job_id or until <= now:
+                del self.plain[code_id]
 
     async def inventory(self, code_type: str, *, shared: bool) -> dict[CodeState, int]:
         table = self.instances if shared else self.codes
@@ -299,6 +329,11 @@ class FakeStore:
         r = self.redemptions.get(redemption_id)
         if r is not None:
             self.redemptions[redemption_id] = dataclasses.replace(r, replies=(*r.replies, reply))
+
+    async def key_redemption(self, redemption_id: str, key: str) -> None:
+        r = self.redemptions.get(redemption_id)
+        if r is not None:
+            self.redemptions[redemption_id] = dataclasses.replace(r, code_key=key)
 
     async def finish_redemption(self, redemption: Redemption) -> Redemption:
         stored = self.redemptions.get(redemption.redemption_id)

@@ -14,11 +14,22 @@ from pathlib import Path
 from bench.support.servers import free_port
 
 SERVICES = ("intake", "worker", "results")
-WEBHOOK_SECRET = "test-webhook-secret"
+# Every handler's webhook keys, oldest first: workers sign with the last, partners
+# verify by the key id a request names.
+WEBHOOK_KEYS = {"test-1": "test-webhook-secret-1", "test-2": "test-webhook-secret-2"}
+WEBHOOK_SECRETS = "*=" + ",".join(f"{key_id}:{secret}" for key_id, secret in WEBHOOK_KEYS.items())
+# The tests' partners listen on loopback, which webhooks may reach only when allow-listed,
+# as an operator allow-lists a private test partner's network.
+WEBHOOK_ALLOWED_NETWORKS = "127.0.0.0/8,::1/128"
+# Keys the hashed codes of campaigns with hashCodes (the same for every process).
+CODE_SECRET = "test-code-secret"
 # The keys the tests and the fault lab start their systems with.
 ADMIN_KEY = "test-admin-key"
 REDEEM_KEY = "test-redeem-key"
-API_KEYS = f"{ADMIN_KEY}=admin;{REDEEM_KEY}=redeem;test-partner-key=fulfillment"
+PARTNER_KEY = "test-partner-key"  # the partner simulator's, for its async responses
+API_KEYS = f"{ADMIN_KEY}=admin;{REDEEM_KEY}=redeem;{PARTNER_KEY}=fulfillment"
+# Names redemptions (the same for every intake, or idempotency would not hold across them).
+REDEMPTION_ID_SECRET = "test-redemption-id-secret"
 
 
 @dataclass
@@ -133,8 +144,12 @@ def system_env(*, rabbitmq_url: str, mongodb_url: str, db: str, api_keys: str) -
         REDEEM_MONGODB_URL=mongodb_url,
         REDEEM_MONGODB_DB=db,
         REDEEM_API_KEYS=api_keys,
-        REDEEM_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        REDEEM_REDEMPTION_ID_SECRET=REDEMPTION_ID_SECRET,
+        REDEEM_PARTNER_API_KEY=PARTNER_KEY,
+        REDEEM_WEBHOOK_SECRETS=WEBHOOK_SECRETS,
+        REDEEM_WEBHOOK_ALLOWED_NETWORKS=WEBHOOK_ALLOWED_NETWORKS,
         REDEEM_WEBHOOK_TIMEOUT_S="2",
+        REDEEM_CODE_SECRET=CODE_SECRET,
         REDEEM_LOG_FORMAT="json",
         REDEEM_CAMPAIGN_CACHE_TTL_S="1",
         PYTHONUNBUFFERED="1",

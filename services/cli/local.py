@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from services.cli.errors import CliError
+from shared.adapters.files import write_private
+from shared.runtime.startup import StartupError, generated_secret
 
 ADMIN_KEY_FILE = "admin-key"
+PARTNER_KEY_FILE = "partner-key"  # the demo partner's fulfillment key
 CONTEXT_SECRET_FILE = "context-secret"
 WEBHOOK_SECRET_FILE = "webhook-secret"
 SYSTEM_FILE = "system.json"
@@ -23,13 +25,10 @@ def admin_key(data_dir: Path) -> str:
 
 def secret(data_dir: Path, name: str) -> str:
     """A secret kept in the data directory, made on first use (owner-readable only)."""
-    path = data_dir / name
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(24) + "\n")
-    return path.read_text().strip()
+    try:
+        return generated_secret(data_dir, name)
+    except StartupError as error:
+        raise CliError(str(error)) from None
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class RunningSystem:
     processes: dict[str, int]
 
     def save(self, data_dir: Path) -> None:
-        (data_dir / SYSTEM_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        write_private(data_dir / SYSTEM_FILE, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def find(cls, data_dir: Path) -> RunningSystem:

@@ -17,16 +17,19 @@ from rich.console import Console
 from rich.panel import Panel
 
 from services.cli import demo as demo_module
-from services.cli import manage
+from services.cli import local, manage
 from services.cli import up as up_module
 from services.cli.errors import CliError
+from services.cli.keys import keys as keys_app
 from services.cli.local import RunningSystem, admin_key
 from services.cli.lockouts import lockouts
+from shared.domain.access import digest_of
 from shared.runtime.settings import Settings
 
 app = typer.Typer(help="Redemption codes: run the service and work with it.", add_completion=False)
 app.add_typer(manage.campaigns, name="campaigns")
 app.add_typer(lockouts, name="lockouts")
+app.add_typer(keys_app, name="keys")
 app.command("inventory")(manage.inventory)
 app.command("import")(manage.import_codes)
 app.command("export")(manage.export_codes)
@@ -56,7 +59,11 @@ def up(
     settings = Settings()
     up_module.ensure_broker(settings.rabbitmq_url, console)
     key = admin_key(settings.data_dir)
-    keys = ";".join(filter(None, [settings.api_keys, f"{key}=admin"]))
+    # As digests: the keys themselves are in the data directory, not in the processes'
+    # environment; the partner's answers its own handler's attempts only.
+    partner = local.secret(settings.data_dir, local.PARTNER_KEY_FILE)
+    partner_entry = f"{digest_of(partner)}=fulfillment|handlers={up_module.PARTNER_HANDLER}"
+    keys = ";".join(filter(None, [settings.api_keys, f"{digest_of(key)}=admin", partner_entry]))
     logs = settings.data_dir.resolve() / "logs"
     supervisor = up_module.Supervisor(up_module.children(settings, workers, keys, logs), console)
     supervisor.start()

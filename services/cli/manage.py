@@ -58,7 +58,13 @@ def create_campaign(
     max_redemptions: Annotated[int | None, typer.Option(min=1)] = None,
     handler: Annotated[str | None, typer.Option(help="fulfillment handler name")] = None,
     transport: Annotated[str, typer.Option(help="local, amqp or webhook")] = "local",
-    webhook_url: Annotated[str | None, typer.Option(help="webhook transport only")] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(help="webhook transport only: https, or http with --private-test-partner"),
+    ] = None,
+    private_test_partner: Annotated[
+        bool, typer.Option(help="webhook: a private test partner, reached over http too")
+    ] = False,
     is_async: Annotated[bool, typer.Option("--async", help="the handler may answer later")] = False,
     timeout: Annotated[float, typer.Option(help="allowed processing time, seconds")] = 30.0,
     max_retries: Annotated[int, typer.Option(min=0, max=100)] = 0,
@@ -69,6 +75,7 @@ def create_campaign(
         body |= {
             "handlerTransport": transport,
             "webhookUrl": webhook_url,
+            "privateTestPartner": private_test_partner,
             "async": is_async,
             "timeout": timeout,
             "maxRetries": max_retries,

@@ -18,6 +18,8 @@ from rich.console import Console
 
 from services.cli import local
 from services.cli.errors import CliError
+from shared.adapters.files import open_private, private_dir
+from shared.runtime import startup
 from shared.runtime.settings import Settings
 
 READY_TIMEOUT_S = 60.0
@@ -72,7 +74,7 @@ class Child:
     restarts: int = 0
 
     def start(self) -> None:
-        with self.log_path.open("ab") as log:
+        with open(open_private(self.log_path), "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", f"services.{self.name.split('-')[0]}"],
                 env={**self.env, "REDEEM_HTTP_PORT": str(self.port)},
@@ -158,24 +160,39 @@ PARTNER_ENV = {
 }
 
 
+def partner_env(settings: Settings) -> dict[str, str]:
+    """The partner simulator's settings, with its key (`redeem up` lets it answer only
+    its handler's attempts)."""
+    return PARTNER_ENV | {
+        "REDEEM_PARTNER_API_KEY": local.secret(settings.data_dir, local.PARTNER_KEY_FILE)
+    }
+
+
 def children(settings: Settings, workers: int, api_keys: str, logs: Path) -> list[Child]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REDEEM_")}
+    """The processes of the system. Each gets every setting the operator gave (every
+    `REDEEM_*` of this environment), but for those `up` decides itself."""
+    env = dict(os.environ)
     env.update(
         REDEEM_RABBITMQ_URL=settings.rabbitmq_url,
         REDEEM_DATA_DIR=str(settings.data_dir.resolve()),
         REDEEM_API_KEYS=api_keys,
+        REDEEM_ENVIRONMENT=settings.environment,
+        # The intake's own file: an intake started alone on this data directory finds it.
+        REDEEM_REDEMPTION_ID_SECRET=settings.redemption_id_secret
+        or local.secret(settings.data_dir, startup.REDEMPTION_ID_SECRET_FILE),
         REDEEM_CONTEXT_SECRET=settings.context_secret
         or local.secret(settings.data_dir, local.CONTEXT_SECRET_FILE),
-        REDEEM_WEBHOOK_SECRET=settings.webhook_secret
-        or local.secret(settings.data_dir, local.WEBHOOK_SECRET_FILE),
+        # A key for every handler, unless the operator gave each its own.
+        REDEEM_WEBHOOK_SECRETS=settings.webhook_secrets
+        or f"*=local:{local.secret(settings.data_dir, local.WEBHOOK_SECRET_FILE)}",
+        REDEEM_WEBHOOK_ALLOWED_NETWORKS=settings.webhook_allowed_networks,
         REDEEM_LOG_FORMAT="json",
         REDEEM_LOG_LEVEL=settings.log_level,
-        REDEEM_FAILPOINTS=os.environ.get("REDEEM_FAILPOINTS", ""),  # for fault tests by hand
         PYTHONUNBUFFERED="1",
     )
     if settings.mongodb_url:
         env.update(REDEEM_MONGODB_URL=settings.mongodb_url, REDEEM_MONGODB_DB=settings.mongodb_db)
-    logs.mkdir(parents=True, exist_ok=True)
+    private_dir(logs)
     names = ["intake", *(f"worker-{n}" for n in range(1, workers + 1)), "results", "partner"]
     intake_port = settings.port_for(8080)
     if _answers("127.0.0.1", intake_port):
@@ -185,7 +202,7 @@ def children(settings: Settings, workers: int, api_keys: str, logs: Path) -> lis
             name,
             intake_port if name == "intake" else free_port(),
             logs / f"{name}.log",
-            env | PARTNER_ENV if name == "partner" else env,
+            env | partner_env(settings) if name == "partner" else env,
         )
         for name in names
     ]

@@ -5,13 +5,13 @@ import uvicorn
 from services.intake.app import create_app
 from shared.runtime import logs
 from shared.runtime.process import adapters
-from shared.runtime.settings import Settings
+from shared.runtime.startup import settings_for
 
 DEFAULT_PORT = 8080
 
 
 def main() -> None:
-    settings = Settings()
+    settings = settings_for("intake", redemption_ids=True, code_secret=True)
     logs.configure(settings.log_level, settings.log_format)
     app = create_app(settings, adapters)
     uvicorn.run(

@@ -10,6 +10,8 @@ from services.intake import queries
 from services.intake.paging import PageQuery
 from shared.clock import Clock
 from shared.domain import model
+from shared.domain.access import Grant
+from shared.domain.codekeys import CodeKeys
 from shared.domain.model import Campaign, Change, Code, CodeRef, NewId, new_code
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import checked
@@ -24,12 +26,14 @@ _EDIT_ATTEMPTS = 5
 class Admin:
     """Operator operations: campaigns, their codes, and changes to all of a campaign's codes."""
 
-    def __init__(self, store: Store, clock: Clock, new_id: NewId) -> None:
+    def __init__(self, store: Store, clock: Clock, new_id: NewId, keys: CodeKeys) -> None:
         self._store = store
         self._clock = clock
         self._new_id = new_id
+        self._keys = keys
 
-    async def create_campaign(self, fields: Mapping[str, Any]) -> Campaign:
+    async def create_campaign(self, fields: Mapping[str, Any], grant: Grant) -> Campaign:
+        grant.check_campaign(fields["code_type"])
         now = self._clock()
         campaign = Campaign(created_at=now, updated_at=now, **fields)
         campaign.check_window()
@@ -39,6 +43,9 @@ class Admin:
                 "a MULTI campaign needs its scanCode; a SINGLE one has none",
             )
         campaign.check_fulfillment()
+        campaign.check_hashing()
+        if campaign.hash_codes:
+            self._keys.check_hashing()
         if campaign.scan_code is not None:
             campaign = dataclasses.replace(
                 campaign, scan_code=_shared_scan_code(campaign.scan_code)
@@ -49,10 +56,15 @@ class Admin:
     async def campaign(self, code_type: str) -> Campaign:
         return await queries.campaign(self._store, code_type)
 
-    async def campaigns(self, query: PageQuery) -> tuple[list[Campaign], int]:
+    async def campaigns(self, query: PageQuery, grant: Grant) -> tuple[list[Campaign], int]:
+        """A page of the campaigns within the key's reach, and how many there are."""
         where = query.filter(self._clock())
-        count = await self._store.count_campaigns(where)
         skip = (query.page - 1) * query.rows
+        if grant.campaigns is not None:  # the few the key names: each read, then paged
+            named = [await self._store.get_campaign(name) for name in sorted(grant.campaigns)]
+            found = [c for c in named if c is not None and where.matches(c)]
+            return found[skip : skip + query.rows], len(found)
+        count = await self._store.count_campaigns(where)
         return await self._store.list_campaigns(where, skip=skip, limit=query.rows), count
 
     async def update_campaign(
@@ -79,15 +91,21 @@ class Admin:
     ) -> Code:
         campaign = await queries.personal_campaign(self._store, code_type)
         code = new_code(
-            campaign.code_type, scan_code, state, info, now=self._clock(), new_id=self._new_id
+            campaign.code_type,
+            scan_code,
+            state,
+            info,
+            now=self._clock(),
+            new_id=self._new_id,
+            keys=self._keys,
+            hashed=campaign.hash_codes,
         )
         await self._store.add_code(code)
         return code
 
     async def code(self, code_type: str, scan_code: str) -> Code:
-        code = await self._store.get_code(CodeRef(code_type, checked(scan_code)))
+        code = await self._store.get_code(await self._ref(code_type, scan_code))
         if code is None:
-            await self.campaign(code_type)
             raise DomainError(
                 ReasonCode.REDEMPTION_CODE_NOT_FOUND, f"campaign {code_type} has no such code"
             )
@@ -116,9 +134,7 @@ class Admin:
     ) -> Code:
         code = await self.code(code_type, scan_code)
         model.check_version(code, version)
-        updated = await self._store.set_custom_code_info(
-            code_type, checked(scan_code), version, info, by
-        )
+        updated = await self._store.set_custom_code_info(code_type, code.key, version, info, by)
         if updated is None:
             model.check_version(await self.code(code_type, scan_code), version)
             raise DomainError(ReasonCode.REDEMPTION_CODE_VERSION_MISMATCH, "code changed meanwhile")
@@ -146,11 +162,15 @@ class Admin:
         """Read, decide in the domain, write if nothing changed meanwhile."""
         for _ in range(_EDIT_ATTEMPTS):
             code = await self.code(code_type, scan_code)
-            ref = CodeRef(code_type, checked(scan_code))
+            ref = CodeRef(code_type, code.key)
             applied = await self._store.apply(ref, [change(code)], version=code.version)
             if applied is not None:
                 return applied
         raise DomainError(ReasonCode.REDEMPTION_CODE_VERSION_MISMATCH, "code keeps changing; retry")
+
+    async def _ref(self, code_type: str, scan_code: str) -> CodeRef:
+        """Where a personal code of the campaign is, by its key there."""
+        return CodeRef(code_type, self._keys.of(await self.campaign(code_type), scan_code))
 
 
 def _shared_scan_code(scan_code: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from services.intake import errors
-from services.intake.auth import CredentialsFirst, Keys
+from services.intake.auth import CredentialsFirst
 from services.intake.bootstrap import bootstrap
 from services.intake.routes import (
     async_responses,
@@ -48,7 +48,7 @@ def create_app(settings: Settings, connect: Connect, clock: Clock = utcnow) -> F
             await intake.commands.stop()
 
     app = FastAPI(title="Redemption codes", version="1", lifespan=lifespan, responses=ERRORS)
-    app.state.keys = Keys(settings.api_key_roles())
+    app.state.keys = settings.api_keys_parsed()
     errors.install(app)
     # Each checks a body when it is first read, the innermost first: the caller's key,
     # then the body's size.

@@ -17,7 +17,9 @@ from shared import topology
 from shared.adapters.rabbitmq import Broker
 from shared.clock import Clock, new_id, utcnow
 from shared.domain.backoff import RetryPolicy
+from shared.domain.codekeys import CodeKeys
 from shared.domain.model import NewId
+from shared.domain.redemptions import RedemptionIds
 from shared.ports import Store
 from shared.runtime.settings import Settings
 from shared.service.attempt_outcomes import AttemptOutcomes
@@ -51,17 +53,26 @@ def bootstrap(
     broker_retry: RetryPolicy = topology.BROKER_RETRY,
 ) -> Intake:
     """Builds, starts nothing: `replies` and `commands` are started by the caller. The
-    command consumer retries after `broker_retry`'s delays, up to `max_deliveries`."""
+    command consumer retries after `broker_retry`'s delays, up to `max_deliveries`.
+    `settings.redemption_id_secret` must be set (`startup.with_redemption_id_secret`)."""
+    if not settings.redemption_id_secret:
+        raise ValueError("the intake needs a redemption id secret (REDEEM_REDEMPTION_ID_SECRET)")
+    redemption_ids = RedemptionIds(settings.redemption_id_secret)
+    keys = CodeKeys(settings.code_secret)
     campaigns = CampaignCache(store, settings.campaign_cache_ttl_s)
     budget = FailureBudget(store, settings.failure_limits_parsed(), campaigns, clock)
     attempts = AttemptOutcomes(store, clock, ids, budget, lease_s=settings.fulfillment_lease_s)
     replies = Replies(broker)
     return Intake(
-        admin=Admin(store, clock, ids),
-        bulk=Bulk(store, clock, ids),
-        generation=Generation(store, broker, clock, ids),
+        admin=Admin(store, clock, ids, keys),
+        bulk=Bulk(store, clock, ids, keys),
+        generation=Generation(
+            store, broker, clock, ids, keys, codes_ttl_s=settings.generated_codes_ttl_s
+        ),
         queries=Queries(store),
-        redeemer=Redeemer(broker, store, budget, replies, clock, max_wait_s=settings.max_wait_s),
+        redeemer=Redeemer(
+            broker, store, budget, replies, clock, redemption_ids, max_wait_s=settings.max_wait_s
+        ),
         budget=budget,
         attempts=attempts,
         contexts=Contexts(settings.context_secret or secrets.token_hex(32)),
@@ -71,6 +82,8 @@ def bootstrap(
             attempts,
             budget,
             clock,
+            settings.api_keys_parsed(),
+            redemption_ids,
             max_deliveries=settings.max_deliveries,
             retry=broker_retry,
         ),

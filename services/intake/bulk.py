@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.intake.queries import personal_campaign
 from shared.clock import Clock
+from shared.domain.codekeys import PLAIN, CodeKeys
 from shared.domain.model import Code, NewId, new_code
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
@@ -176,10 +177,22 @@ def _header(line: str) -> list[str]:
 
 
 class Importer:
-    def __init__(self, store: Store, clock: Clock, new_id: NewId) -> None:
+    """`hashed`: the campaign keeps only its codes' keys (by `keys`) and masked forms."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        new_id: NewId,
+        keys: CodeKeys = PLAIN,
+        *,
+        hashed: bool = False,
+    ) -> None:
         self._store = store
         self._clock = clock
         self._new_id = new_id
+        self._keys = keys
+        self._hashed = hashed
 
     async def run(self, code_type: str, fmt: str, chunks: AsyncIterable[bytes]) -> ImportReport:
         report = ImportReport()
@@ -211,6 +224,8 @@ class Importer:
             row.customCodeInfo,
             now=self._clock(),
             new_id=self._new_id,
+            keys=self._keys,
+            hashed=self._hashed,
         )
 
     async def _flush(self, batch: list[Code], report: ImportReport) -> None:
@@ -270,16 +285,22 @@ def _csv_lines(rows: Iterable[list[object]]) -> bytes:
 class Bulk:
     """A personal campaign's codes, imported or exported in bulk."""
 
-    def __init__(self, store: Store, clock: Clock, new_id: NewId) -> None:
+    def __init__(self, store: Store, clock: Clock, new_id: NewId, keys: CodeKeys) -> None:
         self._store = store
         self._clock = clock
         self._new_id = new_id
+        self._keys = keys
 
     async def import_codes(
         self, code_type: str, fmt: str, chunks: AsyncIterable[bytes]
     ) -> ImportReport:
-        await personal_campaign(self._store, code_type)
-        return await Importer(self._store, self._clock, self._new_id).run(code_type, fmt, chunks)
+        campaign = await personal_campaign(self._store, code_type)
+        if campaign.hash_codes:
+            self._keys.check_hashing()
+        importer = Importer(
+            self._store, self._clock, self._new_id, self._keys, hashed=campaign.hash_codes
+        )
+        return await importer.run(code_type, fmt, chunks)
 
     async def export(self, code_type: str, fmt: str) -> AsyncIterator[bytes]:
         """Every code of the campaign as lines; a campaign not there is refused first."""

@@ -1,24 +1,34 @@
 """Commands from other services, on `redemption.commands`: `redeem` and `async-response`.
 
 Ack policy: a `redeem` is acked once its job is confirmed on the work queue, or
-once refused because its caller is locked out (the refusal goes to its
-`reply_to`);
+once refused because its caller is locked out or its key does not admit it (the
+refusal goes to its `reply_to`);
 an `async-response` once it is recorded or refused (the refusal, with its
 reason code, goes to its `reply_to`, if any, as does the code recorded). A
 malformed command is dead-lettered with the reason (and the reason is sent to
 its `reply_to`); a publish or store write that fails is retried later through
 a delay queue, the delay growing with its deliveries, and at `max_deliveries`
-dead-lettered with the reason (told to its `reply_to` too).
+dead-lettered with the reason (told to its `reply_to` too). Anything else that
+fails in handling a command dead-letters it with 90500 (UNHANDLED): no command is
+left unsettled.
+
+Keys: a command names its API key in an `authorization` header (`Bearer <key>`),
+as over HTTP. An `async-response` needs a key holding `fulfillment`, and answers
+only attempts within its reach. A `redeem` without a key is trusted as its broker
+user is; with one, it is admitted as over HTTP (the `redeem` role, its campaigns)
+and counted against the key's failure budget.
 """
 
 from __future__ import annotations
 
 import structlog
 
-from services.intake.redemptions import caller_of, job_for, submit
+from services.intake.auth import Admitted, admit_message, key_id_of, names_key
+from services.intake.redemptions import NameRedemption, caller_of, job_for, submit
 from services.intake.refusals import http_status, refusal
 from shared import topology
 from shared.clock import Clock
+from shared.domain.access import UNLIMITED, ApiKeys
 from shared.domain.backoff import RetryPolicy
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.throttling import LockedOut
@@ -38,17 +48,31 @@ class CommandConsumer(Consumer):
         attempts: AttemptOutcomes,
         budget: FailureBudget,
         clock: Clock,
+        keys: ApiKeys,
+        ids: NameRedemption,
         *,
         max_deliveries: int,
         retry: RetryPolicy = topology.BROKER_RETRY,
     ) -> None:
         super().__init__(broker, topology.INTAKE_QUEUE, retry=retry)
+        self._keys = keys
+        self._ids = ids
         self._attempts = attempts
         self._budget = budget
         self._clock = clock
         self._max_deliveries = max_deliveries
 
     async def handle(self, delivery: Delivery) -> None:
+        # Every path below settles as its last step, so whatever escapes one escaped
+        # before its settling: the message is dead-lettered, never left holding a slot.
+        try:
+            await self._handle(delivery)
+        except Exception as exc:
+            log.exception("dead-lettering a command that could not be handled")
+            error = DomainError(ReasonCode.UNHANDLED, f"could not be handled: {type(exc).__name__}")
+            await self._refuse(delivery, error, http_status(error.reason))
+
+    async def _handle(self, delivery: Delivery) -> None:
         deliveries = delivery.deliveries
         if deliveries >= self._max_deliveries:
             error = DomainError(
@@ -69,11 +93,15 @@ class CommandConsumer(Consumer):
             await self._refuse(delivery, error)
             return
         try:
-            code = await self._attempts.respond(command.for_redemption(command.redemption_id))
+            sender = admit_message(self._keys, delivery.headers, "fulfillment")
         except DomainError as refused:
-            log.info("async-response refused", reason=refused.reason.name, why=refused.message)
-            await self._reply(delivery, _error_body(refused))
-            await self.settle(delivery, delivery.ack())
+            await self._turn_down(delivery, refused, "async-response")
+            return
+        try:
+            answer = command.for_redemption(command.redemption_id)
+            code = await self._attempts.respond(answer, sender.grant)
+        except DomainError as refused:
+            await self._turn_down(delivery, refused, "async-response")
             return
         except Exception:
             log.exception("could not record the async-response; retrying later")
@@ -85,11 +113,24 @@ class CommandConsumer(Consumer):
     async def _redeem(self, delivery: Delivery) -> None:
         try:
             command = parse(RedeemCommand, delivery.body)
+        except DomainError as error:
+            log.warning("dead-lettering a bad command", reason=error.message)
+            await self._refuse(delivery, error)
+            return
+        try:
+            sender = self._redeemer(delivery)
+            (sender.grant if sender else UNLIMITED).check_campaign(command.code_type)
+        except DomainError as refused:
+            await self._turn_down(delivery, refused, "redeem")
+            return
+        try:
             job = job_for(
                 command,
                 clock=self._clock,
+                ids=self._ids,
                 reply_to=delivery.reply_to,
                 correlation_id=delivery.correlation_id,
+                key_id=key_id_of(sender.who) if sender else None,
             )
         except DomainError as error:
             log.warning("dead-lettering a bad command", reason=error.message)
@@ -111,6 +152,18 @@ class CommandConsumer(Consumer):
             log.exception("could not publish the job; retrying later")
             await self.retry_later(delivery)
             return
+        await self.settle(delivery, delivery.ack())
+
+    def _redeemer(self, delivery: Delivery) -> Admitted | None:
+        """The sender of a `redeem`, admitted by its key; None when it names none."""
+        if not names_key(delivery.headers):
+            return None
+        return admit_message(self._keys, delivery.headers, "redeem")
+
+    async def _turn_down(self, delivery: Delivery, refused: DomainError, what: str) -> None:
+        """Refused, not malformed: answered and acked, not dead-lettered."""
+        log.info(f"{what} refused", reason=refused.reason.name, why=refused.message)
+        await self._reply(delivery, _error_body(refused))
         await self.settle(delivery, delivery.ack())
 
     async def _refuse(self, delivery: Delivery, error: DomainError, status: int = 422) -> None:

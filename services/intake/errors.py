@@ -43,7 +43,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         reason = R.REDEMPTION_NOT_FOUND if exc.status_code == 404 else R.INVALID_PARAMETER_VALUE
-        return error_response(reason, str(exc.detail), exc.status_code)
+        # FastAPI's 400 is a body it could not decode (not UTF-8, say): bad input, as any.
+        status = 422 if exc.status_code == 400 else exc.status_code
+        return error_response(reason, str(exc.detail), status)
 
 
 class Refusal(HTTPException):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from shared.domain.access import Grant
 from shared.domain.model import Campaign, Code, Redemption
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.ports import Campaigns, Store
@@ -33,19 +34,29 @@ class Queries:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def redemption(self, redemption_id: str) -> Redemption:
+    async def redemption(self, redemption_id: str, grant: Grant) -> Redemption:
         found = await self._store.get_redemption(redemption_id)
         if found is None:
             raise DomainError(ReasonCode.REDEMPTION_NOT_FOUND, "no such redemption (yet)")
+        grant.check_campaign(found.code_type)
         return found
 
     async def recent(
-        self, code_type: str | None, limit: int, before: datetime | None
+        self, code_type: str | None, limit: int, before: datetime | None, grant: Grant
     ) -> list[Redemption]:
-        """Redemption attempts, newest first, of one campaign or of all."""
+        """Redemption attempts, newest first, of one campaign or of all within the key's
+        reach."""
         if code_type is not None:
             await campaign(self._store, code_type)
-        return await self._store.recent_redemptions(code_type, limit=limit, before=before)
+        if code_type is not None or grant.campaigns is None:
+            return await self._store.recent_redemptions(code_type, limit=limit, before=before)
+        found = [  # the newest of each campaign the key names, merged
+            redemption
+            for name in grant.campaigns
+            for redemption in await self._store.recent_redemptions(name, limit=limit, before=before)
+        ]
+        return sorted(found, key=lambda r: r.accepted_at, reverse=True)[:limit]
 
-    async def redeemed_codes(self, user_id: str, code_type: str | None) -> list[Code]:
-        return await self._store.redeemed_codes(user_id, code_type)
+    async def redeemed_codes(self, user_id: str, code_type: str | None, grant: Grant) -> list[Code]:
+        codes = await self._store.redeemed_codes(user_id, code_type)
+        return [code for code in codes if grant.reaches(code.code_type)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
+from collections.abc import Callable
 
 import structlog
 from prometheus_client import Counter
@@ -11,6 +11,7 @@ from prometheus_client import Counter
 from services.intake.replies import Replies
 from shared import topology
 from shared.clock import Clock, new_id, to_ms
+from shared.domain.access import Grant
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import checked
 from shared.domain.throttling import Caller, LockedOut
@@ -21,18 +22,15 @@ from shared.service.failure_budget import FailureBudget
 
 log = structlog.get_logger()
 ACCEPTED = Counter("redemptions_accepted", "Redemptions published to the work queue", ["via"])
-_NAMESPACE = uuid.UUID("6f1c3a52-8d0e-4b7a-9a51-3c2f04d7be10")
-
-
-def redemption_id_for(user_id: str, request_id: str) -> str:
-    """The same user and request id always name the same redemption."""
-    return str(uuid.uuid5(_NAMESPACE, f"{user_id}\x1f{request_id}"))
+# Names a redemption by its user and request id (`shared.domain.redemptions.RedemptionIds`).
+NameRedemption = Callable[[str, str], str]
 
 
 def job_for(
     command: RedeemCommand,
     *,
     clock: Clock,
+    ids: NameRedemption,
     reply_to: str | None = None,
     correlation_id: str | None = None,
     key_id: str | None = None,
@@ -41,7 +39,7 @@ def job_for(
     """A checked job; raises DomainError for a scan code that cannot exist."""
     checked(command.scan_code)
     request_id = command.request_id or new_id()
-    redemption_id = redemption_id_for(command.user_id, request_id)
+    redemption_id = ids(command.user_id, request_id)
     return RedemptionJob.model_validate(
         {
             "redemptionId": redemption_id,
@@ -86,9 +84,11 @@ class Redeemer:
         budget: FailureBudget,
         replies: Replies,
         clock: Clock,
+        ids: NameRedemption,
         *,
         max_wait_s: float,
     ) -> None:
+        self._ids = ids
         self._broker = broker
         self._redemptions = redemptions
         self._budget = budget
@@ -100,17 +100,21 @@ class Redeemer:
         self,
         command: RedeemCommand,
         wait_s: float,
+        grant: Grant,
         *,
         key_id: str | None = None,
         client_address: str | None = None,
     ) -> tuple[RedemptionJob, RedemptionRecord | None]:
         """The job published and the outcome within `wait_s` (None when not waited for);
-        `LockedOut` when the caller has used up their failure budget."""
+        refused (90403) before anything is looked at for a campaign out of the key's
+        reach; `LockedOut` when the caller has used up their failure budget."""
+        grant.check_campaign(command.code_type)
         wait_s = min(wait_s, self._max_wait_s)
         reply_to = self._replies.queue_name if wait_s else None
         job = job_for(
             command,
             clock=self._clock,
+            ids=self._ids,
             reply_to=reply_to,
             key_id=key_id,
             client_address=client_address,

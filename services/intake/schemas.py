@@ -125,7 +125,14 @@ class CampaignIn(Body):
     custom_code_info: CallerInfo | None = None
     handler: Id | None = Field(None, description="fulfillment handler name; none redeems at once")
     handler_transport: Transport = "local"
-    webhook_url: WebhookUrl | None = Field(None, description="webhook transport only")
+    webhook_url: WebhookUrl | None = Field(
+        None, description="webhook transport only; https unless privateTestPartner"
+    )
+    private_test_partner: bool = Field(
+        False,
+        description="webhook only: the partner is a private test partner, which may be"
+        " reached over plain http (its address must still be allow-listed)",
+    )
     async_: bool = Field(False, alias="async", description="the handler may answer later")
     max_retries: int = Field(0, ge=0, le=100, description="failed attempts retried automatically")
     timeout: float = Field(
@@ -141,6 +148,12 @@ class CampaignIn(Body):
         None,
         description="tell callers every refusal a guess gets as one (40395); null: the"
         " service's default (REDEEM_UNIFORM_REFUSALS)",
+    )
+    hash_codes: bool = Field(
+        False,
+        description="SINGLE only, set once: keep only a keyed hash of each code and its last"
+        " four characters (every answer shows them masked); generated codes are downloadable"
+        " once (needs REDEEM_CODE_SECRET)",
     )
 
     def domain_fields(self) -> dict[str, object]:
@@ -167,6 +180,7 @@ class CampaignOut(Out):
     handler: str | None
     handler_transport: str
     webhook_url: str | None
+    private_test_partner: bool
     async_: bool = Field(alias="async")
     max_retries: int
     timeout: float
@@ -175,6 +189,7 @@ class CampaignOut(Out):
     is_disabled: bool
     failure_limits: str | None
     uniform_refusals: bool | None
+    hash_codes: bool
     version: int
     created_at: EpochMs
     updated_at: EpochMs
@@ -194,6 +209,7 @@ class CampaignOut(Out):
             handler=c.handler,
             handler_transport=c.handler_transport,
             webhook_url=c.webhook_url,
+            private_test_partner=c.private_test_partner,
             async_=c.is_async,
             max_retries=c.max_retries,
             timeout=c.timeout_s,
@@ -202,6 +218,7 @@ class CampaignOut(Out):
             is_disabled=c.is_disabled,
             failure_limits=c.failure_limits,
             uniform_refusals=c.uniform_refusals,
+            hash_codes=c.hash_codes,
             version=c.version,
             created_at=to_ms(c.created_at) or 0,
             updated_at=to_ms(c.updated_at) or 0,
@@ -244,6 +261,7 @@ class CampaignPatch(Body):
     handler: Id | None = None
     handler_transport: Transport | None = None
     webhook_url: WebhookUrl | None = None
+    private_test_partner: bool | None = None
     async_: bool | None = Field(None, alias="async")
     max_retries: int | None = Field(None, ge=0, le=100)
     timeout: float | None = Field(None, gt=0, le=7 * 86400)
@@ -255,7 +273,14 @@ class CampaignPatch(Body):
     def domain_fields(self) -> dict[str, object]:
         """The fields the caller sent (null included, e.g. to open a window), as attributes."""
         sent = self.model_fields_set - {"version"}
-        required = ("is_disabled", "handler_transport", "async_", "max_retries", "timeout")
+        required = (
+            "is_disabled",
+            "handler_transport",
+            "private_test_partner",
+            "async_",
+            "max_retries",
+            "timeout",
+        )
         for name in (*required, "retry_backoff"):
             if name in sent and getattr(self, name) is None:
                 field = type(self).model_fields[name].alias or name
@@ -405,6 +430,12 @@ class JobOut(Out):
     done: int
     state: str
     error: str | None
+    codes_until: EpochMs | None = Field(
+        None, description="a campaign with hashCodes: its codes are downloadable once, until"
+    )
+    handed_out_at: EpochMs | None = Field(
+        None, description="a campaign with hashCodes: when its codes were downloaded"
+    )
     created_at: EpochMs
     updated_at: EpochMs
 
@@ -417,6 +448,8 @@ class JobOut(Out):
             done=job.done,
             state=job.state.value,
             error=job.error,
+            codes_until=to_ms(job.codes_until),
+            handed_out_at=to_ms(job.handed_out_at),
             created_at=to_ms(job.created_at) or 0,
             updated_at=to_ms(job.updated_at) or 0,
         )

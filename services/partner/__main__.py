@@ -24,7 +24,7 @@ async def main() -> None:
     broker = await Broker.connect(settings.rabbitmq_url, name="partner")
     try:
         await broker.declare_topology(max_deliveries=settings.max_deliveries)
-        partner = Partner(own, broker, settings.webhook_secret)
+        partner = Partner(own, broker, settings.webhook_keyring().secrets(own.handler))
         app = FastAPI(title="Fulfillment partner simulator")
         app.include_router(ops_router([("broker", broker.ping)]))
         routes(app, partner)

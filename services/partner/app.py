@@ -4,7 +4,9 @@ Over AMQP it consumes `redemption.fulfillment` with its handler name as the
 routing key. In `sync` mode it replies to `reply_to` after the delay; in
 `async` mode it answers later, with `async-response` on `redemption.commands`
 once the attempt's delay has passed. Over HTTP, `POST /fulfil` checks the
-webhook signature (401 without a valid one) and answers as the campaign's
+webhook signature as the partner contract says (CONTRIBUTING.md), with its
+handler's keys in `REDEEM_WEBHOOK_SECRETS`, by the key id the request names
+(401 with the reason without a valid one), and answers as the campaign's
 mode asks. A silent attempt gets no answer at all. `GET /requests` lists the
 requests received, newest last, for whoever watches.
 
@@ -47,16 +49,21 @@ class PartnerSettings(BaseSettings):
     failure_rate: float = Field(0.0, ge=0, le=1)
     silence_rate: float = Field(0.0, ge=0, le=1, description="attempts never answered")
     remember: int = Field(1000, ge=0, description="requests kept for GET /requests")
+    api_key: str = Field(
+        "", description="its fulfillment key, sent with each async-response (authorization)"
+    )
 
     def behaviour(self) -> simulation.Behaviour:
         return simulation.Behaviour(self.delay_s, self.failure_rate, self.silence_rate)
 
 
 class Partner:
-    def __init__(self, settings: PartnerSettings, broker: Broker, secret: str | None) -> None:
+    def __init__(
+        self, settings: PartnerSettings, broker: Broker, secrets: Mapping[str, str]
+    ) -> None:
         self._settings = settings
         self._broker = broker
-        self._secret = secret
+        self._secrets = secrets  # secret by key id
         self.requests: deque[dict[str, Any]] = deque(maxlen=settings.remember)
         self._tasks: set[asyncio.Task[None]] = set()
         # Webhook tries per (redemptionCodeId, attempt), for the tries-limited behaviours.
@@ -131,24 +138,24 @@ class Partner:
             topology.COMMANDS_EXCHANGE,
             topology.ASYNC_RESPONSE_ROUTING_KEY,
             command.model_dump_json().encode(),
+            headers={topology.AUTHORIZATION_HEADER: f"Bearer {self._settings.api_key}"},
         )
 
     async def webhook(self, request: Request) -> Response:
         body = await request.body()
         headers = request.headers
-        signed = signing.verify(
-            self._secret or "",
-            headers.get(signing.TIMESTAMP_HEADER),
-            headers.get(signing.SIGNATURE_HEADER),
-            body,
-            to_ms(utcnow()) or 0,
+        refused = signing.refusal(
+            self._secrets, request.method, str(request.url), headers, body, to_ms(utcnow()) or 0
         )
-        if not self._secret or not signed:
-            return JSONResponse({"error": "bad signature"}, status_code=401)
-        if not self._same_body(headers.get("Idempotency-Key"), body):
+        if refused is not None:
+            return JSONResponse({"error": f"bad signature: {refused}"}, status_code=401)
+        key = headers.get(signing.IDEMPOTENCY_HEADER)
+        if not self._same_body(key, body):
             return JSONResponse({"error": "Idempotency-Key reused"}, status_code=422)
         payload = json.loads(body)
-        chosen = self._plan(payload | {"idempotencyKey": headers.get("Idempotency-Key")}, "webhook")
+        signed_with = signing.signed_with(headers.get(signing.SIGNATURE_HEADER))
+        seen = {"idempotencyKey": key, "keyId": signed_with[0] if signed_with else None}
+        chosen = self._plan(payload | seen, "webhook")
         tried = self._tries[(payload.get("redemptionCodeId"), payload.get("attempt"))]
         self._tries[(payload.get("redemptionCodeId"), payload.get("attempt"))] += 1
         failing = chosen.http_status_tries is None or tried < chosen.http_status_tries

@@ -8,13 +8,13 @@ from services.results.relay import Relay
 from shared.runtime import logs
 from shared.runtime.ops import OpsServer, ops_app
 from shared.runtime.process import adapters, until_stopped
-from shared.runtime.settings import Settings
+from shared.runtime.startup import settings_for
 
 DEFAULT_PORT = 8082
 
 
 async def main() -> None:
-    settings = Settings()
+    settings = settings_for("results")
     logs.configure(settings.log_level, settings.log_format)
     log = structlog.get_logger().bind(service="results")
     async with adapters(settings, "results") as a:

@@ -3,34 +3,36 @@
 import asyncio
 import contextlib
 
-import httpx
 import structlog
 
 from services.worker.bootstrap import bootstrap
+from services.worker.egress import connection_pool
 from services.worker.transports import AmqpTransport, LocalTransport, Transports, WebhookTransport
 from shared.handlers.registry import load_handlers
 from shared.runtime import logs
 from shared.runtime.ops import OpsServer, ops_app
 from shared.runtime.process import adapters, until_stopped
-from shared.runtime.settings import Settings
+from shared.runtime.startup import settings_for
 
 DEFAULT_PORT = 8081
 
 
 async def main() -> None:
-    settings = Settings()
+    settings = settings_for("worker", code_secret=True)
     logs.configure(settings.log_level, settings.log_format)
     log = structlog.get_logger().bind(service="worker")
     async with adapters(settings, "worker") as a, contextlib.AsyncExitStack() as stack:
         handlers = load_handlers()
         amqp = AmqpTransport(a.broker)
         await amqp.start()
-        webhook = None
-        if settings.webhook_secret:
-            client = await stack.enter_async_context(httpx.AsyncClient())
-            webhook = WebhookTransport(
-                client, settings.webhook_secret, try_timeout_s=settings.webhook_timeout_s
-            )
+        keys = settings.webhook_keyring()
+        pool = await stack.enter_async_context(connection_pool(settings.webhook_address_policy()))
+        webhook = WebhookTransport(
+            pool,
+            keys,
+            try_timeout_s=settings.webhook_timeout_s,
+            max_response_bytes=settings.webhook_max_response_bytes,
+        )
         worker = bootstrap(
             a.store,
             Transports(LocalTransport(handlers), amqp, webhook),
@@ -42,6 +44,7 @@ async def main() -> None:
             max_deliveries=settings.max_deliveries,
             failure_limits=settings.failure_limits_parsed(),
             uniform_refusals=settings.uniform_refusals,
+            code_secret=settings.code_secret,
         )
         consumers = worker.consumers
         assert consumers is not None  # bootstrapped with a broker
@@ -53,7 +56,7 @@ async def main() -> None:
         await ops.start()
         await consumers.start()
         await worker.timers.start()
-        log.info("worker started", handlers=sorted(handlers), webhooks=webhook is not None)
+        log.info("worker started", handlers=sorted(handlers), webhook_keys=sorted(keys.by_handler))
         await until_stopped()
         log.info("worker stopping")
         await worker.timers.stop()

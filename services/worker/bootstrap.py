@@ -15,6 +15,7 @@ from services.worker.transports import LocalTransport, Transports
 from shared import topology
 from shared.clock import Clock, new_id, utcnow
 from shared.domain.backoff import RetryPolicy
+from shared.domain.codekeys import CodeKeys
 from shared.domain.model import NewId
 from shared.domain.throttling import DEFAULT_LIMITS, FailureLimits
 from shared.ports import Broker, FulfillmentHandler, Store
@@ -61,11 +62,13 @@ def bootstrap(
     timer_concurrency: int = 64,
     failure_limits: FailureLimits = DEFAULT_LIMITS,
     uniform_refusals: bool = False,
+    code_secret: str | None = None,
     clock: Clock = utcnow,
     ids: NewId = new_id,
     unit: Callable[[], float] = random.random,
 ) -> Worker:
-    """`handlers`: the transports to reach handlers by, or just in-process handlers.
+    """`handlers`: the transports to reach handlers by, or just in-process handlers;
+    `code_secret`: keys the codes of campaigns that hash them (`codekeys`).
     With a `broker`, the queue consumers too, which retry after `broker_retry`'s delays
     and give a message up at `max_deliveries`."""
     transports = (
@@ -73,6 +76,7 @@ def bootstrap(
         if isinstance(handlers, Transports)
         else Transports(LocalTransport(handlers), None, None)
     )
+    keys = CodeKeys(code_secret)
     campaigns = CampaignCache(store, campaign_cache_ttl_s)
     budget = FailureBudget(store, failure_limits, campaigns, clock)
     outcomes = AttemptOutcomes(store, clock, ids, budget, lease_s=lease_s, unit=unit)
@@ -87,11 +91,19 @@ def bootstrap(
         ids,
         lease_s=lease_s,
         uniform_refusals=uniform_refusals,
+        keys=keys,
     )
     consumers = None
     if broker is not None:
         consumers = _consumers(
-            store, broker, redeem, clock, ids, max_deliveries=max_deliveries, retry=broker_retry
+            store,
+            broker,
+            redeem,
+            clock,
+            ids,
+            max_deliveries=max_deliveries,
+            retry=broker_retry,
+            keys=keys,
         )
     return Worker(
         redeem=redeem,
@@ -104,6 +116,7 @@ def bootstrap(
             lease_s=lease_s,
             scan_s=timer_scan_s,
             concurrency=timer_concurrency,
+            jobs=store,
         ),
         outcomes=outcomes,
         budget=budget,
@@ -120,8 +133,11 @@ def _consumers(
     *,
     max_deliveries: int,
     retry: RetryPolicy,
+    keys: CodeKeys,
 ) -> Consumers:
     return Consumers(
         work=WorkConsumer(redeem, broker, clock, max_deliveries=max_deliveries, retry=retry),
-        jobs=JobConsumer(store, broker, clock, ids, max_deliveries=max_deliveries, retry=retry),
+        jobs=JobConsumer(
+            store, broker, clock, ids, max_deliveries=max_deliveries, retry=retry, keys=keys
+        ),
     )

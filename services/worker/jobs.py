@@ -18,6 +18,7 @@ import structlog
 from shared import topology
 from shared.clock import Clock
 from shared.domain.backoff import RetryPolicy
+from shared.domain.codekeys import PLAIN, CodeKeys
 from shared.domain.model import JobState, NewId
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.entrypoints.consumer import Consumer
@@ -38,8 +39,10 @@ class JobConsumer(Consumer):
         *,
         max_deliveries: int,
         retry: RetryPolicy = topology.BROKER_RETRY,
+        keys: CodeKeys = PLAIN,
     ) -> None:
         super().__init__(broker, topology.JOBS_QUEUE, retry=retry)
+        self._keys = keys
         self._store = store
         self._clock = clock
         self._new_id = new_id
@@ -66,7 +69,9 @@ class JobConsumer(Consumer):
         if job is None or job.state is not JobState.RUNNING:
             await self.settle(delivery, delivery.ack())
             return
-        finished, _ = await generate_codes.generate(self._store, job, self._clock, self._new_id)
+        finished, _ = await generate_codes.generate(
+            self._store, job, self._clock, self._new_id, keys=self._keys
+        )
         log.info("generation finished", done=finished.done)
         await self.settle(delivery, delivery.ack())
 

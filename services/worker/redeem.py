@@ -11,6 +11,14 @@ A personal code is claimed by one conditional update of the code. A shared
 code is claimed in three idempotent steps, each keyed by the redemption:
 the user's one claim of the campaign, a slot of the campaign's
 `maxRedemptions`, and the user's instance, created with its events.
+
+A redemption that names a campaign hashing its codes, and every redemption that
+names no campaign (when this service can hash), is recorded masked, with the
+code's hashed key (`model.kept`): whether a code exists shows nowhere in the
+record, and nothing is looked up before the failure budget is reserved. The
+code as typed comes with every delivery of the job and is looked up by its
+keys; one found in a campaign that keeps codes plain is keyed as it is there
+(`_keyed`) before the redemption may hold it.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import structlog
 from services.worker.fulfil import Fulfiller
 from shared.clock import Clock
 from shared.domain import attempts, model
+from shared.domain.codekeys import PLAIN, CodeKeys
 from shared.domain.model import (
     AttemptState,
     Campaign,
@@ -58,7 +67,9 @@ class RedeemService:
         *,
         lease_s: float,
         uniform_refusals: bool = False,
+        keys: CodeKeys = PLAIN,
     ) -> None:
+        self._keys = keys
         self._store = store
         self._budget = budget
         self._uniform_refusals = uniform_refusals
@@ -71,6 +82,8 @@ class RedeemService:
 
     async def redeem(self, pending: Redemption) -> Redemption:
         """Carry out `pending` to a terminal state, or resume it if known."""
+        typed = pending.scan_code
+        pending = await self._as_kept(pending)
         existing = await self._store.open_redemption(pending)
         if existing is not None:
             for reply in set(pending.replies) - set(existing.replies):
@@ -84,7 +97,9 @@ class RedeemService:
                 pending, RedemptionStatus.REJECTED, locked.reason, locked.message
             )
         try:
-            campaign, ref, code, fresh = await self._claim(pending)
+            campaign = await self._campaign_for(pending.code_type, typed)
+            pending = await self._keyed(pending, campaign, typed)
+            ref, code, fresh = await self._claim(campaign, pending, typed)
         except DomainError as refusal:
             uniform = await self._refuses_uniformly(pending)
             return await self._finish(
@@ -112,6 +127,29 @@ class RedeemService:
         return await self._finish(
             pending, RedemptionStatus.IN_PROGRESS, None, None, code=code, code_type=ref.code_type
         )
+
+    async def _as_kept(self, pending: Redemption) -> Redemption:
+        """`pending` as its record keeps it: masked, with its code's hashed key, when the
+        campaign it names hashes codes or when it names none (and this service can hash),
+        whether or not any code has that key: the record tells a guesser nothing."""
+        if pending.code_type is None:
+            hashed = self._keys.can_hash
+        else:
+            try:
+                hashed = (await self._campaigns.get(pending.code_type)).hash_codes
+            except DomainError:
+                hashed = False  # no such campaign: refused as given
+        return model.kept(pending, self._keys) if hashed else pending
+
+    async def _keyed(self, pending: Redemption, campaign: Campaign, typed: str) -> Redemption:
+        """`pending`, its record keyed as its code is in `campaign`, before it may hold it:
+        a redemption that named no campaign was opened under the hashed key, and whoever
+        finds its code by the record (an async response, a give-up) needs the real one."""
+        key = self._keys.of(campaign, typed)
+        if pending.code_key is None or pending.code_key == key:
+            return pending
+        await self._store.key_redemption(pending.redemption_id, key)
+        return dataclasses.replace(pending, code_key=key)
 
     async def _reserve(self, pending: Redemption) -> LockedOut | None:
         """A place in the caller's failure windows, taken before the code is looked at
@@ -142,9 +180,14 @@ class RedeemService:
 
         A code it already redeemed stays redeemed, and so does the redemption.
         """
+        pending = await self._as_kept(pending)
         existing = await self._store.open_redemption(pending)
         if existing is not None and existing.status.is_terminal:
             return await self._as_ended(existing)
+        if existing is not None:  # as recorded: keyed as the code it found, if it found one
+            pending = dataclasses.replace(
+                pending, scan_code=existing.scan_code, code_key=existing.code_key
+            )
         outcome = await self._let_go_all(pending, error)
         await failpoint("in-give-up")
         if outcome is not None:
@@ -294,24 +337,30 @@ class RedeemService:
                 return stopped
 
     async def _refs_held(self, pending: Redemption) -> list[CodeRef]:
-        scan_norm = normalise(pending.scan_code)
+        """Where the codes `pending` may hold are, by the key its record names."""
+        key = pending.key
         refs = [
-            CodeRef(code.code_type, scan_norm)
-            for code in await self._store.find_codes(scan_norm, limit=16)
+            CodeRef(code.code_type, key)
+            for code in await self._store.find_codes(key, limit=16)
             if code.redemption_id == pending.redemption_id
         ]
-        shared = await self._store.find_shared_campaign(scan_norm)
+        shared = await self._store.find_shared_campaign(key)
         if shared is not None:
-            refs.append(CodeRef(shared.code_type, scan_norm, pending.user_id))
+            refs.append(CodeRef(shared.code_type, key, pending.user_id))
         return refs
 
-    async def _claim(self, pending: Redemption) -> tuple[Campaign, CodeRef, Code, bool]:
-        """The campaign, the code this redemption holds, and whether this call claimed it."""
-        scan_norm = checked(pending.scan_code)
-        campaign = await self._campaign_for(pending.code_type, scan_norm)
+    async def _claim(
+        self, campaign: Campaign, pending: Redemption, typed: str
+    ) -> tuple[CodeRef, Code, bool]:
+        """Where the code this redemption holds in `campaign` is, the code, and whether
+        this call claimed it; `typed`: its code as the caller typed it."""
+        scan_norm = checked(typed)
         if campaign.is_shared:
             return await self._claim_shared(campaign, scan_norm, pending)
-        ref = CodeRef(campaign.code_type, scan_norm)
+        ref = CodeRef(campaign.code_type, self._keys.of(campaign, typed))
+        if campaign.hash_codes and pending.code_key != ref.key:
+            # Recorded before its campaign had the code: it has none for this redemption.
+            raise DomainError(ReasonCode.REDEMPTION_CODE_NOT_FOUND, "no such code")
         try:
             campaign.check_redeemable(self._clock())
         except DomainError:
@@ -319,11 +368,11 @@ class RedeemService:
             held = await self._store.get_code(ref)
             if held is None or held.redemption_id != pending.redemption_id:
                 raise
-            return campaign, ref, held, False
+            return ref, held, False
         code = await self._store.apply(ref, self._claim_changes(campaign, pending))
         if code is not None:
-            return campaign, ref, code, True
-        return campaign, ref, await self._held_by(pending, ref), False
+            return ref, code, True
+        return ref, await self._held_by(pending, ref), False
 
     def _claim_changes(self, campaign: Campaign, pending: Redemption) -> list[model.Change]:
         now = self._clock()
@@ -337,7 +386,7 @@ class RedeemService:
 
     async def _claim_shared(
         self, campaign: Campaign, scan_norm: str, pending: Redemption
-    ) -> tuple[Campaign, CodeRef, Code, bool]:
+    ) -> tuple[CodeRef, Code, bool]:
         if normalise(campaign.scan_code or "") != scan_norm:
             raise DomainError(
                 ReasonCode.CODE_TYPE_SCAN_CODE_MISMATCH_FOR_MULTI_USE_CODE,
@@ -354,7 +403,7 @@ class RedeemService:
                 )
             raise model.refusal(instance, user)
         if instance is not None:
-            return campaign, ref, instance, False
+            return ref, instance, False
         now = self._clock()
         if not await self._store.take_slot(campaign.code_type, rid, now):
             await self._store.release_user(campaign.code_type, user, rid)
@@ -364,13 +413,14 @@ class RedeemService:
         code, fresh = await self._store.add_instance(
             created, self._claim_changes(campaign, pending)
         )
-        return campaign, ref, code, fresh
+        return ref, code, fresh
 
-    async def _campaign_for(self, code_type: str | None, scan_norm: str) -> Campaign:
+    async def _campaign_for(self, code_type: str | None, typed: str) -> Campaign:
         if code_type is not None:
             return await self._campaigns.get(code_type)
-        shared = await self._store.find_shared_campaign(scan_norm)
-        codes = await self._store.find_codes(scan_norm, limit=2)
+        keys = self._keys.lookups(typed)
+        shared = await self._store.find_shared_campaign(keys[0])
+        codes = [code for key in keys for code in await self._store.find_codes(key, limit=2)]
         if len(codes) + (shared is not None) > 1:
             raise DomainError(
                 ReasonCode.INVALID_PARAMETER_VALUE,

@@ -5,12 +5,17 @@ of an asynchronous handler, a retry after its backoff, or a redemption to
 end. A worker takes a due timer with one atomic update that moves it to the
 end of a lease, then acts on it; if the worker dies, the timer falls due
 again when the lease ends and another worker (or this one, restarted) acts.
+
+The loop also deletes, every `purge_every_s`, the plain generated codes kept
+for a download that expired (`Jobs.purge_plain_codes`): a store without a TTL
+monitor (the embedded one) keeps none past its time either.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime, timedelta
 
 import structlog
 from prometheus_client import Counter, Histogram
@@ -20,13 +25,14 @@ from shared.clock import Clock
 from shared.domain import attempts
 from shared.domain.model import AttemptState, Code, CodeRef
 from shared.domain.states import CodeState
-from shared.ports import Attempts, Due
+from shared.ports import Attempts, Due, Jobs
 from shared.runtime.failpoints import failpoint
 from shared.service.attempt_outcomes import AttemptOutcomes
 from shared.service.campaign_cache import CampaignCache
 
 log = structlog.get_logger()
 FIRED = Counter("redemption_timers_fired", "Timers acted on", ["kind"])
+PURGE_EVERY_S = 60.0  # as often as MongoDB's TTL monitor runs
 LATENESS = Histogram(
     "redemption_timer_lateness_seconds",
     "How long after it fell due a timer was taken",
@@ -46,8 +52,13 @@ class TimerLoop:
         lease_s: float,
         scan_s: float,
         concurrency: int = 64,
+        jobs: Jobs | None = None,
+        purge_every_s: float = PURGE_EVERY_S,
     ) -> None:
         self._store = store
+        self._jobs = jobs
+        self._purge_every = timedelta(seconds=purge_every_s)
+        self._purged_at: datetime | None = None
         self._campaigns = campaigns
         self._fulfiller = fulfiller
         self._outcomes = outcomes
@@ -71,6 +82,7 @@ class TimerLoop:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
+            await self._purge_when_due()
             free = self._concurrency - len(self._in_flight)
             due: list[Due] = []
             if free > 0:
@@ -85,6 +97,21 @@ class TimerLoop:
             if len(due) < free or free == 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self._scan_s)
+
+    async def _purge_when_due(self) -> None:
+        now = self._clock()
+        if self._jobs is None:
+            return
+        if self._purged_at is not None and now < self._purged_at + self._purge_every:
+            return
+        self._purged_at = now
+        try:
+            gone = await self._jobs.purge_plain_codes(now)
+        except Exception:
+            log.exception("could not delete expired plain codes; tried again later")
+            return
+        if gone:
+            log.info("deleted expired plain codes", count=gone)
 
     async def _fire(self, due: Due) -> None:
         if due.code.timer_at is not None:

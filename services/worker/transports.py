@@ -5,7 +5,8 @@
   name. A synchronous partner replies to `reply_to`; an asynchronous one
   answers later with `ProcessAsynchronousResponse`;
 - `webhook`: an HTTP POST to the campaign's `webhookUrl`, signed (see
-  `shared.signing`), retried on timeouts and 5xx, never on 4xx.
+  `shared.signing`), retried on timeouts and 5xx, never on 4xx, connected
+  only to addresses checked after resolution (`services.worker.egress`).
 
 Each returns the handler's answer checked (`fulfillment.Result`), or None
 when no answer came within the time given.
@@ -16,18 +17,22 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+import httpcore
 import httpx
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
+from services.worker.egress import AddressRefused
 from shared import signing, topology
 from shared.adapters.rabbitmq import Broker
 from shared.clock import new_id, to_ms, utcnow
 from shared.domain import fulfillment
 from shared.domain.fulfillment import Result
 from shared.domain.model import Campaign
+from shared.domain.reasons import DomainError
 from shared.ports import FulfillmentHandler
 
 log = structlog.get_logger()
@@ -144,74 +149,146 @@ class PartnerUnreachable(Exception):
 class WebhookTransport:
     """Signed HTTP POSTs; a timeout or 5xx is tried again while time is left, a 4xx is final.
 
-    Each try waits at most `try_timeout_s` (and never past the attempt's
-    time); the answer of the first that is neither a timeout nor a 5xx
-    counts. Every try of one request carries the same `Idempotency-Key` (see
-    `idempotency_key`), so a partner can tell a repeat.
+    Every try of one call fits in the time given (`timeout_s`: one deadline for
+    all of them), each in at most `try_timeout_s` of it, whatever the partner
+    sends and however slowly. An answer is read up to `max_response_bytes`; a
+    bigger one is a bad response. Each try is signed anew with the handler's
+    newest key (`shared.signing`) and carries the same `Idempotency-Key` (see
+    `idempotency_key`), so a partner can tell a repeat. The connections are
+    `pool`'s, made only to addresses its backend checked
+    (`services.worker.egress`): a refused URL or address fails the attempt
+    with its reason and is not tried again.
     """
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
-        secret: str,
+        pool: httpcore.AsyncConnectionPool,
+        keys: signing.Keyring,
         *,
         try_timeout_s: float = 10.0,
         tries: int = 3,
         pause_s: float = 0.2,
+        max_response_bytes: int = 64 * 1024,
     ) -> None:
-        self._client = client
-        self._secret = secret
+        self._pool = pool
+        self._keys = keys
         self._try_timeout_s = try_timeout_s
         self._tries = tries
         self._pause_s = pause_s
+        self._max_response_bytes = max_response_bytes
 
     async def call(
         self, campaign: Campaign, request: Mapping[str, Any], timeout_s: float
     ) -> Result | None:
+        key = self._keys.signing_key(campaign.handler or "")
+        if key is None:
+            return _failure(
+                fulfillment.HANDLER_MISSING,
+                f"no webhook key for handler {campaign.handler!r} (REDEEM_WEBHOOK_SECRETS)",
+            )
+        try:
+            campaign.check_webhook_url()
+            target = _target(campaign.webhook_url or "")
+        except (DomainError, httpx.InvalidURL) as refused:
+            return _failure(fulfillment.WEBHOOK_URL_REFUSED, str(refused))
+        call = _Call(campaign.webhook_url or "", target, key, json.dumps(request).encode())
+        return await self._tried(campaign, call, idempotency_key(request), timeout_s)
+
+    async def _tried(
+        self, campaign: Campaign, call: _Call, idempotency: str, timeout_s: float
+    ) -> Result | None:
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + timeout_s
-        body = json.dumps(request).encode()
-        key = idempotency_key(request)
         last, timed_out = "no answer", False
         for _ in range(self._tries):
             left = give_up_at - loop.time()
             if left <= 0:
                 break
             try:
-                response = await self._post(campaign, body, key, min(left, self._try_timeout_s))
-            except httpx.TimeoutException:
+                async with asyncio.timeout(min(left, self._try_timeout_s)):
+                    status, body = await self._post(call, idempotency)
+            except (TimeoutError, httpcore.TimeoutException):
                 last, timed_out = "timed out", True
                 continue
-            except httpx.TransportError as exc:
+            except AddressRefused as refused:
+                return _failure(fulfillment.WEBHOOK_ADDRESS_REFUSED, str(refused))
+            except _TRANSPORT_ERRORS as exc:
                 last, timed_out = f"{type(exc).__name__}: {exc}", False
+            except Exception as exc:  # a failed attempt, never a crashed worker
+                log.warning("webhook call failed", url=call.url, exc_info=True)
+                return _failure(fulfillment.HANDLER_CRASHED, f"{type(exc).__name__}: {exc}")
             else:
-                if response.status_code < 500:
-                    return self._answer(campaign, response)
-                last, timed_out = f"HTTP {response.status_code}", False
+                if status < 500:
+                    return self._answer(campaign, status, body)
+                last, timed_out = f"HTTP {status}", False
             await asyncio.sleep(min(self._pause_s, max(0.0, give_up_at - loop.time())))
-        log.info("webhook gave no answer", url=campaign.webhook_url, last=last)
+        log.info("webhook gave no answer", url=call.url, last=last)
         return None if timed_out else _failure(fulfillment.HANDLER_CRASHED, last)
 
-    async def _post(
-        self, campaign: Campaign, body: bytes, key: str, timeout_s: float
-    ) -> httpx.Response:
-        headers = signing.headers(self._secret, to_ms(utcnow()) or 0, body)
+    async def _post(self, call: _Call, idempotency: str) -> tuple[int, bytes | None]:
+        """One try: the status and the answer, None when it is larger than allowed."""
+        now_ms = to_ms(utcnow()) or 0
+        headers = signing.headers(call.key, "POST", call.url, now_ms, idempotency, call.body)
         headers["Content-Type"] = "application/json"
-        headers["Idempotency-Key"] = key
-        return await self._client.post(
-            campaign.webhook_url or "", content=body, headers=headers, timeout=timeout_s
-        )
+        async with self._pool.stream(
+            "POST", call.target, headers=list(headers.items()), content=call.body
+        ) as response:
+            return response.status, await _read_at_most(response, self._max_response_bytes)
 
-    def _answer(self, campaign: Campaign, response: httpx.Response) -> Result:
-        if response.status_code >= 400:
+    def _answer(self, campaign: Campaign, status: int, body: bytes | None) -> Result:
+        if status >= 400:
+            text = (body or b"")[:200].decode(errors="replace")
+            return _failure(fulfillment.WEBHOOK_REFUSED, f"HTTP {status}: {text}")
+        if body is None:
             return _failure(
-                "WEBHOOK_REFUSED", f"HTTP {response.status_code}: {response.text[:200]}"
+                fulfillment.BAD_RESPONSE,
+                f"the webhook's answer is larger than {self._max_response_bytes} bytes",
             )
+        if status >= 300:
+            return _failure(fulfillment.BAD_RESPONSE, f"HTTP {status}: redirects are not followed")
         try:
-            answer = response.json()
+            answer = json.loads(body)
         except ValueError:
             return _failure(fulfillment.BAD_RESPONSE, "the webhook's answer is not JSON")
         return fulfillment.interpret(answer, is_async=campaign.is_async)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One webhook call: the URL as the campaign has it (and signs), where it goes, the
+    key that signs it and its body."""
+
+    url: str
+    target: httpcore.URL
+    key: signing.Key
+    body: bytes
+
+
+# What a try can fail with besides a timeout: tried again while time is left.
+_TRANSPORT_ERRORS = (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol)
+
+
+def _target(url: str) -> httpcore.URL:
+    """Where `url` goes, its host in IDNA (as httpx reads a URL)."""
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise httpx.InvalidURL(f"webhookUrl {url!r} is not an http(s) URL with a host")
+    return httpcore.URL(
+        scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
+    )
+
+
+async def _read_at_most(response: httpcore.Response, limit: int) -> bytes | None:
+    """The body of `response`, or None as soon as it is known to be over `limit` bytes."""
+    declared = next((v for k, v in response.headers if k.lower() == b"content-length"), b"")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in response.aiter_stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 class Transports:

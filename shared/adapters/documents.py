@@ -102,7 +102,7 @@ def _plain_fields(cls: type, *special: str) -> list[tuple[str, str]]:
     return [(name, camel(name)) for name in names if name not in special]
 
 
-CODE_FIELDS = _plain_fields(Code, "redemption_code_id", "code_state", "history")
+CODE_FIELDS = _plain_fields(Code, "redemption_code_id", "code_state", "history", "key")
 CAMPAIGN_FIELDS = _plain_fields(Campaign, "code_type", "code_use_type", "retry_backoff")
 
 
@@ -114,6 +114,7 @@ def code_from_doc(doc: Mapping[str, Any]) -> Code:
         redemption_code_id=doc.get("redemptionCodeId") or doc["_id"],
         code_state=CodeState(doc["codeState"]),
         history=tuple(history_from_doc(h) for h in doc.get("history", ())),
+        key=doc.get("scanNorm", ""),
         **fields,
     )
 
@@ -123,7 +124,7 @@ def code_to_doc(code: Code, *, outbox: list[Doc] | None = None) -> Doc:
     doc.update(
         _id=code.redemption_code_id,
         codeState=code.code_state.value,
-        scanNorm=normalise(code.scan_code),
+        scanNorm=code.key,
         history=[history_to_doc(h) for h in code.history],
     )
     if outbox:
@@ -198,6 +199,7 @@ def redemption_to_doc(r: Redemption) -> Doc:
         "keyId": r.key_id,
         "clientAddress": r.client_address,
         "uniformRefusal": r.uniform_refusal,
+        "codeKey": r.code_key,
     }
 
 
@@ -223,6 +225,7 @@ def redemption_from_doc(doc: Mapping[str, Any]) -> Redemption:
         key_id=doc.get("keyId"),
         client_address=doc.get("clientAddress"),
         uniform_refusal=doc.get("uniformRefusal", False),
+        code_key=doc.get("codeKey"),
     )
 
 

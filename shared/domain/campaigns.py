@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 from shared.domain.backoff import RetryPolicy
 from shared.domain.conditions import (
@@ -46,6 +47,8 @@ class Campaign:
     handler: str | None = None
     handler_transport: str = "local"
     webhook_url: str | None = None
+    # The webhook is a partner on a private network, for tests: plain http allowed.
+    private_test_partner: bool = False
     is_async: bool = False
     max_retries: int = 0
     timeout_s: float = 30.0
@@ -57,6 +60,9 @@ class Campaign:
     failure_limits: str | None = None
     # Refusals a guess gets told as one (`throttling.as_told`); None: the global default.
     uniform_refusals: bool | None = None
+    # Personal codes kept only as a keyed hash and a masked form (`codekeys`); set at
+    # creation, never changed.
+    hash_codes: bool = False
 
     @property
     def is_shared(self) -> bool:
@@ -89,8 +95,32 @@ class Campaign:
             problem = "pollInterval applies to async handlers only"
         elif self.retry_backoff.max < self.retry_backoff.initial:
             problem = "retryBackoff.max must be at least retryBackoff.initial"
+        elif self.private_test_partner and transport != "webhook":
+            problem = "privateTestPartner applies to webhooks only"
         if problem:
             raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, problem)
+        self.check_webhook_url()
+
+    def check_webhook_url(self) -> None:
+        """Refuse a webhook that is not https, unless the campaign is marked for a private
+        test partner (which then may use plain http)."""
+        scheme = urlsplit(self.webhook_url or "").scheme.lower()
+        if self.webhook_url is None or scheme == "https":
+            return
+        if scheme == "http" and self.private_test_partner:
+            return
+        raise DomainError(
+            ReasonCode.INSECURE_WEBHOOK_URL,
+            "webhookUrl must be https, unless privateTestPartner is true (then http will do)",
+        )
+
+    def check_hashing(self) -> None:
+        """Refuse hashed codes where there are no personal codes to hash."""
+        if self.hash_codes and self.is_shared:
+            raise DomainError(
+                ReasonCode.INVALID_PARAMETER_VALUE,
+                "hashCodes applies to personal codes: a MULTI campaign's scanCode is its own",
+            )
 
     def check_redeemable(self, now: datetime) -> None:
         """Refuse a redemption the campaign does not allow at `now`."""

@@ -12,19 +12,20 @@ from enum import StrEnum
 from typing import Any
 
 from shared.domain.campaigns import Campaign
+from shared.domain.codekeys import PLAIN, CodeKeys, shown
 from shared.domain.conditions import Conditions, Differs, Equals, OneOf
 from shared.domain.reasons import DomainError, ReasonCode
-from shared.domain.scancode import checked
+from shared.domain.scancode import normalise
 from shared.domain.states import RESETTABLE, Action, CodeState
 from shared.domain.types import JsonMap, NewId
 
 
 @dataclass(frozen=True)
 class CodeRef:
-    """Where a code lives: a personal code by its scan code, a shared one by its user."""
+    """Where a code lives: a personal code by its key (`CodeKeys`), a shared one by its user."""
 
     code_type: str
-    scan_norm: str
+    key: str
     user_id: str | None = None
 
     @property
@@ -58,7 +59,8 @@ class AttemptState(StrEnum):
 
 @dataclass(frozen=True)
 class Code:
-    """A personal code, as stored."""
+    """A personal code, as stored: `scan_code` as shown (masked, if its campaign hashes
+    codes), `key` as found (see `codekeys`; left out, the normalised `scan_code`)."""
 
     redemption_code_id: str
     code_type: str
@@ -87,6 +89,11 @@ class Code:
     timer_at: datetime | None = None
     job_id: str | None = None
     history: tuple[HistoryEntry, ...] = ()
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", normalise(self.scan_code))
 
 
 @dataclass(frozen=True)
@@ -192,10 +199,13 @@ def new_code(
     now: datetime,
     new_id: NewId,
     job_id: str | None = None,
+    keys: CodeKeys = PLAIN,
+    hashed: bool = False,
 ) -> Code:
     """A new personal code, as AddCode, import and generation make it: its scan code
-    checked and kept upper-case, Inactive or Available."""
-    checked(scan_code)
+    checked and kept upper-case (`hashed`: only its key and masked form, by `keys`),
+    Inactive or Available."""
+    key = keys.key(scan_code, hashed=hashed)
     if state not in NEW_CODE_STATES:
         raise DomainError(
             ReasonCode.INVALID_PARAMETER_VALUE, "codeState must be Inactive or Available"
@@ -203,7 +213,8 @@ def new_code(
     return Code(
         redemption_code_id=new_id(),
         code_type=code_type,
-        scan_code=scan_code.strip().upper(),
+        scan_code=shown(scan_code, hashed=hashed),
+        key=key,
         code_state=state,
         created_at=now,
         updated_at=now,

@@ -9,14 +9,23 @@ from typing import Any
 from shared.domain import jsonmaps
 from shared.domain.instants import to_ms
 from shared.domain.model import Campaign, Code, RedemptionStatus
-from shared.domain.reasons import ReasonCode
+from shared.domain.reasons import DomainError, ReasonCode
+from shared.domain.scancode import normalise
 from shared.domain.states import CodeState
 
 # errorCode values the service itself records when a handler misbehaves.
 HANDLER_MISSING = "HANDLER_NOT_FOUND"
 HANDLER_CRASHED = "HANDLER_ERROR"
 BAD_RESPONSE = "BAD_RESPONSE"
-SERVICE_ERRORS = frozenset({HANDLER_MISSING, HANDLER_CRASHED, BAD_RESPONSE})
+# A webhook answered 4xx: the partner refused the request.
+WEBHOOK_REFUSED = "WEBHOOK_REFUSED"
+# A webhook not called: its URL is not https (campaigns.check_webhook_url), or its host
+# resolves to an address that is not allowed (addresses.AddressPolicy).
+WEBHOOK_URL_REFUSED = "WEBHOOK_URL_REFUSED"
+WEBHOOK_ADDRESS_REFUSED = "WEBHOOK_ADDRESS_REFUSED"
+SERVICE_ERRORS = frozenset(
+    {HANDLER_MISSING, HANDLER_CRASHED, BAD_RESPONSE, WEBHOOK_URL_REFUSED, WEBHOOK_ADDRESS_REFUSED}
+)
 
 
 def request_for(campaign: Campaign, code: Code, operation: str = "redeem") -> dict[str, Any]:
@@ -117,3 +126,33 @@ class AsyncResponse:
     scan_code: str | None = None
     redemption_code_id: str | None = None
     code_type: str | None = None
+
+    def check_names_code(self) -> None:
+        """Refuse (40759) an answer that does not name its code by `redemptionCodeId`, the
+        code's identity (`scanCode` and `codeType`, when given, must match too)."""
+        if not self.redemption_code_id:
+            raise DomainError(
+                ReasonCode.REDEMPTION_CODE_ATTEMPT_ERROR,
+                "an async response must name its code: redemptionCodeId is missing",
+            )
+
+    def check_identity(self, code: Code) -> None:
+        """Refuse (40759) an answer whose identifiers are not those of the code the
+        redemption holds."""
+        self.check_names_code()
+        given = {
+            "scanCode": self.scan_code and normalise(self.scan_code),
+            "redemptionCodeId": self.redemption_code_id,
+            "codeType": self.code_type,
+        }
+        actual = {
+            "scanCode": normalise(code.scan_code),
+            "redemptionCodeId": code.redemption_code_id,
+            "codeType": code.code_type,
+        }
+        wrong = [key for key, value in given.items() if value is not None and value != actual[key]]
+        if wrong:
+            raise DomainError(
+                ReasonCode.REDEMPTION_CODE_ATTEMPT_ERROR,
+                f"{', '.join(wrong)} do not match the redemption's code",
+            )

@@ -17,7 +17,8 @@ A format generates codes for a campaign only if its randomness leaves
 `SPARE_BITS` beyond the campaign's size (`require_entropy`): a guess then hits
 one of the campaign's codes with a chance below 2**-40, and a fresh draw
 almost never meets a code already there, so generation never hunts for
-unused codes.
+unused codes. In a campaign that hashes codes the last four characters are
+shown (masked form), so only the random characters before them count.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from shared.domain.codekeys import SHOWN_CHARACTERS
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import normalise
 
@@ -87,6 +89,14 @@ class Format:
     def random_bits(self) -> float:
         """The randomness of one code: its characters drawn at random (not its check)."""
         return (self.length - int(self.include_check)) * math.log2(len(self.alphabet))
+
+    def secret_bits(self, *, hashed: bool) -> float:
+        """The randomness of one code that a guesser is not shown: in a campaign that hashes
+        codes, every answer shows its last four characters (`codekeys.masked`), so only
+        its random characters before them count (a check character is among the four)."""
+        if not hashed:
+            return self.random_bits
+        return max(self.length - SHOWN_CHARACTERS, 0) * math.log2(len(self.alphabet))
 
     @property
     def modulus(self) -> int:
@@ -174,16 +184,19 @@ class Format:
         return int(np.dot(values, weights)) % self.modulus == 0
 
 
-def require_entropy(fmt: Format, inventory: int) -> None:
+def require_entropy(fmt: Format, inventory: int, *, hashed: bool = False) -> None:
     """Refuse `fmt` for a campaign that would hold `inventory` codes unless its codes
-    have log2(inventory) + SPARE_BITS bits of randomness."""
+    have log2(inventory) + SPARE_BITS bits of randomness; in a campaign that hashes
+    codes (`hashed`), not counting the characters its masked form shows."""
     needed = math.log2(max(inventory, 1)) + SPARE_BITS
-    if fmt.random_bits < needed:
-        has, needs = math.floor(fmt.random_bits * 10) / 10, math.ceil(needed * 10) / 10
+    bits = fmt.secret_bits(hashed=hashed)
+    if bits < needed:
+        has, needs = math.floor(bits * 10) / 10, math.ceil(needed * 10) / 10
+        hidden = " beyond the last four characters a masked code shows" if hashed else ""
         raise _invalid(
-            f"this format's codes have {has} bits of randomness; a campaign of {inventory}"
-            f" codes needs at least {needs} (log2 of its codes + {SPARE_BITS}): use a longer"
-            " code or a larger alphabet"
+            f"this format's codes have {has} bits of randomness{hidden}; a campaign of"
+            f" {inventory} codes needs at least {needs} (log2 of its codes + {SPARE_BITS}):"
+            " use a longer code or a larger alphabet"
         )
 
 

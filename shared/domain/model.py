@@ -45,6 +45,7 @@ from shared.domain.redemptions import (
     Redemption,
     RedemptionStatus,
     ReplyTo,
+    kept,
     records,
     with_outcome,
 )
@@ -94,6 +95,7 @@ __all__ = [
     "in_window",
     "instance_of",
     "invalidate",
+    "kept",
     "new_code",
     "on_attempt",
     "records",

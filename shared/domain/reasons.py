@@ -47,7 +47,12 @@ class ReasonCode(IntEnum):
     UNAUTHENTICATED = 90401
     FORBIDDEN = 90403
     SERVICE_UNAVAILABLE = 90503
+    UNHANDLED = 90500  # a message its consumer failed on: a fault of the service
     DELIVERY_LIMIT_EXCEEDED = 90508
+    INSECURE_WEBHOOK_URL = 90426
+    GENERATED_CODES_GONE = 90411  # a hashed campaign's job codes: handed out or expired
+    GENERATED_CODES_NOT_READY = 90425  # a hashed campaign's job still running
+    CODE_SECRET_MISSING = 90501  # hashed codes asked of a service with no code secret
 
 
 class DomainError(Exception):

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from shared.domain.codekeys import CodeKeys, masked
 from shared.domain.codes import Claim, Code
-from shared.domain.reasons import ReasonCode
+from shared.domain.reasons import DomainError, ReasonCode
+from shared.domain.scancode import normalise
 from shared.domain.throttling import Caller, as_told
 from shared.domain.types import JsonMap
 
@@ -53,6 +58,14 @@ class Redemption:
     # The caller is told a guess's refusal as the uniform one (`throttling.as_told`);
     # `reason_code` keeps the real reason, for operators.
     uniform_refusal: bool = False
+    # The key of its code, when that is in a campaign that hashes codes: `scan_code` is
+    # then masked (see `kept`).
+    code_key: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The key its code is found by, as its record says (see `codekeys`)."""
+        return self.code_key or normalise(self.scan_code)
 
     @property
     def reason_as_told(self) -> tuple[ReasonCode | None, str | None]:
@@ -105,9 +118,45 @@ def with_outcome(stored: Redemption, outcome: Redemption) -> Redemption:
     return dataclasses.replace(stored, **{name: getattr(outcome, name) for name in OUTCOME_FIELDS})
 
 
+def kept(redemption: Redemption, keys: CodeKeys) -> Redemption:
+    """A redemption of a code in a campaign that hashes codes, as its record keeps it:
+    the code masked and its key, never the code (no key when the code can be none, or
+    this service has no secret: such a redemption is refused)."""
+    if redemption.code_key is not None:
+        return redemption
+    try:
+        key = keys.key(redemption.scan_code, hashed=True)
+    except DomainError:
+        key = None
+    return dataclasses.replace(redemption, scan_code=masked(redemption.scan_code), code_key=key)
+
+
 @dataclass(frozen=True)
 class ReplyTo:
     """A caller that asked to be told the outcome (AMQP `reply_to`)."""
 
     queue: str
     correlation_id: str
+
+
+class RedemptionIds:
+    """Names redemptions: the same user and request id always name the same redemption.
+
+    The id is an HMAC-SHA256 of the two under a server secret, shaped as a UUID
+    (version 8, RFC 9562): whoever lacks the secret cannot compute the id of another
+    user's request and take it first. Every intake must use the same secret, or one
+    request sent to two of them would be two redemptions.
+    """
+
+    def __init__(self, secret: str) -> None:
+        if not secret:
+            raise ValueError("a redemption id secret cannot be empty")
+        self._secret = secret.encode()
+
+    def __call__(self, user_id: str, request_id: str) -> str:
+        message = f"{user_id}\x1f{request_id}".encode()
+        digest = hmac.new(self._secret, message, hashlib.sha256).digest()
+        value = int.from_bytes(digest[:16], "big")
+        value &= ~(0xF000 << 64) & ~(0xC000 << 48)  # room for the version and variant
+        value |= (0x8000 << 64) | (0x8000 << 48)  # version 8, RFC 9562 variant
+        return str(uuid.UUID(int=value))

@@ -20,8 +20,8 @@ class Codes(Protocol):
 
     async def get_code(self, ref: CodeRef) -> Code | None: ...
 
-    async def find_codes(self, scan_norm: str, *, limit: int) -> list[Code]:
-        """Personal codes of any campaign with this normalised scan code."""
+    async def find_codes(self, key: str, *, limit: int) -> list[Code]:
+        """Personal codes of any campaign with this key (`CodeKeys`)."""
 
     async def apply(
         self,
@@ -40,7 +40,7 @@ class Codes(Protocol):
         """
 
     async def set_custom_code_info(
-        self, code_type: str, scan_norm: str, version: int, info: Mapping[str, Any], by: str
+        self, code_type: str, key: str, version: int, info: Mapping[str, Any], by: str
     ) -> Code | None:
         """Replace `customCodeInfo` if the code is at `version`; None if not."""
 

@@ -17,6 +17,10 @@ class Redemptions(Protocol):
     async def add_reply(self, redemption_id: str, reply: ReplyTo) -> None:
         """Ask for the outcome of a redemption to be sent (again) to `reply`."""
 
+    async def key_redemption(self, redemption_id: str, key: str) -> None:
+        """Record the key of the code a redemption found (one that named no campaign is
+        opened under its code's hashed key), before it may hold the code."""
+
     async def finish_redemption(self, redemption: Redemption) -> Redemption:
         """Record the outcome; the first recorded terminal outcome wins and is returned."""
 

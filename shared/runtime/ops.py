@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import prometheus_client
 import structlog
@@ -12,6 +13,12 @@ from fastapi import APIRouter, FastAPI, Response
 
 Check = Callable[[], Awaitable[None]]
 log = structlog.get_logger()
+_METRICS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Prometheus text exposition format",
+        "content": {prometheus_client.CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+    }
+}
 
 
 def ops_router(checks: Sequence[tuple[str, Check]], timeout_s: float = 2.0) -> APIRouter:
@@ -22,7 +29,7 @@ def ops_router(checks: Sequence[tuple[str, Check]], timeout_s: float = 2.0) -> A
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", tags=["ops"])
+    @router.get("/readyz", tags=["ops"], responses={503: {"description": "a check failed"}})
     async def readyz(response: Response) -> dict[str, str]:
         results: dict[str, str] = {}
         for name, check in checks:
@@ -34,7 +41,7 @@ def ops_router(checks: Sequence[tuple[str, Check]], timeout_s: float = 2.0) -> A
                 response.status_code = 503
         return results
 
-    @router.get("/metrics", tags=["ops"])
+    @router.get("/metrics", tags=["ops"], response_class=Response, responses=_METRICS)
     async def metrics() -> Response:
         return Response(
             prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST

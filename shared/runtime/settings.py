@@ -1,15 +1,22 @@
 """Configuration from the environment (prefix `REDEEM_`), one model for all services."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.domain.access import ApiKeys
+from shared.domain.addresses import AddressPolicy
 from shared.domain.throttling import FailureLimits
+from shared.signing import Keyring
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="REDEEM_", extra="ignore")
+    # A refused value may be a secret: errors name what is wrong, never the value.
+    model_config = SettingsConfigDict(
+        env_prefix="REDEEM_", extra="ignore", hide_input_in_errors=True
+    )
 
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     mongodb_url: str | None = Field(
@@ -22,10 +29,35 @@ class Settings(BaseSettings):
         None, description="intake 8080, worker 8081, results 8082 unless set; 0 turns it off"
     )
     api_keys: str = Field(
-        "", description="key=role,role;key=role (roles: redeem, fulfillment, admin)"
+        "",
+        description="key=role,role;key=role (roles: redeem, fulfillment, admin); a key may be"
+        " given as sha256:<hex digest>, and limited with |campaigns=A,B and |handlers=H,I",
+    )
+    environment: Literal["production", "development"] = Field(
+        "production",
+        description="development: the development secrets of docker-compose.yml are allowed"
+        " and a missing redemption_id_secret is generated in data_dir",
+    )
+    redemption_id_secret: str | None = Field(
+        None,
+        description="keys redemption ids (HMAC-SHA256 of userId and requestId); the same on"
+        " every intake, never changed; unset: generated once in data_dir on the embedded"
+        " store or in development, else the intake refuses to start",
     )
     context_secret: str | None = Field(
         None, description="signs paging contexts; the same on every intake (random if unset)"
+    )
+    code_secret: str | None = Field(
+        None,
+        description="keys the hashed codes of campaigns with hashCodes (HMAC-SHA256); the same"
+        " on every intake and worker, never changed (codes hashed under another are not found);"
+        " unset: no campaign may hash its codes",
+    )
+    generated_codes_ttl_s: float = Field(
+        86400.0,
+        gt=0,
+        description="how long the codes a generation job made for a campaign with hashCodes"
+        " wait for their one download",
     )
     prefetch: int = Field(32, ge=1, description="unacked messages a worker holds at once")
     max_deliveries: int = Field(
@@ -45,10 +77,24 @@ class Settings(BaseSettings):
     )
     timer_concurrency: int = Field(64, ge=1, description="timers a worker acts on at once")
     webhook_timeout_s: float = Field(
-        10.0, gt=0, description="longest one webhook request waits (within the attempt's time)"
+        10.0, gt=0, description="longest one webhook try waits; all tries fit in the attempt's time"
+    )
+    webhook_secrets: str = Field(
+        "",
+        description="each handler's webhook signing keys, oldest first (the last signs):"
+        " 'HANDLER=KEYID:SECRET[,KEYID:SECRET];*=KEYID:SECRET' ('*': any handler without"
+        " its own); a handler with no key gets no webhook call",
     )
     webhook_secret: str | None = Field(
-        None, description="signs webhook fulfillment requests; unset: webhooks are not called"
+        None, description="retired: refused at start, REDEEM_WEBHOOK_SECRETS replaces it"
+    )
+    webhook_allowed_networks: str = Field(
+        "",
+        description="networks (CIDR, comma-separated) whose private, loopback or link-local"
+        " addresses webhooks may reach, e.g. '10.20.0.0/16,127.0.0.0/8,::1/128'",
+    )
+    webhook_max_response_bytes: int = Field(
+        64 * 1024, ge=1, description="largest webhook answer read; a bigger one is a bad response"
     )
     failure_limits: str = Field(
         "user=10/15m",
@@ -87,12 +133,42 @@ class Settings(BaseSettings):
         FailureLimits.parse(spec)
         return spec
 
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _webhook_secrets_parse(cls, spec: str) -> str:
+        Keyring.parse(spec)
+        return spec
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret_retired(cls, secret: str | None) -> None:
+        if secret is not None:
+            raise ValueError(
+                "REDEEM_WEBHOOK_SECRET is no longer read: give each handler its own keys in"
+                " REDEEM_WEBHOOK_SECRETS (HANDLER=KEYID:SECRET;...; see the README)"
+            )
+        return None
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks_parse(cls, spec: str) -> str:
+        AddressPolicy.parse(spec)
+        return spec
+
+    def webhook_keyring(self) -> Keyring:
+        return Keyring.parse(self.webhook_secrets)
+
+    def webhook_address_policy(self) -> AddressPolicy:
+        return AddressPolicy.parse(self.webhook_allowed_networks)
+
     def failure_limits_parsed(self) -> FailureLimits:
         return FailureLimits.parse(self.failure_limits)
 
-    def api_key_roles(self) -> dict[str, frozenset[str]]:
-        keys: dict[str, frozenset[str]] = {}
-        for entry in filter(None, (part.strip() for part in self.api_keys.split(";"))):
-            key, _, roles = entry.partition("=")
-            keys[key.strip()] = frozenset(r.strip() for r in roles.split(",") if r.strip())
-        return keys
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_parse(cls, spec: str) -> str:
+        ApiKeys.parse(spec)
+        return spec
+
+    def api_keys_parsed(self) -> ApiKeys:
+        return ApiKeys.parse(self.api_keys)

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 from shared.clock import Clock
 from shared.domain import attempts, fulfillment, model
+from shared.domain.access import Grant
 from shared.domain.fulfillment import AsyncResponse, Result
 from shared.domain.model import Campaign, Claim, Code, CodeRef, NewId, Redemption
 from shared.domain.reasons import DomainError, ReasonCode
-from shared.domain.scancode import normalise
 from shared.domain.states import CodeState
 from shared.ports import Store
 from shared.service.failure_budget import FailureBudget
@@ -158,29 +157,33 @@ class AttemptOutcomes:
             )
         return ended
 
-    async def respond(self, reply: AsyncResponse) -> Code:
-        """`ProcessAsynchronousResponse`, checked against the current attempt and state.
+    async def respond(self, reply: AsyncResponse, grant: Grant) -> Code:
+        """`ProcessAsynchronousResponse` from a caller whose key has `grant`, checked
+        against the current attempt and state.
 
-        Refused, with nothing changed: 40762 unknown redemption, 40767 campaign
-        not asynchronous, 40759 the identifiers are not the redemption's,
-        40758 not in progress, 40760 not the current attempt, 40768 past the
-        deadline, 40761 a malformed `asyncResponse`. The same answer again, for
-        an attempt it ended, is accepted and changes nothing.
+        Refused, with nothing changed: 40759 the code not named (before anything is
+        looked at), 40762 unknown redemption, 90403 a campaign or handler out of
+        the key's reach, 40767 campaign not asynchronous, 40759 the identifiers
+        are not the redemption's, 40758 not in progress, 40760 not the current
+        attempt, 40768 past the deadline, 40761 a malformed `asyncResponse`. The
+        same answer again, for an attempt it ended, is accepted and changes nothing.
         """
+        reply.check_names_code()
         redemption = await self._store.get_redemption(reply.redemption_id)
         if redemption is None:
             raise DomainError(R.REDEMPTION_CODE_BY_ID_NOT_FOUND, "no such redemption")
         campaign = await self._campaign_of(redemption)
+        grant.check_answer(campaign)
         if not campaign.is_async:
             raise DomainError(
                 R.REDEMPTION_CODE_TYPE_NOT_ASYNC, f"campaign {campaign.code_type} is not async"
             )
         user = redemption.user_id if campaign.is_shared else None
-        ref = CodeRef(campaign.code_type, normalise(redemption.scan_code), user)
+        ref = CodeRef(campaign.code_type, redemption.key, user)
         code = await self._store.get_code(ref)
         if code is None or code.redemption_id != reply.redemption_id:
             raise DomainError(R.REDEMPTION_CODE_NOT_IN_PROGRESS, "the redemption holds no code")
-        _check_identity(reply, code)
+        reply.check_identity(code)
         if _already_recorded(code, reply):  # a repeat of the answer that ended this attempt
             if attempts.is_over(code):
                 await self.conclude(ref, code)
@@ -197,11 +200,11 @@ class AttemptOutcomes:
         """The campaign of the code a redemption claimed (its `codeType` may have been left out)."""
         code_type = redemption.code_type or (redemption.code and redemption.code.code_type)
         if not code_type:
-            scan_norm = normalise(redemption.scan_code)
-            shared = await self._store.find_shared_campaign(scan_norm)
+            key = redemption.key
+            shared = await self._store.find_shared_campaign(key)
             held = [
                 code.code_type
-                for code in await self._store.find_codes(scan_norm, limit=16)
+                for code in await self._store.find_codes(key, limit=16)
                 if code.redemption_id == redemption.redemption_id
             ]
             code_type = shared.code_type if shared is not None else next(iter(held), None)
@@ -236,22 +239,3 @@ def _already_recorded(code: Code, reply: AsyncResponse) -> bool:
         return False
     answer = fulfillment.interpret(reply.response, is_async=True)
     return code.response == answer.as_response()
-
-
-def _check_identity(reply: AsyncResponse, code: Code) -> None:
-    given: Mapping[str, Any] = {
-        "scanCode": reply.scan_code and normalise(reply.scan_code),
-        "redemptionCodeId": reply.redemption_code_id,
-        "codeType": reply.code_type,
-    }
-    actual = {
-        "scanCode": normalise(code.scan_code),
-        "redemptionCodeId": code.redemption_code_id,
-        "codeType": code.code_type,
-    }
-    wrong = [key for key, value in given.items() if value is not None and value != actual[key]]
-    if wrong:
-        raise DomainError(
-            R.REDEMPTION_CODE_ATTEMPT_ERROR,
-            f"{', '.join(wrong)} do not match the redemption's code",
-        )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from shared.clock import Clock
+from shared.domain.access import Grant
 from shared.domain.model import Redemption, RedemptionStatus
 from shared.domain.reasons import DomainError
 from shared.domain.throttling import (
@@ -24,7 +25,6 @@ from shared.domain.throttling import (
     Lockout,
     ScopeKind,
     counts,
-    kind_of,
     lockouts,
     longest_wait,
     scope_of,
@@ -85,15 +85,23 @@ class FailureBudget:
             scopes = [(scope, limit) for scope, limit in scopes if scope != user]
         await self._give_back(ended.redemption_id, scopes)
 
-    async def lockouts(self, *, after: str | None = None, limit: int = 100) -> list[Lockout]:
-        """The scopes locked out now, by scope, after `after`."""
+    async def lockouts(
+        self, grant: Grant, *, after: str | None = None, limit: int = 100
+    ) -> list[Lockout]:
+        """The scopes locked out now within the key's reach, by scope, after `after`."""
         now = self._clock()
-        windows = await self._store.live_failure_windows(now, after=after, limit=limit)
-        return lockouts(windows, now)
+        reachable = grant.lockout_scopes()
+        if reachable is None:
+            windows = await self._store.live_failure_windows(now, after=after, limit=limit)
+            return lockouts(windows, now)
+        scopes = [scope for scope in reachable if after is None or scope > after]
+        found = lockouts(await self._store.failure_windows(scopes), now)
+        return sorted(found, key=lambda lockout: lockout.scope)[:limit]
 
-    async def clear(self, scope: str) -> bool:
-        """Lift a lockout (forget the scope's window); whether there was one."""
-        kind_of(scope)
+    async def clear(self, scope: str, grant: Grant) -> bool:
+        """Lift a lockout within the key's reach (forget the scope's window); whether there
+        was one."""
+        grant.check_lockout(scope)
         return await self._store.clear_failure_window(scope)
 
     async def _scopes(self, caller: Caller) -> list[tuple[str, Limit]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.support.servers import free_port
+from shared.domain.access import ApiKeys, digest_of
 
 # The demo loads a whole system for a minute or two on this machine's two cores.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -193,3 +195,28 @@ def test_cli_mistakes_are_one_line_errors(
     refused = redeem(cli_env, "import", "real", str(bad))
     assert refused.returncode == 1
     assert "scanCode" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_redeem_up_keeps_its_data_directory_for_its_owner_only_and_keys_as_digests(
+    system_up: subprocess.Popen[str], cli_env: dict[str, str]
+) -> None:
+    data = Path(cli_env["REDEEM_DATA_DIR"])
+    record = json.loads((data / "system.json").read_text())
+    private = [data, data / "logs", *data.iterdir(), *(data / "logs").iterdir()]
+    modes = {str(p.relative_to(data)): stat.S_IMODE(p.stat().st_mode) for p in private}
+    assert {"redeem.sqlite3-wal", "admin-key", "partner-key", "logs/intake.log"} <= set(modes)
+    assert all(m == (0o700 if (data / p).is_dir() else 0o600) for p, m in modes.items()), modes
+    environ = Path(f"/proc/{record['processes']['intake']}/environ").read_bytes()
+    for key in ("admin-key", "partner-key"):  # the processes have their digests only
+        assert (data / key).read_text().strip().encode() not in environ
+
+
+def test_redeem_keys_writes_a_key_as_its_digest(cli_env: dict[str, str]) -> None:
+    digest = subprocess.run(
+        [REDEEM, "keys", "digest"], env=cli_env, input="s3cret\n", capture_output=True, text=True
+    )
+    assert digest.stdout.strip() == digest_of("s3cret")
+    made = redeem(cli_env, "keys", "new", "fulfillment", "--handlers", "acme")
+    key, entry = (line.split(":", 1)[1].strip() for line in made.stdout.splitlines())
+    assert entry == f"{digest_of(key)}=fulfillment|handlers=acme"
+    assert ApiKeys.parse(entry).grant(key) is not None

@@ -15,13 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.support.processes import Service, System
-from shared import topology
+from bench.support.processes import WEBHOOK_KEYS, Service, System
+from shared import signing, topology
 from shared.adapters.mongodb import MongoStore
 from shared.adapters.rabbitmq import Broker
 from shared.clock import from_ms
 from shared.domain.model import Code, CodeRef
 from shared.domain.states import Action, CodeState
+from shared.signing import Key
 from tests.support.amqp import Tap
 from tests.support.api import Api
 from tests.support.wait import eventually
@@ -43,7 +44,7 @@ async def final_code(store: MongoStore, ref: CodeRef, timeout_s: float = 30) -> 
             )
         ),
         timeout_s=timeout_s,
-        what=f"{ref.scan_norm} to end",
+        what=f"{ref.key} to end",
     )
     assert code is not None
     return code
@@ -53,6 +54,21 @@ async def requests_seen(partner: Service, scan: str) -> list[dict[str, Any]]:
     async with httpx.AsyncClient(base_url=partner.url) as http:
         seen = (await http.get("/requests")).json()
     return [r for r in seen if r["scanCode"] == scan]
+
+
+async def signed_post(
+    partner: Service, scan: str, key: Key, *, signed_url: str | None = None
+) -> int:
+    """A request to the partner signed by hand with `key`, for `signed_url` (its own URL
+    unless given): the status it answers."""
+    url = partner.url + "/fulfil"
+    request = {"scanCode": scan, "redemptionId": f"r-{scan}", "attempt": 0, "operation": "redeem"}
+    body = json.dumps(request).encode()
+    now_ms = int(time.time() * 1000)
+    headers = signing.headers(key, "POST", signed_url or url, now_ms, f"r-{scan}:0", body)
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(url, content=body, headers=headers)
+    return answer.status_code
 
 
 async def test_amqp_partners_answer_by_reply_or_later_by_async_response(
@@ -108,6 +124,7 @@ async def test_webhooks_are_signed_and_retried_on_5xx_but_not_on_4xx(
         handler="hook",
         handlerTransport="webhook",
         webhookUrl=partner.url + "/fulfil",
+        privateTestPartner=True,  # plain http, to loopback (allow-listed by the system)
         timeout=6,
     )
     await api.code("hooked", "OK")
@@ -142,6 +159,70 @@ async def test_webhooks_are_signed_and_retried_on_5xx_but_not_on_4xx(
         unsigned = await http.post("/fulfil", json={"scanCode": "X"})
     assert unsigned.status_code == 401
 
+    # Workers sign with the newest key; the partner verifies by the key id named, so a key
+    # still listed verifies (rotation), an unknown one or another URL does not.
+    assert {r["keyId"] for r in await requests_seen(partner, "OK")} == {"test-2"}
+    older = Key("test-1", WEBHOOK_KEYS["test-1"])
+    assert await signed_post(partner, "BY-HAND-1", older) == 200
+    assert await signed_post(partner, "BY-HAND-2", Key("test-0", "a-retired-secret-0123")) == 401
+    elsewhere = "https://partner.example/fulfil"
+    assert await signed_post(partner, "BY-HAND-3", older, signed_url=elsewhere) == 401
+
+
+async def test_a_webhook_over_plain_http_needs_a_campaign_for_a_private_test_partner(
+    api: Api,
+) -> None:
+    plain = {
+        "handler": "hook",
+        "handlerTransport": "webhook",
+        "webhookUrl": "http://partner.example/fulfil",
+    }
+    refused = await api.http.post(
+        "/v1/campaigns", headers=api.admin, json={"codeType": "plain", **plain}
+    )
+    assert (refused.status_code, refused.json()["reasonCode"]) == (422, 90426), refused.text
+    assert "privateTestPartner" in refused.json()["message"]
+    assert (await api.http.get("/v1/campaigns/plain", headers=api.admin)).status_code == 404
+
+    secure = await api.campaign("secure", **plain | {"webhookUrl": "https://partner.example/f"})
+    assert secure["privateTestPartner"] is False
+    edit = {"version": secure["version"], "webhookUrl": plain["webhookUrl"]}
+    downgraded = await api.http.patch("/v1/campaigns/secure", headers=api.admin, json=edit)
+    assert (downgraded.status_code, downgraded.json()["reasonCode"]) == (422, 90426)
+    marked = await api.http.patch(
+        "/v1/campaigns/secure", headers=api.admin, json=edit | {"privateTestPartner": True}
+    )
+    assert marked.status_code == 200, marked.text
+    assert (marked.json()["webhookUrl"], marked.json()["privateTestPartner"]) == (
+        plain["webhookUrl"],
+        True,
+    )
+
+
+async def test_a_webhook_to_an_address_not_allow_listed_fails_its_attempt_with_the_reason(
+    api: Api,
+) -> None:
+    # A cloud's metadata endpoint: link-local, and the tests allow-list loopback only.
+    await api.campaign(
+        "metadata",
+        handler="hook",
+        handlerTransport="webhook",
+        webhookUrl="http://169.254.169.254/latest/meta-data/",
+        privateTestPartner=True,
+        timeout=6,
+    )
+    await api.code("metadata", "PEEK")
+
+    peek = await api.redeem("bo", "PEEK", codeType="metadata")
+
+    assert peek.json()["reasonCode"] == 40756, peek.text
+    code = await api.lookup("metadata", "PEEK")
+    assert code["codeState"] == "Failed"
+    assert code["response"]["errorCode"] == "WEBHOOK_ADDRESS_REFUSED"
+    [failed] = [entry for entry in code["history"] if entry["action"] == "fail"]
+    refusal = "169.254.169.254 resolves to 169.254.169.254, a link-local address"
+    assert refusal in failed["reason"] and "not allow-listed" in failed["reason"]
+
 
 async def test_webhook_polls_never_reuse_the_calls_idempotency_key(
     api: Api, system: System
@@ -152,6 +233,7 @@ async def test_webhook_polls_never_reuse_the_calls_idempotency_key(
         handler="hook",
         handlerTransport="webhook",
         webhookUrl=partner.url + "/fulfil",
+        privateTestPartner=True,
         timeout=20,
         pollInterval=0.3,
         **{"async": True},
@@ -215,8 +297,10 @@ async def test_a_response_after_the_deadline_gets_40768_and_changes_nothing(
         pollInterval=60,
         **{"async": True},
     )
-    await api.code("slowmint", "LATE", customCodeInfo={"simulate": {"delayS": 3600}})
-    await api.code("slowmint", "ONTIME", customCodeInfo={"simulate": {"delayS": 3600}})
+    late_code = await api.code("slowmint", "LATE", customCodeInfo={"simulate": {"delayS": 3600}})
+    ontime_code = await api.code(
+        "slowmint", "ONTIME", customCodeInfo={"simulate": {"delayS": 3600}}
+    )
     late = (await api.redeem("eve", "LATE", codeType="slowmint", wait=None)).json()
     ontime = (await api.redeem("eve", "ONTIME", codeType="slowmint", wait=None)).json()
     ref = CodeRef("slowmint", "LATE")
@@ -230,7 +314,11 @@ async def test_a_response_after_the_deadline_gets_40768_and_changes_nothing(
     assert waiting is not None
 
     async def respond(rid: str, key: dict[str, str] = PARTNER_KEY, **body: Any) -> httpx.Response:
-        payload = {"attempt": 0, "asyncResponse": {"success": True, "complete": True}} | body
+        payload = {
+            "attempt": 0,
+            "redemptionCodeId": late_code["redemptionCodeId"],
+            "asyncResponse": {"success": True, "complete": True},
+        } | body
         return await api.http.post(
             f"/v1/redemptions/{rid}/async-response", headers=key, json=payload
         )
@@ -246,6 +334,7 @@ async def test_a_response_after_the_deadline_gets_40768_and_changes_nothing(
         "redemptionId": ontime["redemptionId"],
         "attempt": 0,
         "scanCode": "ONTIME",
+        "redemptionCodeId": ontime_code["redemptionCodeId"],
         "asyncResponse": {"success": True, "complete": True, "customRedemptionInfo": {"minted": 1}},
     }
     await broker.publish(
@@ -254,6 +343,7 @@ async def test_a_response_after_the_deadline_gets_40768_and_changes_nothing(
         json.dumps(command).encode(),
         reply_to=replies.queue.name,
         correlation_id="c-1",
+        headers={topology.AUTHORIZATION_HEADER: PARTNER_KEY["Authorization"]},
     )
     [reply] = await replies.wait_for(1)
     assert json.loads(reply.body)["codeState"] == "Redeemed"

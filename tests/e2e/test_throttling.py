@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.support import servers
-from bench.support.processes import ADMIN_KEY, API_KEYS, System, system_env
+from bench.support.processes import ADMIN_KEY, System
 from shared.adapters.rabbitmq import Broker
+from tests.conftest import running
 from tests.support.amqp import ask
 from tests.support.api import Api
 
@@ -23,24 +23,11 @@ LOCKED = 40765
 REDEEM = str(Path(sys.executable).parent / "redeem")
 
 
-@pytest.fixture(params=["mongodb", "embedded"])
-def throttled(
-    request: pytest.FixtureRequest, amqp_url: str, db_name: str, tmp_path: Path
-) -> Iterator[System]:
+@pytest.fixture
+def throttled(each_store_env: dict[str, str], tmp_path: Path) -> Iterator[System]:
     """The system, counting 3 failures per user in 15 minutes, on each store."""
-    mongo_url = ""
-    if request.param == "mongodb":
-        mongo: servers.Mongo = request.getfixturevalue("mongo")
-        mongo_url = mongo.url
-    env = system_env(rabbitmq_url=amqp_url, mongodb_url=mongo_url, db=db_name, api_keys=API_KEYS)
-    if not mongo_url:
-        del env["REDEEM_MONGODB_URL"]
-        env["REDEEM_DATA_DIR"] = str(tmp_path / "data")
-    env["REDEEM_FAILURE_LIMITS"] = "user=3/15m"
-    running = System(env, tmp_path)
-    yield running
-    running.stop()
-    print(running.dump_logs())
+    with running({**each_store_env, "REDEEM_FAILURE_LIMITS": "user=3/15m"}, tmp_path) as system:
+        yield system
 
 
 @pytest.fixture

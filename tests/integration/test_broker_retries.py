@@ -14,13 +14,17 @@ from services.worker.bootstrap import bootstrap
 from shared import topology
 from shared.adapters.rabbitmq import Broker
 from shared.clock import utcnow
+from shared.domain.access import ApiKeys
 from shared.domain.reasons import ReasonCode
+from shared.domain.redemptions import RedemptionIds
 from shared.ports import Delivery, Handler, Subscription
 from tests.fakes import FakeStore
 from tests.support.amqp import Tap
 from tests.support.wait import eventually
 
 LIMIT = 3
+
+NO_KEYS, IDS = ApiKeys.parse(""), RedemptionIds("secret")
 
 
 class WorkRefused:
@@ -80,7 +84,7 @@ async def test_a_command_retried_through_the_delay_queues_is_dead_lettered_at_it
     refusing = WorkRefused(broker)
     worker = bootstrap(FakeStore(), {}, campaign_cache_ttl_s=0)
     commands = CommandConsumer(
-        refusing, worker.outcomes, worker.budget, utcnow, max_deliveries=LIMIT
+        refusing, worker.outcomes, worker.budget, utcnow, NO_KEYS, IDS, max_deliveries=LIMIT
     )
     dead = await Tap.on(broker, topology.DEAD_LETTER_EXCHANGE)
     await commands.start()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
+import pamqp.encode
+import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from shared import topology
@@ -53,18 +56,38 @@ class Tap:
 
 
 async def ask(
-    broker: Broker, command: dict[str, Any], correlation_id: str
+    broker: Broker,
+    command: dict[str, Any],
+    correlation_id: str,
+    *,
+    routing_key: str = topology.REDEEM_ROUTING_KEY,
+    headers: dict[str, Any] | None = None,
 ) -> tuple[AbstractIncomingMessage, dict[str, Any]]:
-    """Send a `redeem` command as an AMQP caller does, with a reply queue of its own, and
-    wait for the one reply: the message, and its body."""
+    """Send a command (`redeem` unless `routing_key` says otherwise) as an AMQP caller
+    does, with a reply queue of its own, and wait for the one reply: the message, and
+    its body."""
     replies = await Tap.on(broker, None)
     await broker.publish(
         topology.COMMANDS_EXCHANGE,
-        topology.REDEEM_ROUTING_KEY,
+        routing_key,
         json.dumps(command).encode(),
         reply_to=replies.queue.name,
         correlation_id=correlation_id,
+        headers=headers,
     )
     [reply] = await replies.wait_for(1)
     await replies.close()
     return reply, json.loads(reply.body)
+
+
+def send_raw_strings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let a test put bytes in a header as an AMQP string, as a client that does not check
+    its strings are UTF-8 does (the consumer's client hands such a string over as bytes)."""
+    encode_value = pamqp.encode.encode_table_value
+
+    def raw_or_encoded(value: Any) -> bytes:
+        if isinstance(value, bytes):
+            return b"S" + struct.pack(">I", len(value)) + value
+        return encode_value(value)
+
+    monkeypatch.setattr(pamqp.encode, "encode_table_value", raw_or_encoded)

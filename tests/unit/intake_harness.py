@@ -16,6 +16,9 @@ from shared.clock import Clock, utcnow
 from shared.ports import Store
 from shared.runtime.settings import Settings
 
+# The redemption id secret of an intake whose settings give none.
+REDEMPTION_ID_SECRET = "test-redemption-id-secret"
+
 
 @dataclass
 class Published:
@@ -44,6 +47,8 @@ async def intake_client(
     def no_adapters(*_: object) -> Any:
         raise AssertionError("the adapters are given, not connected")
 
+    if not settings.redemption_id_secret:
+        settings = settings.model_copy(update={"redemption_id_secret": REDEMPTION_ID_SECRET})
     app = create_app(settings, no_adapters, clock)
     # Only `publish` is used by what these tests drive: redeem without waiting, generate.
     app.state.intake = bootstrap(store, cast(Broker, broker), settings, clock=clock)

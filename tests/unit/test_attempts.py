@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from services.worker.bootstrap import Worker, bootstrap
+from shared.domain.access import UNLIMITED, Grant
 from shared.domain.backoff import RetryPolicy, compute_backoff
 from shared.domain.fulfillment import AsyncResponse
 from shared.domain.model import (
@@ -239,13 +240,14 @@ async def test_a_crashed_first_call_is_taken_over_by_the_timer() -> None:
 
 
 def answer(attempt: int = 0, response: object = DONE, **ids: str) -> AsyncResponse:
-    return AsyncResponse("r1", attempt, response, **ids)
+    """An answer naming the code (`redemptionCodeId` c1) unless `ids` say otherwise."""
+    return AsyncResponse("r1", attempt, response, **({"redemption_code_id": "c1"} | ids))
 
 
 async def test_an_async_response_completes_the_current_attempt() -> None:
     r = await rig([WAIT], is_async=True)
     await r.redeem()
-    code = await r.worker.outcomes.respond(answer(scan_code="a-b-c", code_type="parcel"))
+    code = await r.worker.outcomes.respond(answer(scan_code="a-b-c", code_type="parcel"), UNLIMITED)
     assert code.code_state is CodeState.REDEEMED
     assert code.response is not None and code.response["success"] is True
     assert (await r.redemption()).status is RedemptionStatus.REDEEMED
@@ -254,7 +256,7 @@ async def test_an_async_response_completes_the_current_attempt() -> None:
 async def test_an_async_failure_response_starts_the_retry() -> None:
     r = await rig([WAIT], is_async=True, max_retries=1)
     await r.redeem()
-    code = await r.worker.outcomes.respond(answer(response=FAIL))
+    code = await r.worker.outcomes.respond(answer(response=FAIL), UNLIMITED)
     assert (code.code_state, code.retry_at) == (CodeState.FAILED, after(1))
     assert (await r.redemption()).status is RedemptionStatus.IN_PROGRESS
 
@@ -262,7 +264,12 @@ async def test_an_async_failure_response_starts_the_retry() -> None:
 @pytest.mark.parametrize(
     ("reply", "reason"),
     [
-        (AsyncResponse("nope", 0, DONE), ReasonCode.REDEMPTION_CODE_BY_ID_NOT_FOUND),
+        (answer(redemption_code_id=""), ReasonCode.REDEMPTION_CODE_ATTEMPT_ERROR),
+        (AsyncResponse("nope", 0, DONE), ReasonCode.REDEMPTION_CODE_ATTEMPT_ERROR),
+        (
+            AsyncResponse("nope", 0, DONE, redemption_code_id="c1"),
+            ReasonCode.REDEMPTION_CODE_BY_ID_NOT_FOUND,
+        ),
         (answer(attempt=1), ReasonCode.REDEMPTION_CODE_ATTEMPT_MISMATCH),
         (answer(scan_code="OTHER"), ReasonCode.REDEMPTION_CODE_ATTEMPT_ERROR),
         (answer(redemption_code_id="c2"), ReasonCode.REDEMPTION_CODE_ATTEMPT_ERROR),
@@ -277,9 +284,31 @@ async def test_async_responses_are_checked_against_the_attempt(
     await r.redeem()
     before = await r.code()
     with pytest.raises(DomainError) as refused:
-        await r.worker.outcomes.respond(reply)
+        await r.worker.outcomes.respond(reply, UNLIMITED)
     assert refused.value.reason is reason
     assert await r.code() == before
+
+
+@pytest.mark.parametrize(
+    "grant",
+    [
+        Grant(frozenset({"fulfillment"}), handlers=frozenset({"someone-else"})),
+        Grant(frozenset({"fulfillment"}), campaigns=frozenset({"gems"})),
+        Grant(frozenset({"admin"}), campaigns=frozenset({"gems"}), handlers=frozenset({"partner"})),
+    ],
+)
+async def test_a_key_answers_only_attempts_of_its_handlers_and_campaigns(grant: Grant) -> None:
+    r = await rig([WAIT], is_async=True)
+    await r.redeem()
+    before = await r.code()
+    with pytest.raises(DomainError) as refused:
+        await r.worker.outcomes.respond(answer(), grant)
+    assert refused.value.reason is ReasonCode.FORBIDDEN
+    assert await r.code() == before
+    own = Grant(
+        frozenset({"fulfillment"}), campaigns=frozenset({"parcel"}), handlers=frozenset({"partner"})
+    )
+    assert (await r.worker.outcomes.respond(answer(), own)).code_state is CodeState.REDEEMED
 
 
 async def test_a_response_after_the_deadline_gets_40768_and_changes_nothing() -> None:
@@ -288,7 +317,7 @@ async def test_a_response_after_the_deadline_gets_40768_and_changes_nothing() ->
     before = await r.code()
     r.clock.move_to(after(30))
     with pytest.raises(DomainError) as refused:
-        await r.worker.outcomes.respond(answer())
+        await r.worker.outcomes.respond(answer(), UNLIMITED)
     assert refused.value.reason is ReasonCode.REDEMPTION_CODE_ASYNC_PROCESSING_TIMEOUT
     assert await r.code() == before
 
@@ -296,12 +325,12 @@ async def test_a_response_after_the_deadline_gets_40768_and_changes_nothing() ->
 async def test_a_response_for_an_ended_attempt_gets_40758_unless_it_repeats_the_last() -> None:
     r = await rig([WAIT], is_async=True)
     await r.redeem()
-    await r.worker.outcomes.respond(answer())
+    await r.worker.outcomes.respond(answer(), UNLIMITED)
     ended = await r.code()
-    again = await r.worker.outcomes.respond(answer())  # a redelivered response
+    again = await r.worker.outcomes.respond(answer(), UNLIMITED)  # a redelivered response
     assert (again.code_state, again.version) == (CodeState.REDEEMED, ended.version)
     with pytest.raises(DomainError) as refused:
-        await r.worker.outcomes.respond(answer(response=FAIL))
+        await r.worker.outcomes.respond(answer(response=FAIL), UNLIMITED)
     assert refused.value.reason is ReasonCode.REDEMPTION_CODE_NOT_IN_PROGRESS
     assert await r.code() == ended
 
@@ -310,7 +339,7 @@ async def test_a_response_for_a_synchronous_campaign_gets_40767() -> None:
     r = await rig([FAIL], max_retries=1)
     await r.redeem()
     with pytest.raises(DomainError) as refused:
-        await r.worker.outcomes.respond(answer())
+        await r.worker.outcomes.respond(answer(), UNLIMITED)
     assert refused.value.reason is ReasonCode.REDEMPTION_CODE_TYPE_NOT_ASYNC
 
 

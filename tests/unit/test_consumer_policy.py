@@ -15,6 +15,7 @@ from services.worker.bootstrap import Consumers, bootstrap
 from services.worker.consumer import MAX_START_OVERS
 from shared import topology
 from shared.clock import to_ms
+from shared.domain.access import ApiKeys
 from shared.domain.backoff import compute_backoff
 from shared.domain.model import (
     Campaign,
@@ -27,6 +28,7 @@ from shared.domain.model import (
     RedemptionStatus,
 )
 from shared.domain.reasons import ReasonCode
+from shared.domain.redemptions import RedemptionIds
 from shared.domain.states import CodeState
 from shared.messages import RedemptionJob
 from tests.fake_broker import FakeBroker, FakeDelivery
@@ -105,7 +107,13 @@ async def worker(store: OutageStore, broker: FakeBroker) -> Consumers:
 async def commands(store: OutageStore, broker: FakeBroker) -> CommandConsumer:
     worker = bootstrap(store, {}, campaign_cache_ttl_s=0, clock=lambda: NOW)
     consumer = CommandConsumer(
-        broker, worker.outcomes, worker.budget, lambda: NOW, max_deliveries=MAX_DELIVERIES
+        broker,
+        worker.outcomes,
+        worker.budget,
+        lambda: NOW,
+        ApiKeys.parse("partner-key=fulfillment"),
+        RedemptionIds("secret"),
+        max_deliveries=MAX_DELIVERIES,
     )
     await consumer.start()
     return consumer
@@ -376,7 +384,11 @@ def redeem_command(**fields: Any) -> bytes:
 
 def async_response() -> bytes:
     answer = {"success": True, "complete": True}
-    return json.dumps({"redemptionId": "r1", "attempt": 0, "asyncResponse": answer}).encode()
+    body = {"redemptionId": "r1", "redemptionCodeId": "c1", "attempt": 0, "asyncResponse": answer}
+    return json.dumps(body).encode()
+
+
+PARTNER = {topology.AUTHORIZATION_HEADER: "Bearer partner-key"}
 
 
 def replies(broker: FakeBroker, queue: str = "caller") -> list[dict[str, Any]]:
@@ -439,7 +451,7 @@ async def test_an_async_response_the_store_cannot_take_is_retried_as_an_async_re
 ) -> None:
     store.down = True
     key = topology.ASYNC_RESPONSE_ROUTING_KEY
-    await broker.deliver(topology.INTAKE_QUEUE, async_response(), routing_key=key)
+    await broker.deliver(topology.INTAKE_QUEUE, async_response(), routing_key=key, headers=PARTNER)
     assert broker.deliveries[0].settled == "retry"
     assert broker.delayed[0].message.routing_key == key
     store.down = False
@@ -457,7 +469,60 @@ async def test_a_refused_async_response_is_acked_and_its_sender_told_why(
         async_response(),
         routing_key=topology.ASYNC_RESPONSE_ROUTING_KEY,
         reply_to="caller",
+        headers=PARTNER,
     )
     assert delivery.settled == "ack" and broker.dead_letters() == []
     [answer] = replies(broker)
     assert answer["reasonCode"] == int(ReasonCode.REDEMPTION_CODE_BY_ID_NOT_FOUND)
+
+
+@pytest.mark.parametrize("value", [b"Bearer \xff\xfe", 7, ["Bearer partner-key"]])
+@pytest.mark.parametrize(
+    "routing_key", [topology.REDEEM_ROUTING_KEY, topology.ASYNC_RESPONSE_ROUTING_KEY]
+)
+async def test_a_command_whose_authorization_is_not_text_is_refused_as_unauthenticated(
+    commands: CommandConsumer, broker: FakeBroker, value: object, routing_key: str
+) -> None:
+    body = redeem_command() if routing_key == topology.REDEEM_ROUTING_KEY else async_response()
+    delivery = await broker.deliver(
+        topology.INTAKE_QUEUE,
+        body,
+        routing_key=routing_key,
+        reply_to="caller",
+        headers={topology.AUTHORIZATION_HEADER: value},
+    )
+    assert delivery.settled == "ack" and broker.delayed == []
+    [answer] = replies(broker)
+    assert (answer["status"], answer["reasonCode"]) == (401, int(ReasonCode.UNAUTHENTICATED))
+    assert broker.on(topology.WORK_EXCHANGE) == []
+
+
+class BrokenKeys(ApiKeys):
+    """Keys whose look-up fails as a bug would: with no refusal to give."""
+
+    def grant(self, key: str) -> None:
+        raise RuntimeError("a bug")
+
+
+async def test_a_command_whose_handling_fails_unexpectedly_is_dead_lettered_with_a_reason(
+    store: OutageStore, broker: FakeBroker
+) -> None:
+    worker = bootstrap(store, {}, campaign_cache_ttl_s=0, clock=lambda: NOW)
+    consumer = CommandConsumer(
+        broker,
+        worker.outcomes,
+        worker.budget,
+        lambda: NOW,
+        BrokenKeys([]),
+        RedemptionIds("secret"),
+        max_deliveries=MAX_DELIVERIES,
+    )
+    await consumer.start()
+    delivery = await broker.deliver(
+        topology.INTAKE_QUEUE, redeem_command(), reply_to="caller", headers=PARTNER
+    )
+    assert delivery.settled == "dead-letter" and broker.delayed == []
+    [dead] = broker.dead_letters()
+    assert dead.reason_code == int(ReasonCode.UNHANDLED)
+    [answer] = replies(broker)
+    assert (answer["status"], answer["reasonCode"]) == (500, int(ReasonCode.UNHANDLED))

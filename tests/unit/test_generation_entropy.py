@@ -4,6 +4,7 @@ loops hunting for unused codes."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from shared.clock import new_id
+from shared.domain.codekeys import CodeKeys
 from shared.domain.generation import SPARE_BITS, UNAMBIGUOUS, Format, require_entropy
 from shared.domain.model import Campaign, Code, CodeUseType, Job, JobState
 from shared.domain.reasons import DomainError, ReasonCode
@@ -66,6 +68,30 @@ def test_even_one_code_needs_40_bits() -> None:
         require_entropy(Format("AB", (4,)), 1)
 
 
+def test_a_hashed_campaigns_codes_count_only_what_their_masked_form_hides() -> None:
+    # The masked form shows the last four characters: 14 - 4 = 10 hidden, 30 bits.
+    assert Format(EIGHT, (14,)).secret_bits(hashed=True) == 30
+    # A check character is among the four shown, not counted twice: 15 - 4 = 11, 33 bits.
+    assert Format(EIGHT, (15,), include_check=True).secret_bits(hashed=True) == 33
+    assert Format(EIGHT, (18,)).secret_bits(hashed=False) == Format(EIGHT, (18,)).random_bits
+
+
+def test_a_format_for_a_hashed_campaign_needs_40_bits_beyond_what_is_shown() -> None:
+    fmt = Format(EIGHT, (18,), prefix="VAULT")  # 54 bits, 42 of them hidden when masked
+    require_entropy(fmt, 5)  # 54 bits >= log2(5) + 40 in plain
+    require_entropy(fmt, 4, hashed=True)  # 42 hidden: enough for 4 codes
+    with pytest.raises(DomainError) as refused:
+        require_entropy(fmt, 5, hashed=True)
+    assert refused.value.reason is ReasonCode.INVALID_PARAMETER_VALUE
+    message = refused.value.message
+    assert "42.0 bits" in message and "last four characters" in message
+    assert "at least 42.4" in message and "5 codes" in message
+    checked = Format(EIGHT, (19,), include_check=True)  # 18 random, 15 hidden: 45 bits
+    require_entropy(checked, 32, hashed=True)
+    with pytest.raises(DomainError, match=r"45\.0 bits"):
+        require_entropy(checked, 33, hashed=True)
+
+
 # The service: jobs, however they are run.
 
 
@@ -89,6 +115,22 @@ async def test_a_job_whose_format_is_too_small_fails_with_why_and_stores_nothing
     assert finished.error is not None and "4.0 bits of randomness" in finished.error
     assert await store.get_job("job-1") == finished
     assert sum((await store.inventory("gems", shared=False)).values()) == 0
+
+
+@pytest.mark.timeout(10)
+async def test_a_hashed_campaigns_job_counts_only_the_characters_a_masked_code_hides() -> None:
+    """The default custom format (12 of 31 symbols, 59.4 bits) shows 4 of its 12 characters
+    masked: 39.6 hidden bits are too few for even one code of a hashed campaign."""
+    plain = job_of(1, {})
+    hashed = dataclasses.replace(plain, job_id="job-2", hash_codes=True, codes_until=NOW)
+    store = await store_with(plain)
+    await store.create_job(hashed)
+    keys = CodeKeys("a-secret")
+    made, _ = await generate_codes.generate(store, plain, lambda: NOW, new_id, keys=keys)
+    refused, added = await generate_codes.generate(store, hashed, lambda: NOW, new_id, keys=keys)
+    assert made.state is JobState.COMPLETED
+    assert (refused.state, added) == (JobState.FAILED, [])
+    assert refused.error is not None and "39.6 bits" in refused.error
 
 
 class FullStore(FakeStore):

@@ -10,17 +10,19 @@ import httpx
 import pytest
 
 from services.intake.auth import key_id
-from services.intake.redemptions import job_for, redemption_id_for
+from services.intake.redemptions import job_for
 from services.intake.refusals import refusal
 from shared import topology
 from shared.domain.reasons import DomainError, ReasonCode
+from shared.domain.redemptions import RedemptionIds
 from shared.messages import JobMessage, RedeemCommand, RedemptionJob, parse
 from shared.runtime.settings import Settings
 from tests.fakes import FakeStore
-from tests.unit.intake_harness import RecordingBroker, intake_client
+from tests.unit.intake_harness import REDEMPTION_ID_SECRET, RecordingBroker, intake_client
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ADMIN = {"Authorization": "Bearer admin-key"}
+IDS = RedemptionIds(REDEMPTION_ID_SECRET)
 SETTINGS = Settings(api_keys="admin-key=admin", context_secret="secret")
 
 
@@ -71,7 +73,7 @@ async def test_redeem_over_http_publishes_the_job_amqp_would(
     answer = await api.post("/v1/redemptions", json=command, headers=ADMIN)
     assert answer.status_code == 202
     assert answer.json() == {
-        "redemptionId": redemption_id_for("u1", "r1"),
+        "redemptionId": IDS("u1", "r1"),
         "requestId": "r1",
         "status": "Pending",
     }
@@ -80,7 +82,9 @@ async def test_redeem_over_http_publishes_the_job_amqp_would(
         topology.WORK_EXCHANGE,
         topology.REDEEM_ROUTING_KEY,
     )
-    over_amqp = job_for(parse(RedeemCommand, json.dumps(command).encode()), clock=lambda: NOW)
+    over_amqp = job_for(
+        parse(RedeemCommand, json.dumps(command).encode()), clock=lambda: NOW, ids=IDS
+    )
     over_http = RedemptionJob.model_validate_json(published.body)
     # The same job, but for who asked: an HTTP caller has a key and an address.
     assert over_http.model_copy(update={"keyId": None, "clientAddress": None}) == over_amqp
@@ -91,7 +95,7 @@ async def test_a_refusal_is_the_same_body_over_http_and_amqp(api: httpx.AsyncCli
     command = {"userId": "u1", "scanCode": "no!"}
     answer = await api.post("/v1/redemptions", json=command, headers=ADMIN)
     with pytest.raises(DomainError) as refused:
-        job_for(parse(RedeemCommand, json.dumps(command).encode()), clock=lambda: NOW)
+        job_for(parse(RedeemCommand, json.dumps(command).encode()), clock=lambda: NOW, ids=IDS)
     over_amqp = refusal(refused.value.reason, refused.value.message)
     assert answer.status_code == over_amqp.status == 422
     assert answer.json() == over_amqp.model_dump()

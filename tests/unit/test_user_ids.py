@@ -22,7 +22,9 @@ from tests.unit.intake_harness import RecordingBroker
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 REDEEMER = {"Authorization": "Bearer redeem-key"}
-SETTINGS = Settings(api_keys="redeem-key=redeem", context_secret="secret")
+SETTINGS = Settings(
+    api_keys="redeem-key=redeem", context_secret="secret", redemption_id_secret="secret"
+)
 UNPRINTABLE = {
     "nul": "u\x001",
     "newline": "alice\nINFO forged log line",

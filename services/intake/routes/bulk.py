@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.intake.routes.bodies import Json
-from services.intake.routes.deps import AdminDep, AdminRole, BulkDep, GenerationDep
+from services.intake.routes.deps import AdminDep, AdminRole, BulkDep, GenerationDep, GrantDep
 from services.intake.schemas import (
     Deleted,
     GeneratedInline,
@@ -25,6 +25,11 @@ router = APIRouter(tags=["codes"])
 BASE = "/v1/campaigns/{codeType}/codes"
 IMPORT_PATH = BASE + "/import"  # streamed: its body has a limit of its own (app.py)
 MEDIA_TYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson"}
+# Lines of codes, as a streamed route sends or takes them (`format` picks the type).
+LINES = {media_type: {"schema": {"type": "string"}} for media_type in MEDIA_TYPES.values()}
+STREAMED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "one code a line, streamed", "content": LINES}
+}
 LineFormat = Literal["csv", "ndjson"]
 
 
@@ -49,23 +54,24 @@ async def generate_codes(
 
 
 @router.get("/v1/jobs/{jobId}")
-async def get_job(jobId: str, generation: GenerationDep, _: AdminRole) -> JobOut:
-    return JobOut.of(await generation.job(jobId))
+async def get_job(jobId: str, generation: GenerationDep, _: AdminRole, grant: GrantDep) -> JobOut:
+    return JobOut.of(await generation.job(jobId, grant))
 
 
-@router.get("/v1/jobs/{jobId}/codes")
+@router.get("/v1/jobs/{jobId}/codes", response_class=StreamingResponse, responses=STREAMED)
 async def job_codes(
     jobId: str,
     generation: GenerationDep,
     _: AdminRole,
+    grant: GrantDep,
     format: Annotated[LineFormat, Query()] = "csv",
 ) -> StreamingResponse:
     """The codes a generation job made, streamed."""
-    lines = await generation.codes(jobId, format)
+    lines = await generation.codes(jobId, format, grant)
     return StreamingResponse(lines, media_type=MEDIA_TYPES[format])
 
 
-@router.post(IMPORT_PATH)
+@router.post(IMPORT_PATH, openapi_extra={"requestBody": {"content": LINES, "required": True}})
 async def import_codes(
     codeType: str,
     request: Request,
@@ -79,7 +85,7 @@ async def import_codes(
     return ImportReportOut.model_validate(report, from_attributes=True)
 
 
-@router.get(BASE + "/export")
+@router.get(BASE + "/export", response_class=StreamingResponse, responses=STREAMED)
 async def export_codes(
     codeType: str,
     bulk: BulkDep,

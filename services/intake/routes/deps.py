@@ -7,19 +7,22 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from services.intake.admin import Admin
-from services.intake.auth import requires
+from services.intake.auth import grant_of, requires
 from services.intake.bootstrap import Intake
 from services.intake.bulk import Bulk
 from services.intake.generation import Generation
 from services.intake.paging import Contexts
 from services.intake.queries import Queries
 from services.intake.redemptions import Redeemer
+from shared.domain.access import Grant
 from shared.service.attempt_outcomes import AttemptOutcomes
 from shared.service.failure_budget import FailureBudget
 
 AdminRole = Annotated[str, Depends(requires("admin"))]
 RedeemRole = Annotated[str, Depends(requires("redeem"))]
 PartnerRole = Annotated[str, Depends(requires("fulfillment"))]
+# What the caller's key reaches, for a route that lists or looks up several campaigns' records.
+GrantDep = Annotated[Grant, Depends(grant_of)]
 
 
 def intake_of(request: Request) -> Intake:

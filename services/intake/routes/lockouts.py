@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from services.intake.routes.deps import AdminRole, BudgetDep
+from services.intake.routes.deps import AdminRole, BudgetDep, GrantDep
 from services.intake.schemas import Cleared, LockoutOut, Lockouts
 
 router = APIRouter(tags=["lockouts"])
@@ -16,16 +16,17 @@ router = APIRouter(tags=["lockouts"])
 async def lockouts(
     budget: BudgetDep,
     _: AdminRole,
+    grant: GrantDep,
     after: Annotated[str | None, Query(description="the last scope of the page before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Lockouts:
     """The scopes locked out now, by scope."""
-    found = await budget.lockouts(after=after, limit=limit)
+    found = await budget.lockouts(grant, after=after, limit=limit)
     last = found[-1].scope if len(found) == limit else None
     return Lockouts(items=[LockoutOut.of(x) for x in found], after=last)
 
 
 @router.delete("/v1/lockouts/{scope:path}")
-async def clear_lockout(scope: str, budget: BudgetDep, _: AdminRole) -> Cleared:
+async def clear_lockout(scope: str, budget: BudgetDep, _: AdminRole, grant: GrantDep) -> Cleared:
     """Lift a lockout: the scope's failed redemptions are forgotten."""
-    return Cleared(scope=scope, cleared=await budget.clear(scope))
+    return Cleared(scope=scope, cleared=await budget.clear(scope, grant))

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from services.intake.auth import key_id_of
 from services.intake.errors import error_response
 from services.intake.routes.bodies import StrictJson
-from services.intake.routes.deps import AdminRole, QueriesDep, RedeemerDep, RedeemRole
+from services.intake.routes.deps import AdminRole, GrantDep, QueriesDep, RedeemerDep, RedeemRole
 from services.intake.schemas import Accepted, RecentRedemptions, instant
 from shared.clock import to_ms
 from shared.domain.model import RedemptionStatus
@@ -30,6 +30,7 @@ async def redeem(
     body: StrictJson[RedeemCommand],
     redeemer: RedeemerDep,
     who: RedeemRole,
+    grant: GrantDep,
     request: Request,
     wait: Annotated[float, Query(ge=0, description="seconds to wait for the outcome")] = 0,
 ) -> JSONResponse:
@@ -37,7 +38,7 @@ async def redeem(
     address = request.client.host if request.client else None
     try:
         job, record = await redeemer.redeem(
-            body, wait, key_id=key_id_of(who), client_address=address
+            body, wait, grant, key_id=key_id_of(who), client_address=address
         )
     except LockedOut as locked:
         response = error_response(locked.reason, locked.message)
@@ -53,20 +54,23 @@ async def redeem(
 async def recent_redemptions(
     queries: QueriesDep,
     _: AdminRole,
+    grant: GrantDep,
     codeType: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: Annotated[int | None, Query(description="epoch ms, from the last page")] = None,
 ) -> RecentRedemptions:
     """Recent redemption attempts, newest first, each refusal with its real reason."""
-    found = await queries.recent(codeType, limit, instant(before))
+    found = await queries.recent(codeType, limit, instant(before), grant)
     last = found[-1].accepted_at if len(found) == limit else None
     items = [RedemptionRecord.of(r, reveal=True) for r in found]
     return RecentRedemptions(items=items, before=to_ms(last))
 
 
 @router.get("/v1/redemptions/{redemptionId}")
-async def get_redemption(redemptionId: str, queries: QueriesDep, _: RedeemRole) -> RedemptionRecord:
-    return RedemptionRecord.of(await queries.redemption(redemptionId))
+async def get_redemption(
+    redemptionId: str, queries: QueriesDep, _: RedeemRole, grant: GrantDep
+) -> RedemptionRecord:
+    return RedemptionRecord.of(await queries.redemption(redemptionId, grant))
 
 
 def _answer(record: RedemptionRecord | None, accepted: Accepted) -> JSONResponse:

@@ -26,6 +26,7 @@ class MongoBase:
         self._redemptions: AsyncCollection[Doc] = db[topology.REDEMPTIONS]
         self._deleted: AsyncCollection[Doc] = db[topology.DELETED_OUTBOXES]
         self._failure_windows: AsyncCollection[Doc] = db[topology.FAILURE_WINDOWS]
+        self._plain_codes: AsyncCollection[Doc] = db[topology.PLAIN_CODES]
         # Where outboxes live, by the tag `PendingEvents.source` carries.
         self._outboxes = {
             topology.CODES: self._codes,
@@ -36,4 +37,4 @@ class MongoBase:
     def _where(self, ref: CodeRef) -> tuple[AsyncCollection[Doc], Doc]:
         if ref.user_id is not None:
             return self._instances, {"codeType": ref.code_type, "redeemedByUserId": ref.user_id}
-        return self._codes, {"codeType": ref.code_type, "scanNorm": ref.scan_norm}
+        return self._codes, {"codeType": ref.code_type, "scanNorm": ref.key}

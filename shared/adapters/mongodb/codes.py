@@ -99,8 +99,8 @@ class MongoCodes(MongoBase):
         doc = await collection.find_one(query, {"outbox": 0})
         return code_from_doc(doc) if doc else None
 
-    async def find_codes(self, scan_norm: str, *, limit: int) -> list[Code]:
-        cursor = self._codes.find({"scanNorm": scan_norm}, HIDDEN).limit(limit)
+    async def find_codes(self, key: str, *, limit: int) -> list[Code]:
+        cursor = self._codes.find({"scanNorm": key}, HIDDEN).limit(limit)
         return [code_from_doc(doc) async for doc in cursor]
 
     async def apply(
@@ -127,10 +127,10 @@ class MongoCodes(MongoBase):
         return code_from_doc(doc) if doc else None
 
     async def set_custom_code_info(
-        self, code_type: str, scan_norm: str, version: int, info: Mapping[str, Any], by: str
+        self, code_type: str, key: str, version: int, info: Mapping[str, Any], by: str
     ) -> Code | None:
         doc = await self._codes.find_one_and_update(
-            {"codeType": code_type, "scanNorm": scan_norm, "version": version},
+            {"codeType": code_type, "scanNorm": key, "version": version},
             {
                 "$set": {"customCodeInfo": stored("custom_code_info", info)},
                 "$inc": {"version": 1},

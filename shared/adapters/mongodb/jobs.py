@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import BulkWriteError
 
 from shared.adapters.documents import Doc, code_from_doc, code_to_doc, job_from_doc, job_to_doc
@@ -60,3 +61,40 @@ class MongoJobs(MongoBase):
 
     async def update_job(self, job: Job) -> None:
         await self._jobs.replace_one({"_id": job.job_id}, job_to_doc(job))
+
+    async def hand_out_job(self, job_id: str, now: datetime) -> Job | None:
+        doc = await self._jobs.find_one_and_update(
+            {"_id": job_id, "handedOutAt": None},
+            {"$set": {"handedOutAt": now, "updatedAt": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return job_from_doc(doc) if doc else None
+
+    async def keep_plain_codes(
+        self, job_id: str, codes: Mapping[str, str], until: datetime
+    ) -> None:
+        if not codes:
+            return
+        docs = [
+            {"_id": code_id, "jobId": job_id, "scanCode": scan, "expiresAt": until}
+            for code_id, scan in codes.items()
+        ]
+        try:
+            await self._plain_codes.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:  # kept already by an earlier delivery of the job
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
+
+    async def plain_codes(self, code_ids: Sequence[str], now: datetime) -> dict[str, str]:
+        query = {"_id": {"$in": list(code_ids)}, "expiresAt": {"$gt": now}}
+        return {doc["_id"]: doc["scanCode"] async for doc in self._plain_codes.find(query)}
+
+    async def drop_plain_codes(self, job_id: str, now: datetime) -> None:
+        await self._plain_codes.delete_many(
+            {"$or": [{"jobId": job_id}, {"expiresAt": {"$lte": now}}]}
+        )
+
+    async def purge_plain_codes(self, now: datetime) -> int:
+        # The TTL index deletes them too, within a minute of `expiresAt`.
+        gone = await self._plain_codes.delete_many({"expiresAt": {"$lte": now}})
+        return gone.deleted_count

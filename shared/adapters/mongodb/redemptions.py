@@ -47,6 +47,9 @@ class MongoRedemptions(MongoBase):
             ],
         )
 
+    async def key_redemption(self, redemption_id: str, key: str) -> None:
+        await self._redemptions.update_one({"_id": redemption_id}, {"$set": {"codeKey": key}})
+
     async def finish_redemption(self, redemption: Redemption) -> Redemption:
         doc = redemption_to_doc(redemption)
         outcome = {key: {"$literal": doc[key]} for key in map(camel, model.OUTCOME_FIELDS)}

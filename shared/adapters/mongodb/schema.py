@@ -59,6 +59,13 @@ class MongoSchema(MongoBase):
         await self._failure_windows.create_indexes(
             [IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0)]
         )
+        # Gone when they expire, if no download took them before.
+        await self._plain_codes.create_indexes(
+            [
+                IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0),
+                IndexModel([("jobId", ASCENDING)]),
+            ]
+        )
         await self._redemptions.create_indexes(
             [
                 IndexModel([("codeType", ASCENDING), ("acceptedAt", DESCENDING)]),

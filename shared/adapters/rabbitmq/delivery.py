@@ -9,6 +9,7 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 
 from shared import topology
+from shared.domain.access import bearer_digest
 from shared.domain.reasons import DomainError
 from shared.ports.broker import Publisher
 
@@ -42,8 +43,25 @@ def delay_step_ms(delay_s: float) -> int:
 
 
 def copy_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
-    """The headers for a new copy of a message: without those the broker set."""
-    return {k: v for k, v in headers.items() if not k.startswith(_BROKER_HEADERS)}
+    """The headers for a new copy of a message: without those the broker set, and with
+    the API key it names (`authorization`) replaced by the key's digest, so that no copy
+    the service keeps carries a key, yet a delayed command comes back as its key's."""
+    copy = {k: v for k, v in headers.items() if not k.startswith(_BROKER_HEADERS)}
+    authorization = copy.pop(topology.AUTHORIZATION_HEADER, None)
+    digest = bearer_digest(_text(authorization)) if authorization is not None else None
+    if digest is not None:
+        copy[topology.KEY_DIGEST_HEADER] = digest
+    return copy
+
+
+def _text(value: object) -> str:
+    """A header's text: a string that is not UTF-8 comes as bytes, and names no key."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return ""
+    return value if isinstance(value, str) else ""
 
 
 class RabbitDelivery:
@@ -60,7 +78,12 @@ class RabbitDelivery:
 
     @property
     def headers(self) -> Mapping[str, Any]:
-        return self._message.headers or {}
+        """Its headers; a key's digest only on a copy the service delayed (a sender's
+        own would pass for the key)."""
+        headers = self._message.headers or {}
+        if topology.KEY_DIGEST_HEADER in headers and not self._delayed():
+            return {k: v for k, v in headers.items() if k != topology.KEY_DIGEST_HEADER}
+        return headers
 
     @property
     def message_id(self) -> str | None:
@@ -87,6 +110,8 @@ class RabbitDelivery:
 
     async def dead_letter(self, error: DomainError) -> None:
         headers = dict(self.headers) | self._origin_headers()
+        headers.pop(topology.AUTHORIZATION_HEADER, None)  # a key is not for whoever reads these
+        headers.pop(topology.KEY_DIGEST_HEADER, None)
         headers[topology.DEAD_LETTER_REASON_HEADER] = (
             f"{int(error.reason)} {error.reason.name}: {error.message}"[:1000]
         )
@@ -138,12 +163,16 @@ class RabbitDelivery:
         """The exchange and routing key the message was first published with: a delayed
         copy comes back by the retry exchange, carrying them in headers."""
         exchange, routing_key = self._message.exchange or "", self._message.routing_key or ""
-        if exchange != topology.RETRY_EXCHANGE:
+        if not self._delayed():
             return exchange, routing_key
         return (
             str(self.headers.get(topology.ORIGINAL_EXCHANGE_HEADER, "")),
             str(self.headers.get(topology.ORIGINAL_ROUTING_KEY_HEADER, "")),
         )
+
+    def _delayed(self) -> bool:
+        """A copy the service delayed, back by the retry exchange."""
+        return self._message.exchange == topology.RETRY_EXCHANGE
 
     def _origin_headers(self) -> dict[str, Any]:
         exchange, routing_key = self._origin()

@@ -17,7 +17,6 @@ from shared.adapters.unreadable import set_aside
 from shared.clock import to_ms
 from shared.domain import attempts, model
 from shared.domain.model import AttemptState, Code, CodeRef
-from shared.domain.scancode import normalise
 from shared.domain.states import CodeState
 from shared.ports import Due
 
@@ -75,7 +74,7 @@ class Attempts(SqliteBase):
                         )
                         continue
                     user = code.redeemed_by_user_id if table == "instances" else None
-                    ref = CodeRef(code.code_type, normalise(code.scan_code), user)
+                    ref = CodeRef(code.code_type, code.key, user)
                     leased = attempts.lease(code, now, lease_s)
                     write_code(conn, ref, dataclasses.replace(code, timer_at=leased))
                     taken.append(Due(ref, code))

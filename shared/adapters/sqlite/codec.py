@@ -32,7 +32,6 @@ from shared.domain.conditions import (
     UpperBound,
 )
 from shared.domain.model import Change, Code, CodeRef, Redemption
-from shared.domain.scancode import normalise
 
 
 def _encode(value: object) -> object:
@@ -128,7 +127,7 @@ def select_code(conn: sqlite3.Connection, ref: CodeRef) -> Code | None:
         row = conn.execute(query, (ref.code_type, ref.user_id)).fetchone()
     else:
         query = "SELECT doc FROM codes WHERE code_type = ? AND scan_norm = ?"
-        row = conn.execute(query, (ref.code_type, ref.scan_norm)).fetchone()
+        row = conn.execute(query, (ref.code_type, ref.key)).fetchone()
     return code_from_doc(loads(row[0])) if row else None
 
 
@@ -186,7 +185,7 @@ def insert_code(conn: sqlite3.Connection, code: Code) -> None:
         (
             code.redemption_code_id,
             code.code_type,
-            normalise(code.scan_code),
+            code.key,
             code.code_state.value,
             code.redeemed_by_user_id,
             to_ms(code.redeemed_at),

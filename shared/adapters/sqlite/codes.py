@@ -45,10 +45,8 @@ class Codes(SqliteBase):
     async def get_code(self, ref: CodeRef) -> Code | None:
         return await self._run(lambda conn: select_code(conn, ref))
 
-    async def find_codes(self, scan_norm: str, *, limit: int) -> list[Code]:
-        rows = await self._all(
-            "SELECT doc FROM codes WHERE scan_norm = ? LIMIT ?", scan_norm, limit
-        )
+    async def find_codes(self, key: str, *, limit: int) -> list[Code]:
+        rows = await self._all("SELECT doc FROM codes WHERE scan_norm = ? LIMIT ?", key, limit)
         return [code_from_doc(loads(r)) for r in rows]
 
     async def apply(
@@ -74,11 +72,11 @@ class Codes(SqliteBase):
         return await self._run(transition)
 
     async def set_custom_code_info(
-        self, code_type: str, scan_norm: str, version: int, info: Mapping[str, Any], by: str
+        self, code_type: str, key: str, version: int, info: Mapping[str, Any], by: str
     ) -> Code | None:
         def update(conn: sqlite3.Connection) -> Code | None:
             with transaction(conn):
-                code = select_code(conn, CodeRef(code_type, scan_norm))
+                code = select_code(conn, CodeRef(code_type, key))
                 if code is None or code.version != version:
                     return None
                 code = dataclasses.replace(

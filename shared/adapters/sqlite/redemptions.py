@@ -34,6 +34,9 @@ class Redemptions(SqliteBase):
             lambda r: dataclasses.replace(r, replies=(*r.replies, reply)),
         )
 
+    async def key_redemption(self, redemption_id: str, key: str) -> None:
+        await self._update_redemption(redemption_id, lambda r: dataclasses.replace(r, code_key=key))
+
     async def finish_redemption(self, redemption: Redemption) -> Redemption:
         def finish(stored: Redemption) -> Redemption:
             if not model.records(stored, redemption):

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from shared.adapters.files import private_file
+
 BUSY_TIMEOUT_MS = 30_000
 
 SCHEMA = """
@@ -79,6 +81,14 @@ CREATE TABLE IF NOT EXISTS failure_windows (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS failure_windows_expiring ON failure_windows (expires_at);
+CREATE TABLE IF NOT EXISTS plain_codes (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    scan_code TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS plain_codes_by_job ON plain_codes (job_id);
+CREATE INDEX IF NOT EXISTS plain_codes_expiring ON plain_codes (expires_at);
 """
 # The record attributes each table keeps in a column of the same name, besides `doc`.
 CAMPAIGN_COLUMNS = frozenset({"code_type"})
@@ -98,8 +108,9 @@ CREATE INDEX IF NOT EXISTS instances_by_timer ON instances (timer_at) WHERE time
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """A connection to the file at `path`, made if need be, set up for durable commits."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A connection to the file at `path`, made if need be (readable by its owner only, as
+    SQLite then makes its WAL and shared-memory files), set up for durable commits."""
+    private_file(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
