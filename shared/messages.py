@@ -103,10 +103,12 @@ def _info(info: Any) -> Info | None:
 
 
 class Command(WireModel):
-    """A command's body: snake_case in Python, camelCase (its alias) on the wire."""
+    """A command's body: snake_case in Python, camelCase (its alias) on the wire. Strict:
+    a value of another JSON type than its field's is refused, not converted (`true` is
+    no attempt, `"7"` no count)."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True
+        alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True, strict=True
     )
 
 

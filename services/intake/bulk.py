@@ -113,8 +113,16 @@ async def numbered_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[in
         yield number + 1, pending.rstrip("\r")
 
 
+def _cells(line: str) -> list[str]:
+    """A CSV line's cells; a line the csv module cannot read (a bare CR in it) is refused."""
+    try:
+        return next(csv.reader([line]))
+    except csv.Error as exc:
+        raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, f"not a CSV line: {exc}") from None
+
+
 def _csv_row(header: list[str], line: str) -> dict[str, Any]:
-    values = next(csv.reader([line]))
+    values = _cells(line)
     if len(values) != len(header):
         raise DomainError(
             ReasonCode.INVALID_PARAMETER_VALUE,
@@ -168,7 +176,7 @@ async def _rows(
 
 
 def _header(line: str) -> list[str]:
-    header = [name.strip() for name in next(csv.reader([line]))]
+    header = [name.strip() for name in _cells(line)]
     if "scanCode" not in header:
         raise DomainError(
             ReasonCode.INVALID_PARAMETER_VALUE, "the CSV header names no scanCode column"

@@ -41,7 +41,8 @@ _DOMAIN_NAMES = {"async_": "is_async", "timeout": "timeout_s", "poll_interval": 
 
 
 class Body(BaseModel):
-    """A request body: camelCase on the wire, unknown fields refused."""
+    """A request body: camelCase on the wire, unknown fields refused, and values of another
+    JSON type than the document gives refused too (`false` is no instant, `"7"` no count)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -49,6 +50,7 @@ class Body(BaseModel):
         serialize_by_alias=True,
         extra="forbid",
         frozen=True,
+        strict=True,
     )
 
 
