@@ -102,10 +102,8 @@ async def end_to_end(
         mongodb_url=mongo_url or "",
         db=f"b_{uuid.uuid4().hex[:8]}",
         api_keys=KEYS,
+        data_dir=work / uuid.uuid4().hex,
     )
-    if not mongo_url:
-        env.pop("REDEEM_MONGODB_URL")
-        env["REDEEM_DATA_DIR"] = str(work / uuid.uuid4().hex)
     env["REDEEM_LOG_LEVEL"] = "WARNING"
     system = System(env, work)
     try:

@@ -289,10 +289,8 @@ async def configuration(
         mongodb_url=mongo_url or "",
         db=f"g_{uuid.uuid4().hex[:8]}",
         api_keys=KEYS,
+        data_dir=work / uuid.uuid4().hex,
     )
-    if not mongo_url:
-        del env["REDEEM_MONGODB_URL"]
-        env["REDEEM_DATA_DIR"] = str(work / uuid.uuid4().hex)
     env.update(REDEEM_LOG_LEVEL="WARNING", REDEEM_FAILURE_LIMITS=spec)
     system = System(env, work)
     pool = httpx.Limits(

@@ -291,10 +291,8 @@ async def measure(
         mongodb_url=mongo_url or "",
         db=f"t_{uuid.uuid4().hex[:8]}",
         api_keys=KEYS,
+        data_dir=work / "data",
     )
-    if not mongo_url:
-        del env["REDEEM_MONGODB_URL"]
-        env["REDEEM_DATA_DIR"] = str(work / "data")
     env.update(
         REDEEM_LOG_LEVEL="WARNING",
         REDEEM_UNIFORM_REFUSALS="true",

@@ -121,10 +121,13 @@ def each_store_env(
     if request.param == "mongodb":
         mongo: servers.Mongo = request.getfixturevalue("mongo")
         mongo_url = mongo.url
-    env = system_env(rabbitmq_url=amqp_url, mongodb_url=mongo_url, db=db_name, api_keys=API_KEYS)
-    if not mongo_url:
-        del env["REDEEM_MONGODB_URL"]
-    env["REDEEM_DATA_DIR"] = str(tmp_path / "data")
+    env = system_env(
+        rabbitmq_url=amqp_url,
+        mongodb_url=mongo_url,
+        db=db_name,
+        api_keys=API_KEYS,
+        data_dir=tmp_path / "data",
+    )
     env["REDEEM_MAX_DELIVERIES"] = str(MAX_DELIVERIES)
     return env
 

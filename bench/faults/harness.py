@@ -200,18 +200,17 @@ class Cluster:
         workers: int,
         env: Mapping[str, str] | None = None,
     ) -> Cluster:
-        base = system_env(
-            rabbitmq_url=amqp_url,
-            mongodb_url=mongodb_url or "",
-            db=f"f_{uuid.uuid4().hex[:12]}",
-            api_keys=API_KEYS,
-        )
         data_dir = None
         if store == "embedded":
             data_dir = home / "data"
             data_dir.mkdir(parents=True, exist_ok=True)
-            del base["REDEEM_MONGODB_URL"]
-            base["REDEEM_DATA_DIR"] = str(data_dir)
+        base = system_env(
+            rabbitmq_url=amqp_url,
+            mongodb_url="" if store == "embedded" else mongodb_url or "",
+            db=f"f_{uuid.uuid4().hex[:12]}",
+            api_keys=API_KEYS,
+            data_dir=data_dir,
+        )
         base.update(SYSTEM_ENV)
         base.update(env or {})
         logs = home / "logs"

@@ -137,11 +137,18 @@ class System:
         return "\n".join(f"--- {s.name} ---\n{s.log()[-4000:]}" for s in self.services)
 
 
-def system_env(*, rabbitmq_url: str, mongodb_url: str, db: str, api_keys: str) -> dict[str, str]:
+def system_env(
+    *, rabbitmq_url: str, mongodb_url: str, db: str, api_keys: str, data_dir: Path | None = None
+) -> dict[str, str]:
+    """The environment of a system on MongoDB at `mongodb_url`, or, when it is empty, on
+    the embedded store in `data_dir`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDEEM_")}
+    if mongodb_url:
+        env["REDEEM_MONGODB_URL"] = mongodb_url
+    if data_dir is not None:
+        env["REDEEM_DATA_DIR"] = str(data_dir)
     env.update(
         REDEEM_RABBITMQ_URL=rabbitmq_url,
-        REDEEM_MONGODB_URL=mongodb_url,
         REDEEM_MONGODB_DB=db,
         REDEEM_API_KEYS=api_keys,
         REDEEM_REDEMPTION_ID_SECRET=REDEMPTION_ID_SECRET,

@@ -232,10 +232,11 @@ async def test_redemption_ids_hold_across_intakes_and_restarts_and_need_the_secr
 async def test_on_the_embedded_store_an_unset_secret_is_made_once_in_a_private_data_dir(
     amqp_url: str, db_name: str, tmp_path: Path
 ) -> None:
-    env = system_env(rabbitmq_url=amqp_url, mongodb_url="", db=db_name, api_keys=API_KEYS)
-    del env["REDEEM_MONGODB_URL"], env["REDEEM_REDEMPTION_ID_SECRET"]
     data = tmp_path / "state" / "data"
-    env["REDEEM_DATA_DIR"] = str(data)
+    env = system_env(
+        rabbitmq_url=amqp_url, mongodb_url="", db=db_name, api_keys=API_KEYS, data_dir=data
+    )
+    del env["REDEEM_REDEMPTION_ID_SECRET"]
     system = System(env, tmp_path)
     try:
         intake, _, _ = system.start_all("intake", "worker", "results")
