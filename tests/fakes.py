@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from shared.clock import utcnow
+from shared.clock import to_ms, utcnow
 from shared.domain import attempts, model
 from shared.domain.conditions import holds
 from shared.domain.model import (
@@ -310,14 +310,25 @@ class FakeStore:
         return len(keys)
 
     async def recent_redemptions(
-        self, code_type: str | None, *, limit: int, before: datetime | None
+        self, code_type: str | None, *, limit: int, after: model.Place | None
     ) -> list[Redemption]:
-        found = [
-            r
-            for r in self.redemptions.values()
-            if code_type in (None, r.code_type) and (before is None or r.accepted_at < before)
-        ]
-        return sorted(found, key=lambda r: r.accepted_at, reverse=True)[:limit]
+        def place(r: Redemption) -> tuple[int, str]:  # kept to the millisecond, as stored
+            return to_ms(r.accepted_at), r.redemption_id
+
+        found = sorted(
+            (r for r in self.redemptions.values() if code_type in (None, r.code_type)),
+            key=place,
+            reverse=True,
+        )
+        if after is not None:
+            at = to_ms(after.accepted_at)
+            found = [
+                r
+                for r in found
+                if place(r)[0] < at
+                or (after.redemption_id is not None and place(r) < (at, after.redemption_id))
+            ]
+        return found[:limit]
 
     async def open_redemption(self, redemption: Redemption) -> Redemption | None:
         existing = self.redemptions.get(redemption.redemption_id)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from shared.domain.access import Grant
-from shared.domain.model import Campaign, Code, Redemption
+from shared.domain.model import Campaign, Code, Place, Redemption
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.ports import Campaigns, Store
 
@@ -42,20 +40,20 @@ class Queries:
         return found
 
     async def recent(
-        self, code_type: str | None, limit: int, before: datetime | None, grant: Grant
+        self, code_type: str | None, limit: int, after: Place | None, grant: Grant
     ) -> list[Redemption]:
         """Redemption attempts, newest first, of one campaign or of all within the key's
         reach."""
         if code_type is not None:
             await campaign(self._store, code_type)
         if code_type is not None or grant.campaigns is None:
-            return await self._store.recent_redemptions(code_type, limit=limit, before=before)
-        found = [  # the newest of each campaign the key names, merged
+            return await self._store.recent_redemptions(code_type, limit=limit, after=after)
+        found = [  # the first of each campaign the key names, merged
             redemption
             for name in grant.campaigns
-            for redemption in await self._store.recent_redemptions(name, limit=limit, before=before)
+            for redemption in await self._store.recent_redemptions(name, limit=limit, after=after)
         ]
-        return sorted(found, key=lambda r: r.accepted_at, reverse=True)[:limit]
+        return sorted(found, key=lambda r: (r.accepted_at, r.redemption_id), reverse=True)[:limit]
 
     async def redeemed_codes(self, user_id: str, code_type: str | None, grant: Grant) -> list[Code]:
         codes = await self._store.redeemed_codes(user_id, code_type)

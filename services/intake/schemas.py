@@ -20,7 +20,15 @@ from pydantic.alias_generators import to_camel
 from services.intake.paging import PageQuery
 from shared.clock import from_ms, to_ms
 from shared.domain.backoff import RetryPolicy
-from shared.domain.model import Campaign, Code, CodeUseType, HistoryEntry, Job
+from shared.domain.model import (
+    Campaign,
+    Code,
+    CodeUseType,
+    HistoryEntry,
+    Job,
+    Place,
+    Redemption,
+)
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
 from shared.domain.throttling import Limit, Lockout, parse_limits
@@ -64,13 +72,36 @@ class Out(BaseModel):
 
 def instant(ms: int | None) -> datetime | None:
     """An epoch-ms input as an instant; one outside 1970 to 9999 is refused (40660)."""
-    if ms is None:
-        return None
+    return None if ms is None else _instant(ms)
+
+
+def _instant(ms: int) -> datetime:
     try:
         return from_ms(_EPOCH_MS.validate_python(ms))
     except ValidationError as exc:
         message = f"{ms} is not an instant in epoch milliseconds: {exc.errors()[0]['msg']}"
         raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, message) from None
+
+
+def place(before: str | None) -> Place | None:
+    """Where a page of recent redemptions starts: after `<ms>.<redemptionId>`, the
+    `before` of the page before, or before the instant `<ms>`."""
+    if before is None:
+        return None
+    at, dot, redemption_id = before.partition(".")
+    if dot and not redemption_id:
+        raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, f"{before!r} names no redemption")
+    try:
+        ms = int(at)
+    except ValueError:
+        message = f"{before!r} is neither an instant in epoch milliseconds nor a page's end"
+        raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, message) from None
+    return Place(_instant(ms), redemption_id or None)
+
+
+def place_token(last: Redemption) -> str:
+    """The `before` that goes on after `last`."""
+    return f"{to_ms(last.accepted_at)}.{last.redemption_id}"
 
 
 class RetryBackoffIn(Body):
@@ -390,7 +421,7 @@ class Reset(Out):
 
 class RecentRedemptions(Out):
     items: list[RedemptionRecord]
-    before: EpochMs | None = Field(
+    before: str | None = Field(
         description="pass as ?before= for the next, older page; null when there is none"
     )
 

@@ -42,6 +42,7 @@ from shared.domain.jobs import Job, JobState
 from shared.domain.redemptions import (
     GIVEN_UP,
     OUTCOME_FIELDS,
+    Place,
     Redemption,
     RedemptionStatus,
     ReplyTo,
@@ -81,6 +82,7 @@ __all__ = [
     "JobState",
     "JsonMap",
     "NewId",
+    "Place",
     "Redemption",
     "RedemptionStatus",
     "ReplyTo",

@@ -103,6 +103,22 @@ OUTCOME_FIELDS = (
 )
 
 
+@dataclass(frozen=True)
+class Place:
+    """A place in the listing of recent redemptions, which runs newest first: by
+    acceptance, then by id among those accepted in the same millisecond (the stores
+    keep instants to the millisecond). A page goes on after the last item of the one
+    before, so no two pages share an item and none is skipped; a place without an id
+    goes on with everything accepted before its instant."""
+
+    accepted_at: datetime
+    redemption_id: str | None = None
+
+    @classmethod
+    def of(cls, last: Redemption) -> Place:
+        return cls(last.accepted_at, last.redemption_id)
+
+
 def records(stored: Redemption, outcome: Redemption) -> bool:
     """Whether `outcome` is recorded over `stored`: the first terminal outcome stands,
     except that a redemption given up yields to a code redeemed for it after all (by a

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Protocol
 
-from shared.domain.model import Redemption, ReplyTo
+from shared.domain.model import Place, Redemption, ReplyTo
 
 
 class Redemptions(Protocol):
@@ -25,6 +24,6 @@ class Redemptions(Protocol):
         """Record the outcome; the first recorded terminal outcome wins and is returned."""
 
     async def recent_redemptions(
-        self, code_type: str | None, *, limit: int, before: datetime | None
+        self, code_type: str | None, *, limit: int, after: Place | None
     ) -> list[Redemption]:
-        """Redemption attempts, newest first, accepted before `before`."""
+        """Redemption attempts in the order of `Place`, those after `after`."""

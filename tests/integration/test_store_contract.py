@@ -446,14 +446,39 @@ async def test_recent_redemptions_come_newest_first(store: Store) -> None:
         await store.open_redemption(
             Redemption(f"r{n}", f"q{n}", "u", "ABC", at, at, code_type="a" if n % 2 else "b")
         )
-    latest = await store.recent_redemptions(None, limit=3, before=None)
+    latest = await store.recent_redemptions(None, limit=3, after=None)
     assert [r.redemption_id for r in latest] == ["r4", "r3", "r2"]
-    older = await store.recent_redemptions(None, limit=3, before=latest[-1].accepted_at)
+    older = await store.recent_redemptions(None, limit=3, after=model.Place.of(latest[-1]))
     assert [r.redemption_id for r in older] == ["r1", "r0"]
-    assert [r.redemption_id for r in await store.recent_redemptions("a", limit=9, before=None)] == [
+    assert [r.redemption_id for r in await store.recent_redemptions("a", limit=9, after=None)] == [
         "r3",
         "r1",
     ]
+    earlier = model.Place(NOW + timedelta(seconds=3))
+    assert [
+        r.redemption_id for r in await store.recent_redemptions(None, limit=9, after=earlier)
+    ] == [
+        "r2",
+        "r1",
+        "r0",
+    ]
+
+
+async def test_pages_of_recent_redemptions_accepted_in_one_millisecond_miss_none(
+    store: Store,
+) -> None:
+    at = NOW + timedelta(microseconds=250)  # kept to the millisecond by the stores
+    for n in range(7):
+        await store.open_redemption(Redemption(f"r{n}", f"q{n}", "u", "ABC", at, at, "a"))
+    await store.open_redemption(
+        Redemption("old", "q", "u", "ABC", NOW - timedelta(seconds=1), NOW, "a")
+    )
+    seen: list[str] = []
+    after: model.Place | None = None
+    while page := await store.recent_redemptions("a", limit=3, after=after):
+        seen += [r.redemption_id for r in page]
+        after = model.Place.of(page[-1])
+    assert seen == ["r6", "r5", "r4", "r3", "r2", "r1", "r0", "old"]
 
 
 async def test_bulk_adds_report_which_codes_were_new(store: Store) -> None:
@@ -778,7 +803,7 @@ async def test_a_callers_maps_read_back_unchanged_from_redemptions(store: Store)
     finished = await store.finish_redemption(done)
     assert finished == done
     assert await store.get_redemption("r1") == done
-    assert await store.recent_redemptions(None, limit=5, before=None) == [done]
+    assert await store.recent_redemptions(None, limit=5, after=None) == [done]
 
 
 async def test_a_callers_maps_read_back_unchanged_from_campaigns_instances_and_jobs(

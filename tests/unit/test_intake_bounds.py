@@ -83,6 +83,15 @@ async def test_an_instant_out_of_range_in_a_query_is_refused(
     assert "epoch milliseconds" in answer.json()["message"]
 
 
+@pytest.mark.parametrize("before", ["soon", "12.", ".r1", "1e3"])
+async def test_a_page_start_that_is_no_instant_nor_a_page_end_is_refused(
+    api: httpx.AsyncClient, before: str
+) -> None:
+    answer = await api.get("/v1/redemptions", params={"before": before}, headers=ADMIN)
+    assert refusal(answer) == INVALID
+    assert repr(before) in answer.json()["message"]
+
+
 @pytest.mark.parametrize("before", [0, LAST_MS])
 async def test_the_first_and_last_instants_are_taken(api: httpx.AsyncClient, before: int) -> None:
     answer = await api.get("/v1/redemptions", params={"before": before}, headers=ADMIN)

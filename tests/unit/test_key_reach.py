@@ -101,6 +101,22 @@ async def test_a_limited_admin_sees_its_campaigns_recent_redemptions_newest_firs
     assert other.json()["reasonCode"] == ReasonCode.FORBIDDEN
 
 
+async def test_pages_of_a_limited_admin_go_on_where_the_last_ended_in_one_millisecond(
+    api: httpx.AsyncClient, store: FakeStore
+) -> None:
+    for n, code_type in enumerate(["gems", "other", "zeta", "gems", "other", "gems", "zeta"]):
+        await store.open_redemption(Redemption(f"r{n}", f"q{n}", "u1", "X", NOW, NOW, code_type))
+    seen: list[str] = []
+    params: dict[str, str | int] = {"limit": 2}
+    while True:
+        page = (await api.get("/v1/redemptions", headers=LIMITED, params=params)).json()
+        seen += [r["redemptionId"] for r in page["items"]]
+        if page["before"] is None:
+            break
+        params["before"] = page["before"]
+    assert seen == ["r6", "r5", "r3", "r2", "r0"]
+
+
 async def test_a_limited_admin_sees_and_lifts_only_its_campaigns_lockouts(
     running: tuple[httpx.AsyncClient, Intake],
 ) -> None:

@@ -11,8 +11,7 @@ from services.intake.auth import key_id_of
 from services.intake.errors import error_response
 from services.intake.routes.bodies import StrictJson
 from services.intake.routes.deps import AdminRole, GrantDep, QueriesDep, RedeemerDep, RedeemRole
-from services.intake.schemas import Accepted, RecentRedemptions, instant
-from shared.clock import to_ms
+from services.intake.schemas import Accepted, RecentRedemptions, place, place_token
 from shared.domain.model import RedemptionStatus
 from shared.domain.reasons import ReasonCode
 from shared.domain.throttling import LockedOut
@@ -57,13 +56,18 @@ async def recent_redemptions(
     grant: GrantDep,
     codeType: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[int | None, Query(description="epoch ms, from the last page")] = None,
+    before: Annotated[
+        str | None,
+        Query(
+            description="the `before` of the page before; or epoch ms, for those accepted earlier"
+        ),
+    ] = None,
 ) -> RecentRedemptions:
     """Recent redemption attempts, newest first, each refusal with its real reason."""
-    found = await queries.recent(codeType, limit, instant(before), grant)
-    last = found[-1].accepted_at if len(found) == limit else None
+    found = await queries.recent(codeType, limit, place(before), grant)
+    after = place_token(found[-1]) if len(found) == limit else None
     items = [RedemptionRecord.of(r, reveal=True) for r in found]
-    return RecentRedemptions(items=items, before=to_ms(last))
+    return RecentRedemptions(items=items, before=after)
 
 
 @router.get("/v1/redemptions/{redemptionId}")

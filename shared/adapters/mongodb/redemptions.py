@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pymongo import DESCENDING, ReturnDocument
 
 from shared.adapters.documents import Doc, camel, redemption_from_doc, redemption_to_doc
 from shared.adapters.mongodb.base import MongoBase
 from shared.adapters.mongodb.codec import REPLY_PENDING, TERMINAL, append
 from shared.domain import model
-from shared.domain.model import Redemption, RedemptionStatus, ReplyTo
+from shared.domain.model import Place, Redemption, RedemptionStatus, ReplyTo
 
 
 class MongoRedemptions(MongoBase):
     """Redemption records, and the replies they owe."""
 
     async def recent_redemptions(
-        self, code_type: str | None, *, limit: int, before: datetime | None
+        self, code_type: str | None, *, limit: int, after: Place | None
     ) -> list[Redemption]:
         query: Doc = {}
         if code_type is not None:
             query["codeType"] = code_type
-        if before is not None:
-            query["acceptedAt"] = {"$lt": before}
-        cursor = self._redemptions.find(query).sort("acceptedAt", DESCENDING).limit(limit)
+        if after is not None and after.redemption_id is None:
+            query["acceptedAt"] = {"$lt": after.accepted_at}
+        elif after is not None:
+            query["$or"] = [
+                {"acceptedAt": {"$lt": after.accepted_at}},
+                {"acceptedAt": after.accepted_at, "_id": {"$lt": after.redemption_id}},
+            ]
+        order = [("acceptedAt", DESCENDING), ("_id", DESCENDING)]
+        cursor = self._redemptions.find(query).sort(order).limit(limit)
         return [redemption_from_doc(doc) async for doc in cursor]
 
     async def open_redemption(self, redemption: Redemption) -> Redemption | None:

@@ -68,8 +68,10 @@ class MongoSchema(MongoBase):
         )
         await self._redemptions.create_indexes(
             [
-                IndexModel([("codeType", ASCENDING), ("acceptedAt", DESCENDING)]),
-                IndexModel([("acceptedAt", DESCENDING)]),
+                IndexModel(
+                    [("codeType", ASCENDING), ("acceptedAt", DESCENDING), ("_id", DESCENDING)]
+                ),
+                IndexModel([("acceptedAt", DESCENDING), ("_id", DESCENDING)]),
                 IndexModel(
                     [("replyPending", ASCENDING)],
                     partialFilterExpression={"replyPending": True},

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from datetime import datetime
 
 from shared.adapters.documents import redemption_from_doc
 from shared.adapters.sqlite.base import SqliteBase
@@ -12,7 +11,7 @@ from shared.adapters.sqlite.codec import loads, select_redemption, write_redempt
 from shared.adapters.sqlite.schema import transaction
 from shared.clock import to_ms
 from shared.domain import model
-from shared.domain.model import Redemption, ReplyTo
+from shared.domain.model import Place, Redemption, ReplyTo
 
 
 class Redemptions(SqliteBase):
@@ -53,19 +52,22 @@ class Redemptions(SqliteBase):
         return redemption_from_doc(loads(row)) if row else None
 
     async def recent_redemptions(
-        self, code_type: str | None, *, limit: int, before: datetime | None
+        self, code_type: str | None, *, limit: int, after: Place | None
     ) -> list[Redemption]:
         where: list[str] = ["1 = 1"]
         args: list[object] = []
         if code_type is not None:
             where.append("code_type = ?")
             args.append(code_type)
-        if before is not None:
+        if after is not None and after.redemption_id is None:
             where.append("accepted_at < ?")
-            args.append(to_ms(before))
+            args.append(to_ms(after.accepted_at))
+        elif after is not None:
+            where.append("(accepted_at, id) < (?, ?)")
+            args.extend((to_ms(after.accepted_at), after.redemption_id))
         rows = await self._all(
             f"SELECT doc FROM redemptions WHERE {' AND '.join(where)}"
-            " ORDER BY accepted_at DESC LIMIT ?",
+            " ORDER BY accepted_at DESC, id DESC LIMIT ?",
             *args,
             limit,
         )

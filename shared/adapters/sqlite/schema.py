@@ -73,8 +73,10 @@ CREATE TABLE IF NOT EXISTS redemptions (
 );
 CREATE INDEX IF NOT EXISTS redemptions_replying ON redemptions (reply_pending)
     WHERE reply_pending = 1;
-CREATE INDEX IF NOT EXISTS redemptions_recent ON redemptions (code_type, accepted_at);
-CREATE INDEX IF NOT EXISTS redemptions_latest ON redemptions (accepted_at);
+DROP INDEX IF EXISTS redemptions_recent;
+DROP INDEX IF EXISTS redemptions_latest;
+CREATE INDEX IF NOT EXISTS redemptions_recent_by_id ON redemptions (code_type, accepted_at, id);
+CREATE INDEX IF NOT EXISTS redemptions_latest_by_id ON redemptions (accepted_at, id);
 CREATE TABLE IF NOT EXISTS failure_windows (
     scope TEXT PRIMARY KEY,
     expires_at INTEGER NOT NULL,
