@@ -65,3 +65,5 @@ JOBS = "jobs"
 DELETED_OUTBOXES = "deleted_outboxes"  # events of deleted codes still to be relayed
 PLAIN_CODES = "plain_codes"  # a hashed campaign's generated codes until their one download
 FAILURE_WINDOWS = "failure_windows"  # throttling: recent counted attempts per scope
+PROFILES = "profiles"  # brainCloud front door: a game client's identity in an app
+SESSIONS = "sessions"  # brainCloud front door: a client's or server's session, until it expires

@@ -22,6 +22,7 @@ from shared.domain.model import (
     Redemption,
     ReplyTo,
 )
+from shared.domain.profiles import IdentityKind, Profile, Session
 from shared.domain.scancode import normalise
 from shared.domain.states import CodeState
 from shared.domain.throttling import FailureWindow, Limit
@@ -42,6 +43,8 @@ class FakeStore:
         self.windows: dict[str, FailureWindow] = {}
         # code id -> (job id, plain code, expires at)
         self.plain: dict[str, tuple[str, str, datetime]] = {}
+        self.profiles: dict[str, Profile] = {}
+        self.sessions: dict[str, Session] = {}
 
     async def prepare(self) -> None:
         return None
@@ -410,6 +413,50 @@ class FakeStore:
             if scope > (after or "") and w.expires_at is not None and w.expires_at > now
         ]
         return live[:limit]
+
+    async def add_profile(self, profile: Profile) -> Profile:
+        found = await self.find_profile(profile.app_id, profile.kind, profile.external_id)
+        if found is not None:
+            return found
+        if profile.profile_id in self.profiles:
+            raise ValueError(f"profile id {profile.profile_id!r} is taken by another identity")
+        self.profiles[profile.profile_id] = profile
+        return profile
+
+    async def find_profile(
+        self, app_id: str, kind: IdentityKind, external_id: str
+    ) -> Profile | None:
+        identity = (app_id, kind, external_id)
+        found = (p for p in self.profiles.values() if (p.app_id, p.kind, p.external_id) == identity)
+        return next(found, None)
+
+    async def get_profile(self, profile_id: str) -> Profile | None:
+        return self.profiles.get(profile_id)
+
+    async def open_session(self, session: Session) -> None:
+        if session.session_id in self.sessions:
+            raise ValueError(f"session id {session.session_id!r} is taken")
+        self.sessions[session.session_id] = session
+
+    async def get_session(self, session_id: str) -> Session | None:
+        return self.sessions.get(session_id)
+
+    async def keep_session(
+        self, session_id: str, expires_at: datetime, packet_id: int, answer: str
+    ) -> None:
+        session = self.sessions.get(session_id)
+        if session is None:
+            return
+        kept = dataclasses.replace(session, expires_at=max(session.expires_at, expires_at))
+        if session.last_packet_id is None or session.last_packet_id <= packet_id:
+            kept = dataclasses.replace(kept, last_packet_id=packet_id, last_answer=answer)
+        self.sessions[session_id] = kept
+
+    async def purge_sessions(self, now: datetime) -> int:
+        gone = [s for s, session in self.sessions.items() if session.expires_at <= now]
+        for session_id in gone:
+            del self.sessions[session_id]
+        return len(gone)
 
     def events(self) -> list[str]:
         return [p.event.routing_key for pending in self.outbox.values() for p in pending]

@@ -13,6 +13,7 @@ from services.intake.auth import CredentialsFirst
 from services.intake.bootstrap import bootstrap
 from services.intake.routes import (
     async_responses,
+    braincloud,
     bulk,
     campaigns,
     codes,
@@ -31,7 +32,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (401, 403, 404, 409, 422, 429)
 }
 # bulk before codes: /codes/{scanCode} would take /codes/export.
-ROUTERS = (campaigns, bulk, codes, redemptions, async_responses, users, lockouts)
+ROUTERS = (campaigns, bulk, codes, redemptions, async_responses, users, lockouts, braincloud)
 
 
 def create_app(settings: Settings, connect: Connect, clock: Clock = utcnow) -> FastAPI:
@@ -54,7 +55,8 @@ def create_app(settings: Settings, connect: Connect, clock: Clock = utcnow) -> F
     # then the body's size.
     app.add_middleware(CredentialsFirst)
     app.add_middleware(
-        errors.BodyLimit, streamed={("POST", bulk.IMPORT_PATH): settings.max_import_bytes}
+        errors.BodyLimit,
+        streamed={("POST", bulk.IMPORT_PATH): settings.max_import_bytes, **braincloud.STREAMED},
     )
     for area in ROUTERS:
         app.include_router(area.router)

@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass
 
 from services.intake.admin import Admin
+from services.intake.braincloud.client import ClientDoor
 from services.intake.bulk import Bulk
 from services.intake.commands import CommandConsumer
 from services.intake.generation import Generation
@@ -19,6 +20,7 @@ from shared.clock import Clock, new_id, utcnow
 from shared.domain.backoff import RetryPolicy
 from shared.domain.codekeys import CodeKeys
 from shared.domain.model import NewId
+from shared.domain.profiles import Apps
 from shared.domain.redemptions import RedemptionIds
 from shared.ports import Store
 from shared.runtime.settings import Settings
@@ -41,6 +43,7 @@ class Intake:
     contexts: Contexts
     replies: Replies
     commands: CommandConsumer
+    client_door: ClientDoor
 
 
 def bootstrap(
@@ -63,16 +66,18 @@ def bootstrap(
     budget = FailureBudget(store, settings.failure_limits_parsed(), campaigns, clock)
     attempts = AttemptOutcomes(store, clock, ids, budget, lease_s=settings.fulfillment_lease_s)
     replies = Replies(broker)
+    queries = Queries(store)
+    redeemer = Redeemer(
+        broker, store, budget, replies, clock, redemption_ids, max_wait_s=settings.max_wait_s
+    )
     return Intake(
         admin=Admin(store, clock, ids, keys),
         bulk=Bulk(store, clock, ids, keys),
         generation=Generation(
             store, broker, clock, ids, keys, codes_ttl_s=settings.generated_codes_ttl_s
         ),
-        queries=Queries(store),
-        redeemer=Redeemer(
-            broker, store, budget, replies, clock, redemption_ids, max_wait_s=settings.max_wait_s
-        ),
+        queries=queries,
+        redeemer=redeemer,
         budget=budget,
         attempts=attempts,
         contexts=Contexts(settings.context_secret or secrets.token_hex(32)),
@@ -86,5 +91,15 @@ def bootstrap(
             redemption_ids,
             max_deliveries=settings.max_deliveries,
             retry=broker_retry,
+        ),
+        client_door=ClientDoor(
+            Apps.parse(settings.braincloud_apps),
+            store,
+            redeemer,
+            queries,
+            clock,
+            session_expiry_s=settings.braincloud_session_expiry_s,
+            wait_s=settings.braincloud_wait_s,
+            max_kill_count=settings.braincloud_max_kill_count,
         ),
     )

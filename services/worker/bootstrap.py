@@ -116,7 +116,7 @@ def bootstrap(
             lease_s=lease_s,
             scan_s=timer_scan_s,
             concurrency=timer_concurrency,
-            jobs=store,
+            expiring=store,
         ),
         outcomes=outcomes,
         budget=budget,

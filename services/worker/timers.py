@@ -7,8 +7,9 @@ end of a lease, then acts on it; if the worker dies, the timer falls due
 again when the lease ends and another worker (or this one, restarted) acts.
 
 The loop also deletes, every `purge_every_s`, the plain generated codes kept
-for a download that expired (`Jobs.purge_plain_codes`): a store without a TTL
-monitor (the embedded one) keeps none past its time either.
+for a download that expired (`Jobs.purge_plain_codes`) and the expired sessions
+(`Profiles.purge_sessions`): a store without a TTL monitor (the embedded one)
+keeps none past its time either.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import structlog
 from prometheus_client import Counter, Histogram
@@ -25,7 +27,7 @@ from shared.clock import Clock
 from shared.domain import attempts
 from shared.domain.model import AttemptState, Code, CodeRef
 from shared.domain.states import CodeState
-from shared.ports import Attempts, Due, Jobs
+from shared.ports import Attempts, Due, Jobs, Profiles
 from shared.runtime.failpoints import failpoint
 from shared.service.attempt_outcomes import AttemptOutcomes
 from shared.service.campaign_cache import CampaignCache
@@ -40,6 +42,10 @@ LATENESS = Histogram(
 )
 
 
+class Expiring(Jobs, Profiles, Protocol):
+    """What the loop purges once expired: plain codes kept for a download, sessions."""
+
+
 class TimerLoop:
     def __init__(
         self,
@@ -52,11 +58,11 @@ class TimerLoop:
         lease_s: float,
         scan_s: float,
         concurrency: int = 64,
-        jobs: Jobs | None = None,
+        expiring: Expiring | None = None,
         purge_every_s: float = PURGE_EVERY_S,
     ) -> None:
         self._store = store
-        self._jobs = jobs
+        self._expiring = expiring
         self._purge_every = timedelta(seconds=purge_every_s)
         self._purged_at: datetime | None = None
         self._campaigns = campaigns
@@ -100,18 +106,22 @@ class TimerLoop:
 
     async def _purge_when_due(self) -> None:
         now = self._clock()
-        if self._jobs is None:
+        if self._expiring is None:
             return
         if self._purged_at is not None and now < self._purged_at + self._purge_every:
             return
         self._purged_at = now
-        try:
-            gone = await self._jobs.purge_plain_codes(now)
-        except Exception:
-            log.exception("could not delete expired plain codes; tried again later")
-            return
-        if gone:
-            log.info("deleted expired plain codes", count=gone)
+        for what, purge in (
+            ("plain codes", self._expiring.purge_plain_codes),
+            ("sessions", self._expiring.purge_sessions),
+        ):
+            try:
+                gone = await purge(now)
+            except Exception:
+                log.exception(f"could not delete expired {what}; tried again later")
+                continue
+            if gone:
+                log.info(f"deleted expired {what}", count=gone)
 
     async def _fire(self, due: Due) -> None:
         if due.code.timer_at is not None:

@@ -37,6 +37,7 @@ from shared.domain.model import (
     RedemptionStatus,
     ReplyTo,
 )
+from shared.domain.profiles import IdentityKind, Profile, Session
 from shared.domain.reasons import ReasonCode
 from shared.domain.scancode import normalise
 from shared.domain.states import Action, CodeState
@@ -294,3 +295,49 @@ def failure_window_from_doc(doc: Mapping[str, Any]) -> FailureWindow:
     limit = Limit(doc["limit"]["failures"], timedelta(milliseconds=doc["limit"]["windowMs"]))
     entries = tuple(Entry(e["id"], e["at"]) for e in doc.get("entries", ()))
     return FailureWindow(doc["_id"], limit, entries, doc.get("version", 0))
+
+
+def profile_to_doc(profile: Profile) -> Doc:
+    return {
+        "_id": profile.profile_id,
+        "appId": profile.app_id,
+        "kind": profile.kind.value,
+        "externalId": profile.external_id,
+        "createdAt": profile.created_at,
+        "secretHash": profile.secret_hash,
+    }
+
+
+def profile_from_doc(doc: Mapping[str, Any]) -> Profile:
+    return Profile(
+        profile_id=doc["_id"],
+        app_id=doc["appId"],
+        kind=IdentityKind(doc["kind"]),
+        external_id=doc["externalId"],
+        created_at=doc["createdAt"],
+        secret_hash=doc.get("secretHash"),
+    )
+
+
+def session_to_doc(session: Session) -> Doc:
+    return {
+        "_id": session.session_id,
+        "appId": session.app_id,
+        "expiresAt": session.expires_at,
+        "profileId": session.profile_id,
+        "serverName": session.server_name,
+        "lastPacketId": session.last_packet_id,
+        "lastAnswer": session.last_answer,
+    }
+
+
+def session_from_doc(doc: Mapping[str, Any]) -> Session:
+    return Session(
+        session_id=doc["_id"],
+        app_id=doc["appId"],
+        expires_at=doc["expiresAt"],
+        profile_id=doc.get("profileId"),
+        server_name=doc.get("serverName"),
+        last_packet_id=doc.get("lastPacketId"),
+        last_answer=doc.get("lastAnswer"),
+    )

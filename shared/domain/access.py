@@ -131,29 +131,36 @@ def _entry(text: str) -> tuple[bytes, Grant]:
     grant = Grant(_names(roles))
     if unknown := grant.roles - ROLES:
         raise ValueError(f"unknown roles in REDEEM_API_KEYS: {sorted(unknown)}")
+    return written_digest(key.strip(), "REDEEM_API_KEYS"), limited(grant, limits, "REDEEM_API_KEYS")
+
+
+def limited(grant: Grant, limits: list[str], setting: str) -> Grant:
+    """`grant` within `limits`, each `campaigns=NAME,...` or `handlers=NAME,...`."""
     for limit in limits:
         name, _, values = limit.partition("=")
         name = name.strip()
         if name not in LIMITS or not _names(values):
             raise ValueError(
-                f"REDEEM_API_KEYS: {limit.strip()!r} is not campaigns=NAME,... or handlers=NAME,..."
+                f"{setting}: {limit.strip()!r} is not campaigns=NAME,... or handlers=NAME,..."
             )
         grant = dataclasses.replace(grant, **{name: _names(values)})
-    return _digest(key.strip()), grant
+    return grant
 
 
 def _names(text: str) -> frozenset[str]:
     return frozenset(name.strip() for name in text.split(",") if name.strip())
 
 
-def _digest(key: str) -> bytes:
+def written_digest(key: str, setting: str) -> bytes:
+    """The SHA-256 digest of a key (or secret) as a setting writes it: the key itself, or
+    `sha256:<64 hex digits>`."""
     if not key:
-        raise ValueError("REDEEM_API_KEYS has an entry without a key")
+        raise ValueError(f"{setting} has an entry without a key")
     if not key.startswith(DIGEST_PREFIX):
         return hashlib.sha256(key.encode()).digest()
     hexdigits = key.removeprefix(DIGEST_PREFIX).lower()
     if len(hexdigits) != 64 or not set(hexdigits) <= _HEX:
-        raise ValueError("REDEEM_API_KEYS: a sha256: key is followed by 64 hex digits")
+        raise ValueError(f"{setting}: a sha256: key is followed by 64 hex digits")
     return bytes.fromhex(hexdigits)
 
 

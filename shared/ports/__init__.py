@@ -15,12 +15,22 @@ from shared.ports.codes import Codes
 from shared.ports.fulfillment import FulfillmentHandler
 from shared.ports.jobs import Jobs
 from shared.ports.outbox import Outbox, PendingEvent, PendingEvents
+from shared.ports.profiles import Profiles
 from shared.ports.redemptions import Redemptions
 from shared.ports.throttling import FailureWindows
 
 
 class Store(
-    Campaigns, Codes, Attempts, SharedClaims, Redemptions, Outbox, Jobs, FailureWindows, Protocol
+    Campaigns,
+    Codes,
+    Attempts,
+    SharedClaims,
+    Redemptions,
+    Outbox,
+    Jobs,
+    FailureWindows,
+    Profiles,
+    Protocol,
 ):
     """Every aggregate's port, in one database."""
 
@@ -46,6 +56,7 @@ __all__ = [
     "Outbox",
     "PendingEvent",
     "PendingEvents",
+    "Profiles",
     "Publisher",
     "Redemptions",
     "SharedClaims",

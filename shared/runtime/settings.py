@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.domain.access import ApiKeys
 from shared.domain.addresses import AddressPolicy
+from shared.domain.profiles import Apps, Servers
 from shared.domain.throttling import FailureLimits
 from shared.signing import Keyring
 
@@ -107,6 +108,29 @@ class Settings(BaseSettings):
         description="tell callers every refusal a guess gets (unknown, inactive, void,"
         " someone else's code) as one, 40395, unless a campaign says otherwise",
     )
+    braincloud_apps: str = Field(
+        "",
+        description="apps whose brainCloud clients /dispatcherv2 serves:"
+        " 'APPID=SECRET[|campaigns=A,B];...' (the secret signs their packets)",
+    )
+    braincloud_servers: str = Field(
+        "",
+        description="servers /s2sdispatcher serves: 'NAME=SECRET[|campaigns=A,B][|handlers=H];...'"
+        " (SECRET may be sha256:<hex digest>)",
+    )
+    braincloud_session_expiry_s: int = Field(
+        1200, ge=1, le=7 * 86400, description="a brainCloud session's life since its last packet"
+    )
+    braincloud_wait_s: float = Field(
+        10.0,
+        gt=0,
+        le=14,
+        description="longest a REDEEM_CODE waits for its outcome before it answers with the"
+        " code as it stands (below the 15 s after which the libraries send a packet again)",
+    )
+    braincloud_max_kill_count: int = Field(
+        11, ge=1, description="errors in a row after which a brainCloud client stops itself"
+    )
     publish_timeout_s: float = Field(5.0, gt=0)
     max_wait_s: float = Field(30.0, gt=0, description="upper bound of ?wait= on RedeemCode")
     max_import_bytes: int = Field(
@@ -163,6 +187,18 @@ class Settings(BaseSettings):
 
     def failure_limits_parsed(self) -> FailureLimits:
         return FailureLimits.parse(self.failure_limits)
+
+    @field_validator("braincloud_apps")
+    @classmethod
+    def _apps_parse(cls, spec: str) -> str:
+        Apps.parse(spec)
+        return spec
+
+    @field_validator("braincloud_servers")
+    @classmethod
+    def _servers_parse(cls, spec: str) -> str:
+        Servers.parse(spec)
+        return spec
 
     @field_validator("api_keys")
     @classmethod

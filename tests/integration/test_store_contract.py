@@ -33,6 +33,7 @@ from shared.domain.model import (
     RedemptionStatus,
     ReplyTo,
 )
+from shared.domain.profiles import IdentityKind, Profile, Session
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
 from shared.domain.throttling import FailureWindow, Limit
@@ -990,3 +991,117 @@ async def test_live_failure_windows_page_by_scope_and_leave_out_expired_ones(
     assert [w.scope for w in after_a] == ["user:b"]
     assert await store.clear_failure_window("user:a") is True
     assert [w.scope for w in await store.live_failure_windows(NOW)] == ["user:b"]
+
+
+FAR = datetime(2100, 1, 1, tzinfo=UTC)  # later than any TTL monitor's clock: only purges delete
+ANON, UNIVERSAL = IdentityKind.ANONYMOUS, IdentityKind.UNIVERSAL
+
+
+def profile(
+    profile_id: str, app_id: str = "app", kind: IdentityKind = ANON, external_id: str = "x1"
+) -> Profile:
+    return Profile(profile_id, app_id, kind, external_id, NOW)
+
+
+async def test_a_profile_is_added_once_per_identity_and_read_back(store: Store) -> None:
+    first = profile("p1")
+    assert await store.add_profile(first) == first
+
+    again = dataclasses.replace(first, profile_id="p2", created_at=LATER, secret_hash="h")
+    assert await store.add_profile(again) == first, "the first one, unchanged"
+
+    assert await store.find_profile("app", ANON, "x1") == first
+    assert await store.get_profile("p1") == first
+    assert await store.get_profile("p2") is None
+    assert await store.find_profile("app", UNIVERSAL, "x1") is None
+
+
+async def test_concurrent_adds_of_one_identity_make_one_profile(store: Store) -> None:
+    added = await asyncio.gather(*(store.add_profile(profile(f"p{n}")) for n in range(10)))
+
+    assert len({p.profile_id for p in added}) == 1
+    [kept] = [p for n in range(10) if (p := await store.get_profile(f"p{n}")) is not None]
+    assert added == [kept] * 10
+
+
+async def test_the_same_external_id_in_another_app_or_of_another_kind_is_another_profile(
+    store: Store,
+) -> None:
+    profiles = [
+        profile("p1"),
+        profile("p2", app_id="other-app"),
+        Profile("p3", "app", UNIVERSAL, "x1", NOW, secret_hash="scrypt$00$00"),
+    ]
+    for p in profiles:
+        assert await store.add_profile(p) == p
+
+    assert await store.find_profile("other-app", ANON, "x1") == profiles[1]
+    assert await store.find_profile("app", UNIVERSAL, "x1") == profiles[2]
+    assert await store.find_profile("app", ANON, "x1") == profiles[0]
+
+
+async def test_a_session_reads_back_as_opened(store: Store) -> None:
+    client = Session("s1", "app", FAR, profile_id="p1")
+    server = Session("s2", "app", FAR, server_name="game-server")
+    await store.open_session(client)
+    await store.open_session(server)
+
+    assert await store.get_session("s1") == client
+    assert await store.get_session("s2") == server
+    assert await store.get_session("nobody") is None
+
+
+async def test_keeping_a_session_moves_its_expiry_and_keeps_the_latest_packets_answer(
+    store: Store,
+) -> None:
+    await store.open_session(Session("s1", "app", FAR, profile_id="p1"))
+
+    await store.keep_session("s1", FAR + timedelta(minutes=10), 1, "answer-1")
+    assert await store.get_session("s1") == Session(
+        "s1", "app", FAR + timedelta(minutes=10), "p1", None, 1, "answer-1"
+    )
+    await store.keep_session("s1", FAR + timedelta(minutes=20), 3, "answer-3")
+    await store.keep_session("s1", FAR + timedelta(minutes=30), 2, "answer-2")
+    kept = await store.get_session("s1")
+    assert kept is not None
+    assert (kept.last_packet_id, kept.last_answer) == (3, "answer-3"), "not an earlier packet's"
+    assert kept.expires_at == FAR + timedelta(minutes=30), "any packet moves the expiry on"
+
+    await store.keep_session("s1", FAR + timedelta(minutes=5), 4, "answer-4")
+    kept = await store.get_session("s1")
+    assert kept is not None
+    assert (kept.last_packet_id, kept.last_answer) == (4, "answer-4")
+    assert kept.expires_at == FAR + timedelta(minutes=30), "never moved back"
+
+    await store.keep_session("nobody", FAR, 1, "answer")
+    assert await store.get_session("nobody") is None
+
+
+async def test_concurrent_keeps_of_a_session_leave_the_latest_packets_answer(
+    store: Store,
+) -> None:
+    await store.open_session(Session("s1", "app", FAR, profile_id="p1"))
+
+    await asyncio.gather(
+        *(store.keep_session("s1", FAR + timedelta(seconds=n), n, f"a{n}") for n in range(20))
+    )
+
+    kept = await store.get_session("s1")
+    assert kept is not None
+    assert (kept.last_packet_id, kept.last_answer, kept.expires_at) == (
+        19,
+        "a19",
+        FAR + timedelta(seconds=19),
+    )
+
+
+async def test_purging_sessions_deletes_the_expired_ones_only(store: Store) -> None:
+    await store.open_session(Session("s1", "app", FAR + timedelta(minutes=1), profile_id="p1"))
+    await store.open_session(Session("s2", "app", FAR + timedelta(hours=1), server_name="srv"))
+
+    assert await store.purge_sessions(FAR) == 0
+    assert await store.purge_sessions(FAR + timedelta(minutes=1)) == 1
+    assert await store.get_session("s1") is None
+    assert await store.get_session("s2") is not None
+    assert await store.purge_sessions(FAR + timedelta(days=1)) == 1
+    assert await store.get_session("s2") is None

@@ -14,6 +14,7 @@ from shared.domain import model
 from shared.domain.codekeys import PLAIN, CodeKeys, masked
 from shared.domain.jobs import check_download
 from shared.domain.model import Campaign, CodeUseType, Job, JobState, Redemption, new_code
+from shared.domain.profiles import Session
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
 from tests.fakes import FakeStore
@@ -161,21 +162,25 @@ def test_a_plain_campaigns_job_codes_are_downloadable_any_time() -> None:
 
 
 async def test_the_worker_purges_expired_plain_codes_by_its_own_clock() -> None:
-    """Without a TTL monitor (the embedded store), the worker's timer loop deletes them."""
+    """Without a TTL monitor (the embedded store), the worker's timer loop deletes them,
+    and expired sessions with them."""
     store, at = FakeStore(), [FAR]
     worker = bootstrap(store, {}, clock=lambda: at[0], timer_scan_s=0.01)
     await store.keep_plain_codes("j1", {"c1": "PLAIN-1"}, FAR + timedelta(minutes=5))
     await store.keep_plain_codes("j2", {"c2": "PLAIN-2"}, FAR + timedelta(days=1))
+    await store.open_session(Session("s1", "app", FAR + timedelta(minutes=5), profile_id="p1"))
+    await store.open_session(Session("s2", "app", FAR + timedelta(days=1), profile_id="p2"))
     await worker.timers.start()
     try:
         at[0] = FAR + timedelta(minutes=5)
         kept = await eventually(
-            lambda: _kept(store), until=lambda kept: kept == {"c2"}, timeout_s=30
+            lambda: _kept(store), until=lambda kept: kept == ({"c2"}, {"s2"}), timeout_s=30
         )
     finally:
         await worker.timers.stop()
-    assert kept == {"c2"}, "the expired job's codes went, the other's stayed"
+    assert kept[0] == {"c2"}, "the expired job's codes went, the other's stayed"
+    assert kept[1] == {"s2"}, "the expired session went, the other stayed"
 
 
-async def _kept(store: FakeStore) -> set[str]:
-    return set(store.plain)
+async def _kept(store: FakeStore) -> tuple[set[str], set[str]]:
+    return set(store.plain), set(store.sessions)

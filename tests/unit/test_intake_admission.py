@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from services.intake.app import create_app
+from services.intake.braincloud.packets import MAX_PACKET_BYTES
 from shared.domain.reasons import ReasonCode
 from shared.messages import MAX_BODY_BYTES
 from shared.runtime.settings import Settings
@@ -43,6 +44,9 @@ BODY_ROUTES = [
     ("POST", "/v1/redemptions", "redeem"),
     ("POST", "/v1/redemptions/{redemptionId}/async-response", "fulfillment"),
 ]
+# The brainCloud front door's: a packet's signature is in its body's bytes, so the body
+# is read, to the route's own limit, before the caller is known.
+SIGNED_ROUTES = [("POST", "/dispatcherv2")]
 CASES = [(m, p.format(**PATH_PARAMS), role) for m, p, role in BODY_ROUTES] + [
     # Not the import: UpdateCustomInfo of a code named "import", whose body is buffered.
     ("PATCH", "/v1/campaigns/gems/codes/import", "admin"),
@@ -83,7 +87,19 @@ def test_the_cases_cover_every_route_that_takes_a_body() -> None:
         for method in operations
         if method in ("post", "put", "patch")
     }
-    assert taking == {(m, p) for m, p, _ in BODY_ROUTES}
+    assert taking == {(m, p) for m, p, _ in BODY_ROUTES} | set(SIGNED_ROUTES)
+
+
+@pytest.mark.parametrize(("method", "path"), SIGNED_ROUTES)
+async def test_a_signed_route_reads_no_more_than_its_limit_of_an_unsigned_body(
+    api: httpx.AsyncClient, method: str, path: str
+) -> None:
+    upload = Upload(4 * 1024 * 1024)
+    answer = await api.request(method, path, content=upload.chunks())
+    assert answer.status_code == 200  # as brainCloud's libraries need: the refusal inside
+    [entry] = answer.json()["responses"]
+    assert entry["reason_code"] == ReasonCode.MESSAGE_TOO_LARGE
+    assert upload.read <= MAX_PACKET_BYTES + CHUNK
 
 
 @pytest.mark.parametrize(("method", "path", "role"), CASES)

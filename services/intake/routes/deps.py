@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from services.intake.admin import Admin
 from services.intake.auth import grant_of, requires
 from services.intake.bootstrap import Intake
+from services.intake.braincloud.client import ClientDoor
 from services.intake.bulk import Bulk
 from services.intake.generation import Generation
 from services.intake.paging import Contexts
@@ -65,6 +66,10 @@ def _budget(intake: IntakeDep) -> FailureBudget:
     return intake.budget
 
 
+def _client_door(intake: IntakeDep) -> ClientDoor:
+    return intake.client_door
+
+
 AdminDep = Annotated[Admin, Depends(_admin)]
 BulkDep = Annotated[Bulk, Depends(_bulk)]
 GenerationDep = Annotated[Generation, Depends(_generation)]
@@ -73,3 +78,4 @@ RedeemerDep = Annotated[Redeemer, Depends(_redeemer)]
 AttemptsDep = Annotated[AttemptOutcomes, Depends(_attempts)]
 ContextsDep = Annotated[Contexts, Depends(_contexts)]
 BudgetDep = Annotated[FailureBudget, Depends(_budget)]
+ClientDoorDep = Annotated[ClientDoor, Depends(_client_door)]

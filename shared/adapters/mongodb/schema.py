@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+from shared import topology
 from shared.adapters.mongodb.base import MongoBase
 from shared.domain.states import CodeState
 
@@ -65,6 +66,19 @@ class MongoSchema(MongoBase):
                 IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0),
                 IndexModel([("jobId", ASCENDING)]),
             ]
+        )
+        # A profile is one identity of one app: concurrent adds of it make one profile.
+        await self._db[topology.PROFILES].create_indexes(
+            [
+                IndexModel(
+                    [("appId", ASCENDING), ("kind", ASCENDING), ("externalId", ASCENDING)],
+                    unique=True,
+                ),
+            ]
+        )
+        # Gone when they expire (the worker's timer loop purges them too).
+        await self._db[topology.SESSIONS].create_indexes(
+            [IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0)]
         )
         await self._redemptions.create_indexes(
             [

@@ -14,6 +14,7 @@ from shared.adapters.mongodb.claims import MongoClaims
 from shared.adapters.mongodb.codes import MongoCodes
 from shared.adapters.mongodb.jobs import MongoJobs
 from shared.adapters.mongodb.outbox import MongoOutbox
+from shared.adapters.mongodb.profiles import MongoProfiles
 from shared.adapters.mongodb.redemptions import MongoRedemptions
 from shared.adapters.mongodb.schema import MongoSchema
 from shared.adapters.mongodb.throttling import MongoFailureWindows
@@ -29,6 +30,7 @@ class MongoStore(
     MongoOutbox,
     MongoJobs,
     MongoFailureWindows,
+    MongoProfiles,
 ):
     """The `Store` port on MongoDB."""
 

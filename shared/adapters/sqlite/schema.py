@@ -91,6 +91,20 @@ CREATE TABLE IF NOT EXISTS plain_codes (
 );
 CREATE INDEX IF NOT EXISTS plain_codes_by_job ON plain_codes (job_id);
 CREATE INDEX IF NOT EXISTS plain_codes_expiring ON plain_codes (expires_at);
+CREATE TABLE IF NOT EXISTS profiles (
+    id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    UNIQUE (app_id, kind, external_id)
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_expiring ON sessions (expires_at);
 """
 # The record attributes each table keeps in a column of the same name, besides `doc`.
 CAMPAIGN_COLUMNS = frozenset({"code_type"})

@@ -12,11 +12,14 @@ from shared.adapters.sqlite.claims import Claims
 from shared.adapters.sqlite.codes import Codes
 from shared.adapters.sqlite.jobs import Jobs
 from shared.adapters.sqlite.outbox import Outbox
+from shared.adapters.sqlite.profiles import Profiles
 from shared.adapters.sqlite.redemptions import Redemptions
 from shared.adapters.sqlite.throttling import FailureWindows
 
 
-class SqliteStore(Campaigns, Codes, Attempts, Claims, Redemptions, Outbox, Jobs, FailureWindows):
+class SqliteStore(
+    Campaigns, Codes, Attempts, Claims, Redemptions, Outbox, Jobs, FailureWindows, Profiles
+):
     """The `Store` port on SQLite."""
 
     async def prepare(self) -> None:

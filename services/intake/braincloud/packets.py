@@ -1,0 +1,140 @@
+"""Packets as brainCloud's libraries send them, and the entries they are answered with.
+
+A packet is `{"packetId", "sessionId", "gameId", "messages": [{service, operation,
+data}]}`; its answer is `{"packetId", "responses": [...]}` (`messageResponses` on the
+server-to-server protocol), an entry for each message, in order, always in an HTTP
+200: `{"status": 200, "data": ...}` or `{"status", "reason_code", "status_message",
+"severity"}`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.domain.reasons import DomainError, ReasonCode
+from shared.messages import CodeRecord
+
+R = ReasonCode
+MAX_PACKET_BYTES = 256 * 1024
+MAX_MESSAGES = 50
+Entry = dict[str, Any]
+Data = dict[str, Any]
+
+# Refusals the libraries take as "the session is gone": they drop it and authenticate anew.
+_SESSION_REASONS = frozenset(
+    {R.BAD_SIGNATURE, R.PLAYER_SESSION_EXPIRED, R.NO_SESSION, R.SERVER_SESSION_EXPIRED}
+)
+_SERVER_FAULTS = frozenset({R.UNHANDLED, R.SERVICE_UNAVAILABLE})
+
+
+@dataclass(frozen=True)
+class Message:
+    service: str
+    operation: str
+    data: Data = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Packet:
+    """A packet's envelope; each of `messages` is a message, or the refusal of one that
+    is not (it is answered with that refusal, in its place)."""
+
+    packet_id: int | None
+    session_id: str
+    game_id: str
+    messages: list[Message | DomainError]
+
+
+def read_packet(body: bytes) -> Packet:
+    """The packet in `body`; refused whole (40600, 40408, 40001) when there is none."""
+    if len(body) > MAX_PACKET_BYTES:
+        raise DomainError(R.MESSAGE_TOO_LARGE, f"a packet is at most {MAX_PACKET_BYTES} bytes")
+    try:
+        packet = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DomainError(R.JSON_PARSING_ERROR, f"the packet is not JSON: {exc}") from None
+    if not isinstance(packet, dict):
+        raise DomainError(R.INVALID_REQUEST, "a packet is a JSON object")
+    messages = packet.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise DomainError(R.INVALID_REQUEST, "a packet has a non-empty list of messages")
+    if len(messages) > MAX_MESSAGES:
+        raise DomainError(R.MESSAGE_TOO_LARGE, f"a packet has at most {MAX_MESSAGES} messages")
+    packet_id = packet.get("packetId")
+    if packet_id is not None and (type(packet_id) is not int or packet_id < 0):
+        raise DomainError(R.INVALID_REQUEST, "packetId is a whole number, 0 or more")
+    session_id = packet.get("sessionId") or ""
+    game_id = packet.get("gameId") or packet.get("appId") or ""
+    if not isinstance(session_id, str) or not isinstance(game_id, str):
+        raise DomainError(R.INVALID_REQUEST, "sessionId and gameId are strings")
+    return Packet(packet_id, session_id, game_id, [_message(m) for m in messages])
+
+
+def _message(message: object) -> Message | DomainError:
+    if not isinstance(message, dict):
+        return DomainError(R.INVALID_REQUEST, "a message is a JSON object")
+    service, operation = message.get("service"), message.get("operation")
+    if not isinstance(service, str) or not isinstance(operation, str):
+        return DomainError(R.INVALID_REQUEST, "a message names its service and operation")
+    data = message.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return DomainError(R.INVALID_PARAMETER_TYPE, f"{service}.{operation}: data is an object")
+    return Message(service, operation, data)
+
+
+def success(data: object) -> Entry:
+    return {"status": 200, "data": data}
+
+
+def refusal(error: DomainError) -> Entry:
+    """An error entry: 403 for a refusal that ends the session, 500 or 503 for a fault
+    of the service, else 400, as brainCloud answers."""
+    if error.reason in _SESSION_REASONS:
+        status = 403
+    elif error.reason in _SERVER_FAULTS:
+        status = 503 if error.reason is R.SERVICE_UNAVAILABLE else 500
+    else:
+        status = 400
+    return {
+        "status": status,
+        "reason_code": int(error.reason),
+        "status_message": error.message,
+        "severity": "ERROR",
+    }
+
+
+def text(data: Data, name: str, *, limit: int = 1024) -> str | None:
+    """`data[name]`, a string, or None when it is missing or empty; 40359 when it is of
+    another type."""
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise DomainError(R.INVALID_PARAMETER_TYPE, f"{name} is a string")
+    if len(value) > limit:
+        raise DomainError(R.INVALID_PARAMETER_VALUE, f"{name} is at most {limit} characters")
+    return value
+
+
+def required_text(data: Data, name: str, *, limit: int = 1024) -> str:
+    """`data[name]`, a string; 40358 when it is missing or empty."""
+    value = text(data, name, limit=limit)
+    if value is None:
+        raise DomainError(R.MISSING_REQUIRED_PARAMETER, f"{name} is required")
+    return value
+
+
+def code_of(record: CodeRecord, app_id: str) -> Data:
+    """A code as brainCloud's libraries read it: the reference's field names, the
+    redeeming user as `redeemedByProfileId`."""
+    fields = record.model_dump(mode="json", exclude={"redeemedByUserId"})
+    return {
+        "gameId": app_id,
+        **fields,
+        "redeemedByProfileId": record.redeemedByUserId,
+        "redeemedByProfileName": "",
+    }

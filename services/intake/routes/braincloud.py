@@ -1,0 +1,52 @@
+"""The brainCloud front door's routes: `POST /dispatcherv2` (clients).
+
+Every answer is an HTTP 200 with JSON, a refusal included: brainCloud's libraries
+stall for good after any other status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from services.intake.braincloud.packets import MAX_PACKET_BYTES, refusal
+from services.intake.routes.deps import ClientDoorDep
+from shared.domain.reasons import DomainError, ReasonCode
+
+router = APIRouter(tags=["brainCloud"])
+CLIENT_PATH = "/dispatcherv2"
+# Read by the route itself, to its own limit, so that an oversized packet is answered
+# as the libraries expect (`BodyLimit` raises inside the stream for such a route).
+STREAMED = {("POST", CLIENT_PATH): MAX_PACKET_BYTES}
+
+
+@router.post(CLIENT_PATH, response_model=None)
+async def dispatcher(request: Request, door: ClientDoorDep) -> JSONResponse:
+    """A packet of brainCloud's client protocol, signed with `X-SIG` (see the README's
+    "Moving from brainCloud")."""
+    try:
+        body = await _body(request)
+    except DomainError as error:
+        return _answer({"packetId": None, "responses": [refusal(_too_large(error))]})
+    answer = await door.answer(
+        body,
+        app_id=request.headers.get("x-appid"),
+        signature=request.headers.get("x-sig"),
+        client_address=request.client.host if request.client else None,
+    )
+    return _answer(answer)
+
+
+async def _body(request: Request) -> bytes:
+    chunks = [chunk async for chunk in request.stream()]
+    return b"".join(chunks)
+
+
+def _too_large(error: DomainError) -> DomainError:
+    return DomainError(ReasonCode.MESSAGE_TOO_LARGE, error.message)
+
+
+def _answer(answer: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(answer, status_code=200)
