@@ -103,8 +103,10 @@ class Admin:
         await self._store.add_code(code)
         return code
 
-    async def code(self, code_type: str, scan_code: str) -> Code:
-        code = await self._store.get_code(await self._ref(code_type, scan_code))
+    async def code(self, code_type: str, scan_code: str, *, user: str | None = None) -> Code:
+        """A personal campaign's code, or `user`'s instance of a shared campaign's."""
+        ref = await self._ref(code_type, scan_code)
+        code = await self._store.get_code(dataclasses.replace(ref, user_id=user) if user else ref)
         if code is None:
             raise DomainError(
                 ReasonCode.REDEMPTION_CODE_NOT_FOUND, f"campaign {code_type} has no such code"

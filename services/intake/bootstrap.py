@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from services.intake.admin import Admin
 from services.intake.braincloud.client import ClientDoor
+from services.intake.braincloud.servers import ServerDoor
 from services.intake.bulk import Bulk
 from services.intake.commands import CommandConsumer
 from services.intake.generation import Generation
@@ -20,7 +21,7 @@ from shared.clock import Clock, new_id, utcnow
 from shared.domain.backoff import RetryPolicy
 from shared.domain.codekeys import CodeKeys
 from shared.domain.model import NewId
-from shared.domain.profiles import Apps
+from shared.domain.profiles import Apps, Servers
 from shared.domain.redemptions import RedemptionIds
 from shared.ports import Store
 from shared.runtime.settings import Settings
@@ -44,6 +45,7 @@ class Intake:
     replies: Replies
     commands: CommandConsumer
     client_door: ClientDoor
+    server_door: ServerDoor
 
 
 def bootstrap(
@@ -67,20 +69,23 @@ def bootstrap(
     attempts = AttemptOutcomes(store, clock, ids, budget, lease_s=settings.fulfillment_lease_s)
     replies = Replies(broker)
     queries = Queries(store)
+    admin = Admin(store, clock, ids, keys)
+    generation = Generation(
+        store, broker, clock, ids, keys, codes_ttl_s=settings.generated_codes_ttl_s
+    )
+    contexts = Contexts(settings.context_secret or secrets.token_hex(32))
     redeemer = Redeemer(
         broker, store, budget, replies, clock, redemption_ids, max_wait_s=settings.max_wait_s
     )
     return Intake(
-        admin=Admin(store, clock, ids, keys),
+        admin=admin,
         bulk=Bulk(store, clock, ids, keys),
-        generation=Generation(
-            store, broker, clock, ids, keys, codes_ttl_s=settings.generated_codes_ttl_s
-        ),
+        generation=generation,
         queries=queries,
         redeemer=redeemer,
         budget=budget,
         attempts=attempts,
-        contexts=Contexts(settings.context_secret or secrets.token_hex(32)),
+        contexts=contexts,
         replies=replies,
         commands=CommandConsumer(
             broker,
@@ -101,5 +106,18 @@ def bootstrap(
             session_expiry_s=settings.braincloud_session_expiry_s,
             wait_s=settings.braincloud_wait_s,
             max_kill_count=settings.braincloud_max_kill_count,
+        ),
+        server_door=ServerDoor(
+            Servers.parse(settings.braincloud_servers),
+            store,
+            admin,
+            generation,
+            queries,
+            redeemer,
+            attempts,
+            contexts,
+            clock,
+            session_expiry_s=settings.braincloud_session_expiry_s,
+            wait_s=settings.braincloud_wait_s,
         ),
     )

@@ -46,7 +46,7 @@ BODY_ROUTES = [
 ]
 # The brainCloud front door's: a packet's signature is in its body's bytes, so the body
 # is read, to the route's own limit, before the caller is known.
-SIGNED_ROUTES = [("POST", "/dispatcherv2")]
+SIGNED_ROUTES = [("POST", "/dispatcherv2"), ("POST", "/s2sdispatcher")]
 CASES = [(m, p.format(**PATH_PARAMS), role) for m, p, role in BODY_ROUTES] + [
     # Not the import: UpdateCustomInfo of a code named "import", whose body is buffered.
     ("PATCH", "/v1/campaigns/gems/codes/import", "admin"),
@@ -97,7 +97,8 @@ async def test_a_signed_route_reads_no_more_than_its_limit_of_an_unsigned_body(
     upload = Upload(4 * 1024 * 1024)
     answer = await api.request(method, path, content=upload.chunks())
     assert answer.status_code == 200  # as brainCloud's libraries need: the refusal inside
-    [entry] = answer.json()["responses"]
+    answer_body = answer.json()
+    [entry] = answer_body.get("responses") or answer_body["messageResponses"]
     assert entry["reason_code"] == ReasonCode.MESSAGE_TOO_LARGE
     assert upload.read <= MAX_PACKET_BYTES + CHUNK
 

@@ -26,17 +26,18 @@ from services.intake.braincloud.packets import (
     Message,
     Packet,
     code_of,
+    entry_of,
+    operation_of,
+    outcome_of,
     read_packet,
     refusal,
     required_text,
-    success,
     text,
 )
 from services.intake.queries import Queries
 from services.intake.redemptions import Redeemer
 from shared.clock import Clock, new_id, to_ms
 from shared.domain.identifiers import printable
-from shared.domain.model import RedemptionStatus
 from shared.domain.profiles import (
     App,
     Apps,
@@ -50,7 +51,7 @@ from shared.domain.profiles import (
     signature_matches,
 )
 from shared.domain.reasons import DomainError, ReasonCode
-from shared.messages import CodeRecord, RedeemCommand, RedemptionRecord, describe
+from shared.messages import CodeRecord, RedeemCommand, describe
 from shared.ports.profiles import Profiles
 
 log = structlog.get_logger()
@@ -153,16 +154,14 @@ class ClientDoor:
     async def _entry(self, call: _Call, place: int, message: Message | DomainError) -> Entry:
         if isinstance(message, DomainError):
             return refusal(message)
-        try:
-            operation = _operation(message)
+
+        async def work() -> object:
+            operation = operation_of(_OPERATIONS, message)
             if (message.service, message.operation) != AUTHENTICATE:
                 call.profile_id()
-            return success(await operation(self, call, place, message.data))
-        except DomainError as error:
-            return refusal(error)
-        except Exception:
-            log.exception("a front door message failed", operation=message.operation)
-            return refusal(DomainError(R.UNHANDLED, "the service failed on this message"))
+            return await operation(self, call, place, message.data)
+
+        return await entry_of(message, work)
 
     async def _authenticate(self, call: _Call, _place: int, data: Data) -> Data:
         """`AUTHENTICATE`: the profile of an anonymous or universal identity (created
@@ -240,7 +239,7 @@ class ClientDoor:
                 f"redemption {job.redemptionId} is under way: its code shows in"
                 " GET_REDEEMED_CODES once redeemed",
             )
-        return _outcome(record, call.app.app_id)
+        return outcome_of(record, call.app.app_id)
 
     async def _redeemed_codes(self, call: _Call, _place: int, data: Data) -> Data:
         """`GET_REDEEMED_CODES`: the session's profile's codes, of one campaign or all."""
@@ -262,19 +261,6 @@ _OPERATIONS: dict[tuple[str, str], Operation] = {
     ("redemptionCode", "GET_REDEEMED_CODES"): ClientDoor._redeemed_codes,
     ("redemptionCode", "PROCESS_ASYNCHRONOUS_RESPONSE"): ClientDoor._not_for_clients,
 }
-_SERVICES = frozenset(service for service, _ in _OPERATIONS)
-
-
-def _operation(message: Message) -> Operation:
-    """40443 a service the door does not serve, 40333 an operation of it."""
-    if message.service not in _SERVICES:
-        raise DomainError(R.INVALID_SERVICE_CODE, f"no service {message.service!r} here")
-    operation = _OPERATIONS.get((message.service, message.operation))
-    if operation is None:
-        raise DomainError(
-            R.INVALID_OPERATION, f"{message.service} has no operation {message.operation!r} here"
-        )
-    return operation
 
 
 def _envelope(packet: Packet, entries: list[Entry]) -> dict[str, Any]:
@@ -323,18 +309,3 @@ def _redeem_command(call: _Call, place: int, data: Data) -> RedeemCommand:
         )
     except ValidationError as exc:
         raise DomainError(R.INVALID_PARAMETER_VALUE, describe(exc)) from None
-
-
-def _outcome(record: RedemptionRecord, app_id: str) -> Data:
-    """The code a redemption ended with (or holds, still under way); its refusal raised."""
-    if record.code is not None and record.status in (
-        RedemptionStatus.REDEEMED,
-        RedemptionStatus.IN_PROGRESS,
-    ):
-        return code_of(record.code.model_copy(update={"redemptionId": record.redemptionId}), app_id)
-    if not record.status.is_terminal:
-        raise DomainError(
-            R.REDEMPTION_IN_PROGRESS, f"redemption {record.redemptionId} is under way"
-        )
-    reason = ReasonCode(record.reasonCode or R.REDEMPTION_FAILED)
-    raise DomainError(reason, record.message or record.status.value)

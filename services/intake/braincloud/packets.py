@@ -10,13 +10,19 @@ server-to-server protocol), an entry for each message, in order, always in an HT
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+import structlog
+
+from shared.domain.model import RedemptionStatus
 from shared.domain.reasons import DomainError, ReasonCode
-from shared.messages import CodeRecord
+from shared.messages import CodeRecord, RedemptionRecord
 
+log = structlog.get_logger()
 R = ReasonCode
+T = TypeVar("T")
 MAX_PACKET_BYTES = 256 * 1024
 MAX_MESSAGES = 50
 Entry = dict[str, Any]
@@ -49,14 +55,24 @@ class Packet:
 
 def read_packet(body: bytes) -> Packet:
     """The packet in `body`; refused whole (40600, 40408, 40001) when there is none."""
+    return packet_of(read_object(body))
+
+
+def read_object(body: bytes) -> Data:
+    """The JSON object in `body`: 40600 too large, 40408 not JSON, 40001 not an object."""
     if len(body) > MAX_PACKET_BYTES:
         raise DomainError(R.MESSAGE_TOO_LARGE, f"a packet is at most {MAX_PACKET_BYTES} bytes")
     try:
-        packet = json.loads(body)
+        found = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise DomainError(R.JSON_PARSING_ERROR, f"the packet is not JSON: {exc}") from None
-    if not isinstance(packet, dict):
+    if not isinstance(found, dict):
         raise DomainError(R.INVALID_REQUEST, "a packet is a JSON object")
+    return found
+
+
+def packet_of(packet: Data) -> Packet:
+    """The packet `packet` holds (40001, 40600 when it holds none)."""
     messages = packet.get("messages")
     if not isinstance(messages, list) or not messages:
         raise DomainError(R.INVALID_REQUEST, "a packet has a non-empty list of messages")
@@ -84,6 +100,30 @@ def _message(message: object) -> Message | DomainError:
     if not isinstance(data, dict):
         return DomainError(R.INVALID_PARAMETER_TYPE, f"{service}.{operation}: data is an object")
     return Message(service, operation, data)
+
+
+def operation_of(operations: Mapping[tuple[str, str], T], message: Message) -> T:
+    """What carries out `message`: 40443 a service not served, 40333 an operation of it."""
+    if not any(service == message.service for service, _ in operations):
+        raise DomainError(R.INVALID_SERVICE_CODE, f"no service {message.service!r} here")
+    operation = operations.get((message.service, message.operation))
+    if operation is None:
+        raise DomainError(
+            R.INVALID_OPERATION, f"{message.service} has no operation {message.operation!r} here"
+        )
+    return operation
+
+
+async def entry_of(message: Message, work: Callable[[], Awaitable[object]]) -> Entry:
+    """The entry answering `message`: what `work` gives, or its refusal (a fault of the
+    service logged, and answered as one)."""
+    try:
+        return success(await work())
+    except DomainError as error:
+        return refusal(error)
+    except Exception:
+        log.exception("a front door message failed", operation=message.operation)
+        return refusal(DomainError(R.UNHANDLED, "the service failed on this message"))
 
 
 def success(data: object) -> Entry:
@@ -138,3 +178,19 @@ def code_of(record: CodeRecord, app_id: str) -> Data:
         "redeemedByProfileId": record.redeemedByUserId,
         "redeemedByProfileName": "",
     }
+
+
+def outcome_of(record: RedemptionRecord, app_id: str) -> Data:
+    """The code a redemption ended with, or holds while under way (InProgress for an
+    asynchronous campaign); its refusal raised, or 40750 while it is still queued."""
+    if record.code is not None and record.status in (
+        RedemptionStatus.REDEEMED,
+        RedemptionStatus.IN_PROGRESS,
+    ):
+        return code_of(record.code.model_copy(update={"redemptionId": record.redemptionId}), app_id)
+    if not record.status.is_terminal:
+        raise DomainError(
+            R.REDEMPTION_IN_PROGRESS, f"redemption {record.redemptionId} is under way"
+        )
+    reason = ReasonCode(record.reasonCode or R.REDEMPTION_FAILED)
+    raise DomainError(reason, record.message or record.status.value)

@@ -1,4 +1,5 @@
-"""The brainCloud front door's routes: `POST /dispatcherv2` (clients).
+"""The brainCloud front door's routes: `POST /dispatcherv2` (clients) and
+`POST /s2sdispatcher` (servers).
 
 Every answer is an HTTP 200 with JSON, a refusal included: brainCloud's libraries
 stall for good after any other status.
@@ -12,14 +13,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from services.intake.braincloud.packets import MAX_PACKET_BYTES, refusal
-from services.intake.routes.deps import ClientDoorDep
+from services.intake.routes.deps import ClientDoorDep, ServerDoorDep
 from shared.domain.reasons import DomainError, ReasonCode
 
 router = APIRouter(tags=["brainCloud"])
 CLIENT_PATH = "/dispatcherv2"
+SERVER_PATH = "/s2sdispatcher"
 # Read by the route itself, to its own limit, so that an oversized packet is answered
 # as the libraries expect (`BodyLimit` raises inside the stream for such a route).
-STREAMED = {("POST", CLIENT_PATH): MAX_PACKET_BYTES}
+STREAMED = {("POST", CLIENT_PATH): MAX_PACKET_BYTES, ("POST", SERVER_PATH): MAX_PACKET_BYTES}
 
 
 @router.post(CLIENT_PATH, response_model=None)
@@ -37,6 +39,18 @@ async def dispatcher(request: Request, door: ClientDoorDep) -> JSONResponse:
         client_address=request.client.host if request.client else None,
     )
     return _answer(answer)
+
+
+@router.post(SERVER_PATH, response_model=None)
+async def s2s_dispatcher(request: Request, door: ServerDoorDep) -> JSONResponse:
+    """A packet (or a stateless request) of brainCloud's server-to-server protocol (see
+    the README's "Moving from brainCloud")."""
+    try:
+        body = await _body(request)
+    except DomainError as error:
+        return _answer({"packetId": None, "messageResponses": [refusal(_too_large(error))]})
+    client_address = request.client.host if request.client else None
+    return _answer(await door.answer(body, client_address=client_address))
 
 
 async def _body(request: Request) -> bytes:

@@ -10,6 +10,7 @@ from services.intake.admin import Admin
 from services.intake.auth import grant_of, requires
 from services.intake.bootstrap import Intake
 from services.intake.braincloud.client import ClientDoor
+from services.intake.braincloud.servers import ServerDoor
 from services.intake.bulk import Bulk
 from services.intake.generation import Generation
 from services.intake.paging import Contexts
@@ -70,6 +71,10 @@ def _client_door(intake: IntakeDep) -> ClientDoor:
     return intake.client_door
 
 
+def _server_door(intake: IntakeDep) -> ServerDoor:
+    return intake.server_door
+
+
 AdminDep = Annotated[Admin, Depends(_admin)]
 BulkDep = Annotated[Bulk, Depends(_bulk)]
 GenerationDep = Annotated[Generation, Depends(_generation)]
@@ -79,3 +84,4 @@ AttemptsDep = Annotated[AttemptOutcomes, Depends(_attempts)]
 ContextsDep = Annotated[Contexts, Depends(_contexts)]
 BudgetDep = Annotated[FailureBudget, Depends(_budget)]
 ClientDoorDep = Annotated[ClientDoor, Depends(_client_door)]
+ServerDoorDep = Annotated[ServerDoor, Depends(_server_door)]
