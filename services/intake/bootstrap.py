@@ -109,6 +109,7 @@ def bootstrap(
         ),
         server_door=ServerDoor(
             Servers.parse(settings.braincloud_servers),
+            Apps.parse(settings.braincloud_apps),
             store,
             admin,
             generation,

@@ -19,9 +19,9 @@ from enum import StrEnum
 from shared.domain.access import ROLES, Grant, limited, written_digest
 from shared.domain.reasons import DomainError, ReasonCode
 
-# scrypt's cost (RFC 7914): 2**14 blocks of 128 * 8 bytes, 16 MiB a hash.
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
-_SCRYPT_MAXMEM = 64 * 1024 * 1024
+# scrypt's cost (RFC 7914), OWASP's minimum: 2**17 blocks of 128 * 8 bytes, 128 MiB a hash.
+_SCRYPT = {"n": 2**17, "r": 8, "p": 1}
+_SCRYPT_MAXMEM = 256 * 1024 * 1024
 
 
 class IdentityKind(StrEnum):
@@ -91,14 +91,19 @@ def password_matches(password: str, stored: str) -> bool:
 
 
 def _scrypt(password: str, salt: bytes) -> bytes:
-    return hashlib.scrypt(password.encode(), salt=salt, maxmem=_SCRYPT_MAXMEM, **_SCRYPT)
+    return hashlib.scrypt(_utf8(password), salt=salt, maxmem=_SCRYPT_MAXMEM, **_SCRYPT)
+
+
+def _utf8(text: str) -> bytes:
+    """A caller's text as bytes, a lone surrogate (which JSON may carry) included."""
+    return text.encode("utf-8", "surrogatepass")
 
 
 def signature_matches(body: bytes, secret: str, given: str) -> bool:
     """`X-SIG`: the hex MD5 of the body's bytes as received followed by the app's secret
     (the clients send it in either case)."""
     expected = hashlib.md5(body + secret.encode(), usedforsecurity=False).hexdigest()
-    return hmac.compare_digest(expected, given.strip().lower())
+    return hmac.compare_digest(expected.encode(), _utf8(given.strip().lower()))
 
 
 @dataclass(frozen=True)
@@ -177,7 +182,7 @@ class Servers:
     def admit(self, name: str, secret: str) -> Server:
         """The server, if `secret` is its secret; else 40307 (the same for an unknown
         name, in the same time)."""
-        given = hashlib.sha256(secret.encode()).digest()
+        given = hashlib.sha256(_utf8(secret)).digest()
         found = self._servers.get(name)
         expected = found.digest if found else hashlib.sha256(b"\0" + given).digest()
         if not hmac.compare_digest(expected, given) or found is None:

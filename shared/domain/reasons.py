@@ -56,6 +56,7 @@ class ReasonCode(IntEnum):
     SERVER_SESSION_EXPIRED = 40365
     JSON_PARSING_ERROR = 40408
     INVALID_SERVICE_CODE = 40443
+    PROFILE_NOT_FOUND = 40446
     MESSAGE_TOO_LARGE = 40600
 
     # The service's own, for what the reference API has no code for.

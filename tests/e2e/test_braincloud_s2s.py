@@ -55,6 +55,19 @@ async def server(api: Api) -> S2S:
     return s2s
 
 
+async def profiles(api: Api, count: int) -> list[str]:
+    """Profiles of the app, as game clients make them: anonymous, with the official client."""
+    scenario = {
+        "url": str(api.http.base_url).rstrip("/"),
+        "appId": APP,
+        "secret": APP_SECRET,
+        "clients": [
+            {"name": f"p{n}", "steps": [{"op": "authenticateAnonymous"}]} for n in range(count)
+        ],
+    }
+    return [line["result"]["data"]["profileId"] for line in await run_official_client(scenario)]
+
+
 def ok(entry: dict[str, Any]) -> Any:
     assert entry["status"] == 200, entry
     return entry["data"]["response"]
@@ -66,6 +79,7 @@ def refusal(entry: dict[str, Any]) -> int:
 
 
 async def test_a_server_runs_a_campaign_over_a_session(api: Api, server: S2S) -> None:
+    player, other = await profiles(api, 2)
     await api.campaign("gems", handler="grant-reward")
     added = ok(
         await server.redemption(
@@ -126,15 +140,14 @@ async def test_a_server_runs_a_campaign_over_a_session(api: Api, server: S2S) ->
     assert shared["codeUseType"] == "MULTI" and shared["scanCode"] == "LAUNCH"
 
     redeemed = ok(
-        await server.redemption(
-            "REDEEM_CODE", scanCode="S2S-1", codeType="gems", profileId="player-7"
-        )
+        await server.redemption("REDEEM_CODE", scanCode="S2S-1", codeType="gems", profileId=player)
     )
-    assert redeemed["codeState"] == "Redeemed" and redeemed["redeemedByProfileId"] == "player-7"
-    mine = ok(await server.redemption("GET_REDEEMED_CODES", profileId="player-7"))
+    assert redeemed["codeState"] == "Redeemed" and redeemed["redeemedByProfileId"] == player
+    assert redeemed["gameId"] == APP
+    mine = ok(await server.redemption("GET_REDEEMED_CODES", profileId=player))
     assert [c["scanCode"] for c in mine["codes"]] == ["S2S-1"]
     again = await server.redemption(
-        "REDEEM_CODE", scanCode="S2S-1", codeType="gems", profileId="player-8"
+        "REDEEM_CODE", scanCode="S2S-1", codeType="gems", profileId=other
     )
     assert refusal(again) == 40403
     voided = await server.redemption(
@@ -165,10 +178,11 @@ async def test_a_server_runs_a_campaign_over_a_session(api: Api, server: S2S) ->
 
 
 async def test_a_packet_resent_is_answered_alike_and_redeems_once(api: Api, server: S2S) -> None:
+    [player] = await profiles(api, 1)
     await api.campaign("gems", handler="grant-reward")
     await api.code("gems", "ONCE-1", customCodeInfo=REWARD)
     entry = await server.redemption(
-        "REDEEM_CODE", scanCode="ONCE-1", codeType="gems", profileId="player-1"
+        "REDEEM_CODE", scanCode="ONCE-1", codeType="gems", profileId=player
     )
     assert ok(entry)["codeState"] == "Redeemed"
     again = await server.resend()

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.domain.profiles import IdentityKind
+from shared.domain.profiles import IdentityKind, Session
 from shared.domain.reasons import ReasonCode
 from shared.runtime.settings import Settings
 from tests.fakes import FakeStore
@@ -221,8 +221,11 @@ async def test_a_redemption_is_the_profiles_and_named_by_its_session_and_packet(
     job = json.loads(published.body)
     assert job["userId"] == profile and job["scanCode"] == "GIFT-1"
     assert job["codeType"] == "gems" and job["customRedemptionInfo"] == {"shop": "eu"}
-    assert job["requestId"] == f"bc:{client.session}:1:0"
+    assert job["requestId"].startswith("bc:") and job["requestId"].endswith(":0")
     assert job["keyId"] == f"app:{APP}"
+    await client.entries(redeem("GIFT-1"), redeem("GIFT-2"))
+    names = {json.loads(p.body)["requestId"] for p in broker.published}
+    assert len(names) == 3, "another packet, or another place in one, is another redemption"
 
 
 async def test_a_packet_sent_again_is_answered_again_and_carried_out_once(
@@ -271,9 +274,17 @@ async def test_a_packet_that_is_none_is_answered_with_its_refusal_in_a_200(
 ) -> None:
     answer = await client.send(body=body)
     assert answer.status_code == 200
-    [entry] = answer.json()["responses"]
-    assert entry["reason_code"] == expected and entry["status_message"]
+    entries = answer.json()["responses"]
+    assert entries and all(e["reason_code"] == expected and e["status_message"] for e in entries)
     assert broker.published == []
+
+
+async def test_a_packet_refused_whole_is_answered_for_each_of_its_messages_with_its_id(
+    client: Client,
+) -> None:
+    body = json.dumps({"messages": [HEARTBEAT] * 51, "packetId": 4}).encode()
+    answer = (await client.send(body=body)).json()
+    assert answer["packetId"] == 4 and len(answer["responses"]) == 51
 
 
 @pytest.mark.parametrize(
@@ -329,3 +340,72 @@ async def test_a_packet_that_authenticates_gives_its_later_messages_the_session(
     assert entries[0]["status"] == 200
     assert entries[1]["reason_code"] == R.REDEMPTION_IN_PROGRESS
     assert json.loads(broker.published[0].body)["userId"] == entries[0]["data"]["profileId"]
+
+
+async def test_a_packet_that_authenticates_and_redeems_sent_again_is_one_redemption(
+    client: Client, broker: RecordingBroker
+) -> None:
+    packet = {
+        "messages": [
+            auth(authenticationType="Anonymous", externalId="anon-5", forceCreate=True),
+            redeem(),
+        ],
+        "gameId": APP,
+        "sessionId": "",
+        "packetId": 0,
+    }
+    body = json.dumps(packet).encode()
+    first = (await client.send(body=body)).json()["responses"]
+    again = (await client.send(body=body)).json()["responses"]
+    assert first[0]["data"]["sessionId"] != again[0]["data"]["sessionId"]
+    jobs = [json.loads(p.body) for p in broker.published]
+    assert len(jobs) == 2 and jobs[0]["redemptionId"] == jobs[1]["redemptionId"]
+
+
+async def test_a_signature_of_any_text_is_refused_in_a_200(client: Client) -> None:
+    body = json.dumps({"messages": [HEARTBEAT], "gameId": APP, "sessionId": "", "packetId": 0})
+    answer = await client.http.post(
+        "/dispatcherv2", content=body, headers={b"X-SIG": "été".encode(), b"X-APPID": APP.encode()}
+    )
+    assert answer.status_code == 200
+    assert reason(answer.json()["responses"][0]) == (403, R.BAD_SIGNATURE)
+
+
+async def test_a_lone_surrogate_echoed_in_a_refusal_is_answered_as_json(client: Client) -> None:
+    await client.authenticate()
+    answer = await client.send({"service": "\ud800", "operation": "READ"})
+    assert answer.status_code == 200
+    [entry] = answer.json()["responses"]
+    assert entry["reason_code"] == R.INVALID_SERVICE_CODE
+
+
+async def test_a_session_of_one_app_is_none_of_another(
+    client: Client, store: FakeStore, broker: RecordingBroker, clock: Clock
+) -> None:
+    await client.authenticate()
+    other = Session("s-other", "other-app", clock.now + timedelta(hours=1), profile_id="p")
+    await store.open_session(other)
+    server = Session("s-server", APP, clock.now + timedelta(hours=1), server_name="srv")
+    await store.open_session(server)
+    for session_id in ("s-other", "s-server"):
+        client.session = session_id
+        [entry] = await client.entries(redeem())
+        assert reason(entry) == (403, R.NO_SESSION)
+    assert broker.published == []
+
+
+class FailingStore(FakeStore):
+    async def get_session(self, session_id: str) -> Session | None:
+        raise ConnectionError("the store is down")
+
+
+async def test_a_fault_of_the_store_is_answered_in_a_200_for_each_message(
+    broker: RecordingBroker,
+) -> None:
+    settings = Settings(api_keys="admin-key=admin", braincloud_apps=f"{APP}={SECRET}")
+    async with intake_client(FailingStore(), broker, settings, lambda: NOW) as (http, _):
+        client = Client(http)
+        client.session = "any"
+        answer = await client.send(HEARTBEAT, HEARTBEAT)
+    assert answer.status_code == 200
+    assert [reason(e) for e in answer.json()["responses"]] == [(503, R.SERVICE_UNAVAILABLE)] * 2

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from shared.domain.profiles import IdentityKind, Profile, Session
 from shared.domain.reasons import ReasonCode
 from shared.runtime.settings import Settings
 from tests.fakes import FakeStore
@@ -29,7 +31,10 @@ def store() -> FakeStore:
 @pytest.fixture
 async def http(store: FakeStore, broker: RecordingBroker) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(
-        api_keys="admin-key=admin", braincloud_servers="srv=secret", braincloud_wait_s=0.05
+        api_keys="admin-key=admin",
+        braincloud_apps="app=app-secret",
+        braincloud_servers="srv=secret",
+        braincloud_wait_s=0.05,
     )
     async with intake_client(store, broker, settings, lambda: NOW) as (client, _):
         yield client
@@ -57,8 +62,8 @@ async def test_a_packet_that_is_none_is_answered_with_its_refusal(
 ) -> None:
     answer = await http.post("/s2sdispatcher", content=body)
     assert answer.status_code == 200
-    [entry] = answer.json()["messageResponses"]
-    assert entry["reason_code"] == expected and entry["status_message"]
+    entries = answer.json()["messageResponses"]
+    assert entries and all(e["reason_code"] == expected and e["status_message"] for e in entries)
     assert broker.published == []
 
 
@@ -134,3 +139,66 @@ async def test_an_unknown_service_and_a_stateless_request_without_its_server(
         200,
         R.MISSING_REQUIRED_PARAMETER,
     )
+
+
+async def profile(store: FakeStore, profile_id: str, app_id: str = "app") -> None:
+    kind = IdentityKind.ANONYMOUS
+    await store.add_profile(Profile(profile_id, app_id, kind, f"anon-{profile_id}", NOW))
+
+
+async def test_two_redemptions_in_one_packet_are_two_and_a_resend_is_the_same(
+    server: S2S, store: FakeStore, broker: RecordingBroker
+) -> None:
+    await profile(store, "p1")
+    message = {"service": "redemptionCode", "operation": "REDEEM_CODE"}
+    packet = {
+        "packetId": server.packet_id,
+        "sessionId": server.session_id,
+        "messages": [
+            {**message, "data": {"scanCode": "AAAA-1", "profileId": "p1"}},
+            {**message, "data": {"scanCode": "BBBB-2", "profileId": "p1"}},
+        ],
+    }
+    await server.post(packet)
+    await server.post(packet)  # sent again: the same two
+    await server.post({**packet, "packetId": server.packet_id + 1})
+    ids = [json.loads(p.body)["redemptionId"] for p in broker.published]
+    assert len(set(ids)) == 4 and len(set(ids[:2])) == 2
+
+
+async def test_a_server_acts_only_for_profiles_of_its_app(
+    server: S2S, store: FakeStore, broker: RecordingBroker
+) -> None:
+    await profile(store, "theirs", app_id="another-app")
+    for profile_id in ("nobody", "theirs"):
+        entry = await server.redemption("REDEEM_CODE", scanCode="X", profileId=profile_id)
+        assert entry["reason_code"] == R.PROFILE_NOT_FOUND
+        listed = await server.redemption("GET_REDEEMED_CODES", profileId=profile_id)
+        assert listed["reason_code"] == R.PROFILE_NOT_FOUND
+    assert broker.published == []
+
+
+async def test_a_server_names_a_configured_app_and_its_own_secret(
+    http: httpx.AsyncClient,
+) -> None:
+    unknown_app = S2S(http, "no-such-app", "srv", "secret")
+    assert (await unknown_app.authenticate())["reason_code"] == R.INVALID_GAME_ID
+    request = {"appId": "app", "serverName": "srv", "serverSecret": "\ud800"}
+    body = json.dumps({**request, "service": "redemptionCode", "operation": "ADD_CODE"})
+    answer = await http.post("/s2sdispatcher", content=body)
+    assert answer.status_code == 200
+    assert answer.json()["reason_code"] == R.TOKEN_DOES_NOT_MATCH_USER
+
+
+async def test_a_client_session_is_no_server_session(server: S2S, store: FakeStore) -> None:
+    client = Session("s-client", "app", NOW + timedelta(hours=1), profile_id="p1")
+    await store.open_session(client)
+    server.session_id = "s-client"
+    answer = await server.post(
+        {
+            "packetId": 1,
+            "sessionId": "s-client",
+            "messages": [{"service": "heartbeat", "operation": "HEARTBEAT"}],
+        }
+    )
+    assert answer["reason_code"] == R.SERVER_SESSION_EXPIRED

@@ -15,7 +15,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from pydantic import ValidationError
@@ -29,8 +29,11 @@ from services.intake.braincloud.packets import (
     entry_of,
     operation_of,
     outcome_of,
-    read_packet,
+    packet_of,
+    read_object,
     refusal,
+    refused_whole,
+    request_id,
     required_text,
     text,
 )
@@ -56,6 +59,8 @@ from shared.ports.profiles import Profiles
 
 log = structlog.get_logger()
 R = ReasonCode
+T = TypeVar("T")
+_HASHING = 2  # passwords hashed at once by an intake
 AUTHENTICATE = ("authenticationV2", "AUTHENTICATE")
 
 
@@ -66,8 +71,13 @@ class _Call:
 
     app: App
     packet: Packet
+    body: bytes
     session: Session | None
     client_address: str | None
+    deadline: float  # when the packet's redemptions stop waiting for their outcomes
+
+    def wait_s(self) -> float:
+        return max(0.0, self.deadline - asyncio.get_running_loop().time())
 
     def profile_id(self) -> str:
         if self.session is None or self.session.profile_id is None:
@@ -101,6 +111,7 @@ class ClientDoor:
         self._expiry_s = session_expiry_s
         self._wait_s = wait_s
         self._max_kill_count = max_kill_count
+        self._hashing = asyncio.Semaphore(_HASHING)
 
     async def answer(
         self,
@@ -111,11 +122,30 @@ class ClientDoor:
         client_address: str | None,
     ) -> dict[str, Any]:
         """The answer to the packet in `body`, sent with the `X-APPID` and `X-SIG`
-        headers given."""
+        headers given: always one, a fault of the service included (503 in each entry)."""
         try:
-            packet = read_packet(body)
+            found = read_object(body)
         except DomainError as error:
             return {"packetId": None, "responses": [refusal(error)]}
+        try:
+            packet = packet_of(found)
+        except DomainError as error:
+            return refused_whole(found, error, "responses")
+        try:
+            return await self._answer(packet, body, app_id, signature, client_address)
+        except Exception:
+            log.exception("a front door packet failed", packet_id=packet.packet_id)
+            unavailable = DomainError(R.SERVICE_UNAVAILABLE, "the service failed: send it again")
+            return _envelope(packet, [refusal(unavailable)] * len(packet.messages))
+
+    async def _answer(
+        self,
+        packet: Packet,
+        body: bytes,
+        app_id: str | None,
+        signature: str | None,
+        client_address: str | None,
+    ) -> dict[str, Any]:
         try:
             app = self._apps.get(app_id or packet.game_id)
             if not signature or not signature_matches(body, app.secret, signature):
@@ -128,12 +158,13 @@ class ClientDoor:
             if kept is not None:
                 answer: dict[str, Any] = json.loads(kept)
                 return answer
-        call = _Call(app, packet, session, client_address)
+        deadline = asyncio.get_running_loop().time() + self._wait_s
+        call = _Call(app, packet, body, session, client_address, deadline)
         entries = [await self._entry(call, n, message) for n, message in enumerate(packet.messages)]
         answer = _envelope(packet, entries)
-        if call.session is not None and packet.packet_id is not None:
+        if session is not None and packet.packet_id is not None:  # kept where a resend asks
             await self._profiles.keep_session(
-                call.session.session_id,
+                session.session_id,
                 expiry(self._clock(), self._expiry_s),
                 packet.packet_id,
                 json.dumps(answer),
@@ -205,18 +236,21 @@ class ClientDoor:
             if data.get("forceCreate") is not True:
                 raise DomainError(R.MISSING_IDENTITY_ERROR, "no profile has this identity")
             secret_hash = (
-                await asyncio.to_thread(hash_password, token)
-                if kind is IdentityKind.UNIVERSAL
-                else None
+                await self._hashed(hash_password, token) if kind is IdentityKind.UNIVERSAL else None
             )
             candidate = Profile(new_id(), app.app_id, kind, external_id, self._clock(), secret_hash)
             profile = await self._profiles.add_profile(candidate)
             created = profile.profile_id == candidate.profile_id
         if kind is IdentityKind.UNIVERSAL and not created:
             stored = profile.secret_hash or ""
-            if not await asyncio.to_thread(password_matches, token, stored):
+            if not await self._hashed(password_matches, token, stored):
                 raise DomainError(R.TOKEN_DOES_NOT_MATCH_USER, "wrong user id or password")
         return profile, created
+
+    async def _hashed(self, work: Callable[..., T], *args: str) -> T:
+        """`work` (scrypt, 128 MiB and a core for a while) in a thread, a few at a time."""
+        async with self._hashing:
+            return await asyncio.to_thread(work, *args)
 
     async def _heartbeat(self, _call: _Call, _place: int, _data: Data) -> None:
         """`heartbeat`/`READ`: keeps the session (each packet moves its expiry on)."""
@@ -228,7 +262,7 @@ class ClientDoor:
         command = _redeem_command(call, place, data)
         job, record = await self._redeemer.redeem(
             command,
-            self._wait_s,
+            call.wait_s(),
             call.app.grant,
             key_id=f"app:{call.app.app_id}",
             client_address=call.client_address,
@@ -285,15 +319,8 @@ def _printable(value: str, name: str) -> None:
 
 
 def _redeem_command(call: _Call, place: int, data: Data) -> RedeemCommand:
-    """The redemption a `REDEEM_CODE` asks for, named by its session, packet and place
-    in it (a packet resent is the same redemption)."""
-    session = call.session
-    packet_id = call.packet.packet_id
-    request_id = (
-        f"bc:{session.session_id}:{packet_id}:{place}"
-        if session is not None and packet_id is not None
-        else None
-    )
+    """The redemption a `REDEEM_CODE` asks for, named by its packet and place in it (a
+    packet resent is the same redemption)."""
     info = data.get("customRedemptionInfo")
     if info is not None and not isinstance(info, dict):
         raise DomainError(R.INVALID_PARAMETER_TYPE, "customRedemptionInfo is an object")
@@ -304,7 +331,7 @@ def _redeem_command(call: _Call, place: int, data: Data) -> RedeemCommand:
                 "scanCode": required_text(data, "scanCode", limit=128),
                 "codeType": text(data, "codeType", limit=128),
                 "customRedemptionInfo": info or None,
-                "requestId": request_id,
+                "requestId": request_id(call.body, place),
             }
         )
     except ValidationError as exc:

@@ -9,6 +9,7 @@ server-to-server protocol), an entry for each message, in order, always in an HT
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -88,6 +89,25 @@ def packet_of(packet: Data) -> Packet:
     return Packet(packet_id, session_id, game_id, [_message(m) for m in messages])
 
 
+def refused_whole(found: Data, error: DomainError, entries: str) -> dict[str, Any]:
+    """A packet refused as a whole: its `packetId` echoed when it has one, and the
+    refusal in the place of each of its messages (a library calls back each)."""
+    packet_id = found.get("packetId")
+    messages = found.get("messages")
+    count = len(messages) if isinstance(messages, list) and messages else 1
+    return {
+        "packetId": packet_id if type(packet_id) is int else None,
+        entries: [refusal(error)] * count,
+    }
+
+
+def request_id(body: bytes, place: int) -> str:
+    """The name of the redemption the message at `place` of the packet in `body` asks
+    for: the packet sent again, the same bytes, is the same redemption, whatever was
+    kept of its first answer (a packet's bytes hold its session and its packet id)."""
+    return f"bc:{hashlib.sha256(body).hexdigest()[:40]}:{place}"
+
+
 def _message(message: object) -> Message | DomainError:
     if not isinstance(message, dict):
         return DomainError(R.INVALID_REQUEST, "a message is a JSON object")
@@ -98,7 +118,9 @@ def _message(message: object) -> Message | DomainError:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        return DomainError(R.INVALID_PARAMETER_TYPE, f"{service}.{operation}: data is an object")
+        return DomainError(
+            R.INVALID_PARAMETER_TYPE, f"{service!r}.{operation!r}: data is an object"
+        )
     return Message(service, operation, data)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import structlog
 from pydantic import BaseModel, ValidationError
 
 from services.intake.admin import Admin
@@ -32,6 +33,8 @@ from services.intake.braincloud.packets import (
     packet_of,
     read_object,
     refusal,
+    refused_whole,
+    request_id,
     required_text,
     text,
 )
@@ -52,15 +55,17 @@ from services.intake.schemas import (
     UpdateCustomInfoIn,
 )
 from shared.clock import Clock
+from shared.domain.codes import Code
 from shared.domain.fulfillment import AsyncResponse
 from shared.domain.identifiers import printable
-from shared.domain.profiles import Server, Servers, Session, expiry, new_session_id
+from shared.domain.profiles import Apps, Server, Servers, Session, expiry, new_session_id
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
 from shared.messages import CodeRecord, RedeemCommand, describe
 from shared.ports.profiles import Profiles
 from shared.service.attempt_outcomes import AttemptOutcomes
 
+log = structlog.get_logger()
 R = ReasonCode
 B = TypeVar("B", bound=BaseModel)
 AUTHENTICATE = ("authenticationV2", "AUTHENTICATE")
@@ -69,14 +74,20 @@ HEARTBEAT = ("heartbeat", "HEARTBEAT")
 
 @dataclass(frozen=True)
 class _Call:
+    """One message being carried out for a server, for the app it named."""
+
     server: Server
-    session: Session | None
-    packet_id: int | None
+    app_id: str
+    body: bytes
+    place: int
     client_address: str | None
 
     @property
     def by(self) -> str:
         return f"server:{self.server.name}"
+
+    def code(self, code: Code) -> Data:
+        return code_of(CodeRecord.of(code), self.app_id)
 
 
 Operation = Callable[["ServerDoor", _Call, Data], Awaitable[object]]
@@ -88,6 +99,7 @@ class ServerDoor:
     def __init__(
         self,
         servers: Servers,
+        apps: Apps,
         profiles: Profiles,
         admin: Admin,
         generation: Generation,
@@ -101,6 +113,7 @@ class ServerDoor:
         wait_s: float,
     ) -> None:
         self._servers = servers
+        self._apps = apps
         self._profiles = profiles
         self._admin = admin
         self._generation = generation
@@ -118,18 +131,27 @@ class ServerDoor:
         return max(1, self._expiry_s // 2)
 
     async def answer(self, body: bytes, *, client_address: str | None) -> dict[str, Any]:
+        """The answer to the packet (or stateless request) in `body`: always one, a fault
+        of the service included (503 in each entry)."""
         try:
             found = read_object(body)
         except DomainError as error:
             return {"packetId": None, "messageResponses": [refusal(error)]}
-        if "messages" not in found and "service" in found:
-            return await self._stateless(found, client_address)
-        return await self._packet(found, client_address)
+        try:
+            if "messages" not in found and "service" in found:
+                return await self._stateless(found, body, client_address)
+            return await self._packet(found, body, client_address)
+        except Exception:
+            log.exception("a front door packet failed")
+            unavailable = DomainError(R.SERVICE_UNAVAILABLE, "the service failed: send it again")
+            return refused_whole(found, unavailable, "messageResponses")
 
-    async def _stateless(self, request: Data, client_address: str | None) -> Entry:
-        """One request naming its server, its operation and its data: its one entry."""
+    async def _stateless(self, request: Data, body: bytes, client_address: str | None) -> Entry:
+        """One request naming its server, its app, its operation and its data: its one
+        entry."""
         try:
             server = self._admit(request)
+            app_id = self._app_id(request)
             service, operation = request.get("service"), request.get("operation")
             data = request.get("data") or {}
             if not isinstance(service, str) or not isinstance(operation, str):
@@ -139,17 +161,19 @@ class ServerDoor:
         except DomainError as error:
             return refusal(error)
         message = Message(service, operation, data)
-        return await self._entry(_Call(server, None, None, client_address), message)
+        return await self._entry(_Call(server, app_id, body, 0, client_address), message)
 
-    async def _packet(self, found: Data, client_address: str | None) -> dict[str, Any]:
+    async def _packet(self, found: Data, body: bytes, client_address: str | None) -> dict[str, Any]:
         try:
             packet = packet_of(found)
         except DomainError as error:
-            return {"packetId": found.get("packetId"), "messageResponses": [refusal(error)]}
+            return refused_whole(found, error, "messageResponses")
         first = packet.messages[0]
         if isinstance(first, Message) and (first.service, first.operation) == AUTHENTICATE:
             entry = await entry_of(first, lambda: self._open(first.data))
-            return {"packetId": packet.packet_id, "messageResponses": [entry]}
+            alone = DomainError(R.INVALID_REQUEST, "a packet that authenticates holds nothing else")
+            rest = [refusal(alone)] * (len(packet.messages) - 1)
+            return {"packetId": packet.packet_id, "messageResponses": [entry, *rest]}
         try:
             session, server = await self._session(packet.session_id)
         except DomainError as error:  # the session is gone: said at the top, as the clients read it
@@ -161,10 +185,11 @@ class ServerDoor:
         if packet.packet_id is not None and (kept := session.replay(packet.packet_id)):
             answer: dict[str, Any] = json.loads(kept)
             return answer
-        call = _Call(server, session, packet.packet_id, client_address)
         entries = [
-            refusal(m) if isinstance(m, DomainError) else await self._entry(call, m)
-            for m in packet.messages
+            refusal(m)
+            if isinstance(m, DomainError)
+            else await self._entry(_Call(server, session.app_id, body, n, client_address), m)
+            for n, m in enumerate(packet.messages)
         ]
         answer = {"packetId": packet.packet_id, "messageResponses": entries}
         if packet.packet_id is not None:
@@ -178,12 +203,16 @@ class ServerDoor:
         name = required_text(data, "serverName", limit=128)
         return self._servers.admit(name, required_text(data, "serverSecret", limit=1024))
 
+    def _app_id(self, data: Data) -> str:
+        """The app a server acts in (`appId`): one of `REDEEM_BRAINCLOUD_APPS` (40316)."""
+        return self._apps.get(required_text(data, "appId", limit=128)).app_id
+
     async def _open(self, data: Data) -> Data:
-        """A server's session, for the server name and secret `data` gives."""
+        """A server's session, for the server name and secret and the app `data` gives."""
         server = self._admit(data)
         session = Session(
             new_session_id(),
-            text(data, "appId", limit=128) or "",
+            self._app_id(data),
             expiry(self._clock(), self._expiry_s),
             server_name=server.name,
         )
@@ -215,19 +244,19 @@ class ServerDoor:
         code = await self._admin.add_code(
             code_type, body.scan_code, CodeState(body.code_state), body.custom_code_info
         )
-        return _response(CodeRecord.of(code).model_dump(mode="json"))
+        return _response(call.code(code))
 
     async def _activate(self, call: _Call, data: Data) -> Data:
         scan_code = required_text(data, "scanCode", limit=128)
         code_type, body = _in_campaign(call, _without(data, "scanCode"), ActivateIn)
         code = await self._admin.activate(code_type, scan_code, body.custom_code_info, call.by)
-        return _response(CodeRecord.of(code).model_dump(mode="json"))
+        return _response(call.code(code))
 
     async def _invalidate(self, call: _Call, data: Data) -> Data:
         scan_code = required_text(data, "scanCode", limit=128)
         code_type, body = _in_campaign(call, _without(data, "scanCode"), InvalidateIn)
         code = await self._admin.invalidate(code_type, scan_code, body.invalidation_reason, call.by)
-        return _response(CodeRecord.of(code).model_dump(mode="json"))
+        return _response(call.code(code))
 
     async def _update_custom_info(self, call: _Call, data: Data) -> Data:
         scan_code = required_text(data, "scanCode", limit=128)
@@ -235,7 +264,7 @@ class ServerDoor:
         code = await self._admin.update_custom_info(
             code_type, scan_code, body.version, body.custom_code_info, call.by
         )
-        return _response(CodeRecord.of(code).model_dump(mode="json"))
+        return _response(call.code(code))
 
     async def _generate(self, call: _Call, data: Data, *, inline: bool) -> Data:
         details = data.get("algorithmDetailsJson")
@@ -300,7 +329,10 @@ class ServerDoor:
         code_type = required_text(data, "codeType", limit=128)
         scan_code = required_text(data, "scanCode", limit=128)
         call.server.grant.check_campaign(code_type)
-        code = await self._admin.code(code_type, scan_code, user=_profile(data))
+        user = _profile(data)
+        if user is not None:
+            await self._check_profile(call, user)
+        code = await self._admin.code(code_type, scan_code, user=user)
         if code.redemption_id is None:
             raise DomainError(R.REDEMPTION_CODE_NOT_IN_PROGRESS, "the code is in no redemption")
         attempt = data.get("attempt")
@@ -317,11 +349,11 @@ class ServerDoor:
             code_type=code_type,
         )
         code = await self._attempts.respond(answer, call.server.grant)
-        return _response(CodeRecord.of(code).model_dump(mode="json"))
+        return _response(call.code(code))
 
     async def _redeem(self, call: _Call, data: Data) -> Data:
         """`REDEEM_CODE` for `profileId`: as a client's, through the intake."""
-        user = _required_profile(data)
+        user = await self._check_profile(call, _required_profile(data))
         info = data.get("customRedemptionInfo")
         if info is not None and not isinstance(info, dict):
             raise DomainError(R.INVALID_PARAMETER_TYPE, "customRedemptionInfo is an object")
@@ -332,7 +364,7 @@ class ServerDoor:
                 "scanCode": required_text(data, "scanCode", limit=128),
                 "codeType": text(data, "codeType", limit=128),
                 "customRedemptionInfo": info or None,
-                "requestId": _request_id(call),
+                "requestId": request_id(call.body, call.place),
             },
         )
         job, record = await self._redeemer.redeem(
@@ -346,14 +378,21 @@ class ServerDoor:
             raise DomainError(
                 R.REDEMPTION_IN_PROGRESS, f"redemption {job.redemptionId} is under way"
             )
-        return _response(outcome_of(record, ""))
+        return _response(outcome_of(record, call.app_id))
 
     async def _redeemed_codes(self, call: _Call, data: Data) -> Data:
-        user = _required_profile(data)
+        user = await self._check_profile(call, _required_profile(data))
         codes = await self._queries.redeemed_codes(
             user, text(data, "codeType", limit=128), call.server.grant
         )
-        return _response({"codes": [code_of(CodeRecord.of(c), "") for c in codes]})
+        return _response({"codes": [call.code(code) for code in codes]})
+
+    async def _check_profile(self, call: _Call, profile_id: str) -> str:
+        """`profile_id`, a profile of the app the server acts in (40446 otherwise)."""
+        profile = await self._profiles.get_profile(profile_id)
+        if profile is None or profile.app_id != call.app_id:
+            raise DomainError(R.PROFILE_NOT_FOUND, f"app {call.app_id} has no profile {profile_id}")
+        return profile_id
 
 
 _OPERATIONS: dict[tuple[str, str], Operation] = {
@@ -371,13 +410,6 @@ _OPERATIONS: dict[tuple[str, str], Operation] = {
     ("redemptionCode", "REDEEM_CODE"): ServerDoor._redeem,
     ("redemptionCode", "GET_REDEEMED_CODES"): ServerDoor._redeemed_codes,
 }
-
-
-def _request_id(call: _Call) -> str | None:
-    """A session's redemption is named by its packet: the packet resent redeems once."""
-    if call.session is None or call.packet_id is None:
-        return None
-    return f"s2s:{call.session.session_id}:{call.packet_id}"
 
 
 def _response(result: object) -> Data:

@@ -7,10 +7,11 @@ stall for good after any other status.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from services.intake.braincloud.packets import MAX_PACKET_BYTES, refusal
 from services.intake.routes.deps import ClientDoorDep, ServerDoorDep
@@ -25,7 +26,7 @@ STREAMED = {("POST", CLIENT_PATH): MAX_PACKET_BYTES, ("POST", SERVER_PATH): MAX_
 
 
 @router.post(CLIENT_PATH, response_model=None)
-async def dispatcher(request: Request, door: ClientDoorDep) -> JSONResponse:
+async def dispatcher(request: Request, door: ClientDoorDep) -> Response:
     """A packet of brainCloud's client protocol, signed with `X-SIG` (see the README's
     "Moving from brainCloud")."""
     try:
@@ -42,7 +43,7 @@ async def dispatcher(request: Request, door: ClientDoorDep) -> JSONResponse:
 
 
 @router.post(SERVER_PATH, response_model=None)
-async def s2s_dispatcher(request: Request, door: ServerDoorDep) -> JSONResponse:
+async def s2s_dispatcher(request: Request, door: ServerDoorDep) -> Response:
     """A packet (or a stateless request) of brainCloud's server-to-server protocol (see
     the README's "Moving from brainCloud")."""
     try:
@@ -62,5 +63,7 @@ def _too_large(error: DomainError) -> DomainError:
     return DomainError(ReasonCode.MESSAGE_TOO_LARGE, error.message)
 
 
-def _answer(answer: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(answer, status_code=200)
+def _answer(answer: dict[str, Any]) -> Response:
+    """The answer as ASCII JSON: a caller's text echoed in it may hold anything JSON
+    can, a lone surrogate included, which UTF-8 cannot."""
+    return Response(json.dumps(answer), status_code=200, media_type="application/json")
