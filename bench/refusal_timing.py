@@ -1,23 +1,28 @@
 """Uniform refusals, timed: whether the answer time tells a guesser which refusal it got.
 
 Starts the system (intake, workers, results) with uniform refusals on
-(`REDEEM_UNIFORM_REFUSALS=true`) and no failure limit for users (each request has
-a user id of its own too, so no throttling interferes). A campaign holds `--pool`
-codes of each kind a guess can meet: Inactive, invalidated, and redeemed by another
-user; unknown codes are random codes of the same shape outside the campaign. Then
-`--requests` HTTP redemptions with `?wait=`, the four kinds in equal numbers
-interleaved at random (`--seed`), go out `--concurrency` at a time, after
-`--warmup` requests that are not counted.
+(`REDEEM_UNIFORM_REFUSALS=true`, or with `--uniform-by campaign` the campaign's
+`uniformRefusals` alone) and no failure limit for users (each request has a user id
+of its own too, so no throttling interferes). A campaign holds `--pool` codes of each
+kind a guess can meet: Inactive, invalidated, and redeemed by another user; unknown
+codes are random codes of the same shape outside the campaign. Then `--requests` HTTP
+redemptions with `?wait=`, the four kinds in equal numbers interleaved at random
+(`--seed`), go out `--concurrency` at a time, after `--warmup` requests that are not
+counted. With `--unnamed`, each kind is sent without `codeType` too (the worker then
+finds the code in whatever campaign holds it): eight kinds, in equal numbers.
 
 It prints, for each kind, the count, the answers (status/reasonCode: all 404/40395
 when the refusals are uniform), the real reason the service kept for operators, and
-the median and p90 answer time; then, for each pair of kinds, the difference of their
-medians with a Mann-Whitney U test, and for the pair whose medians differ most a
-bootstrap 95% interval of that difference. Exit 1 when the answers tell the kinds
-apart (any kind answered otherwise than the others).
+the median and p90 answer time; then, for each pair of kinds that name a campaign
+alike (both a `codeType`, or both none: a guesser compares a guess with others sent
+the same way), the difference of their medians with a Mann-Whitney U test, and for
+the pair whose medians differ most a bootstrap 95% interval of that difference.
+Exit 1 when the answers tell such kinds apart (any kind answered otherwise than the
+others sent the same way).
 
     .venv/bin/python -m bench.refusal_timing [--requests 4000] [--store embedded|mongodb]
         [--workers 2] [--concurrency 4] [--pool 50] [--warmup 200] [--seed 1]
+        [--unnamed] [--uniform-by service|campaign]
 
 MongoDB is the one the tests would use (REDEEM_TEST_MONGODB_URL, else a local
 SecantusDB surrogate); RabbitMQ the local broker, on a virtual host of its own.
@@ -56,6 +61,7 @@ AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}
 AS_REDEEMER = {"Authorization": f"Bearer {REDEEM}"}
 CAMPAIGN = "timing"
 KINDS = ("unknown", "inactive", "invalidated", "redeemed by another")
+UNNAMED = ", no codeType"  # a kind sent without codeType: "unknown, no codeType"
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 BOOTSTRAP_ROUNDS = 2000
 console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -72,6 +78,14 @@ class Answer:
     @property
     def label(self) -> str:
         return f"{self.status}/{self.reason}" if self.reason else str(self.status)
+
+
+def kinds_sent(args: argparse.Namespace) -> list[tuple[str, ...]]:
+    """The kinds sent, in groups that name a campaign alike: with a codeType, and, with
+    `--unnamed`, without one."""
+    if not args.unnamed:
+        return [KINDS]
+    return [KINDS, tuple(kind + UNNAMED for kind in KINDS)]
 
 
 def scan_code(rng: random.Random) -> str:
@@ -97,9 +111,15 @@ async def call(http: httpx.AsyncClient, method: str, path: str, **kw: Any) -> An
     return answer.json()
 
 
-async def prepare(http: httpx.AsyncClient, codes: dict[str, list[str]]) -> None:
-    """The campaign, with the Inactive, invalidated and redeemed codes of `codes`."""
-    await call(http, "POST", "/v1/campaigns", json={"codeType": CAMPAIGN})
+async def prepare(
+    http: httpx.AsyncClient, codes: dict[str, list[str]], args: argparse.Namespace
+) -> None:
+    """The campaign, with the Inactive, invalidated and redeemed codes of `codes`; its
+    own `uniformRefusals` with `--uniform-by campaign`."""
+    campaign: dict[str, Any] = {"codeType": CAMPAIGN}
+    if args.uniform_by == "campaign":
+        campaign["uniformRefusals"] = True
+    await call(http, "POST", "/v1/campaigns", json=campaign)
     stored = [
         {"scanCode": scan, "codeState": "Inactive" if kind == "inactive" else "Available"}
         for kind in KINDS[1:]
@@ -124,7 +144,10 @@ async def prepare(http: httpx.AsyncClient, codes: dict[str, list[str]]) -> None:
 
 
 async def redeem(http: httpx.AsyncClient, user: str, scan: str, kind: str, wait_s: float) -> Answer:
-    body = {"userId": user, "scanCode": scan, "codeType": CAMPAIGN, "requestId": user}
+    """A redemption of `scan` as `kind` sends it: naming the campaign, or not."""
+    body = {"userId": user, "scanCode": scan, "requestId": user}
+    if not kind.endswith(UNNAMED):
+        body["codeType"] = CAMPAIGN
     start = time.perf_counter()
     response = await http.post(
         "/v1/redemptions", params={"wait": wait_s}, json=body, headers=AS_REDEEMER
@@ -134,11 +157,14 @@ async def redeem(http: httpx.AsyncClient, user: str, scan: str, kind: str, wait_
     return Answer(kind, took, response.status_code, reason, response.headers.get("x-redemption-id"))
 
 
-def plan(codes: dict[str, list[str]], count: int, rng: random.Random) -> list[tuple[str, str]]:
-    """`count` (kind, code) pairs, the kinds in equal numbers, interleaved at random."""
-    kinds = [KINDS[n % len(KINDS)] for n in range(count)]
+def plan(
+    codes: dict[str, list[str]], count: int, rng: random.Random, sent: Sequence[str]
+) -> list[tuple[str, str]]:
+    """`count` (kind, code) pairs, the kinds `sent` in equal numbers, interleaved at
+    random."""
+    kinds = [sent[n % len(sent)] for n in range(count)]
     rng.shuffle(kinds)
-    return [(kind, rng.choice(codes[kind])) for kind in kinds]
+    return [(kind, rng.choice(codes[kind.removesuffix(UNNAMED)])) for kind in kinds]
 
 
 async def send_all(
@@ -155,9 +181,10 @@ async def send_all(
 
 
 async def real_reasons(http: httpx.AsyncClient) -> dict[str, int | None]:
-    """The reason kept for operators of every redemption of the campaign, by its id."""
+    """The reason kept for operators of every redemption, by its id (one refused
+    without a codeType is in no campaign's listing)."""
     found: dict[str, int | None] = {}
-    params: dict[str, Any] = {"codeType": CAMPAIGN, "limit": 500}
+    params: dict[str, Any] = {"limit": 500}
     while True:
         page = await call(http, "GET", "/v1/redemptions", params=params)
         found |= {r["redemptionId"]: r["reasonCode"] for r in page["items"]}
@@ -229,15 +256,16 @@ def _counts(counter: Counter[str]) -> str:
 
 
 def report(f: Figures, args: argparse.Namespace, rng: random.Random) -> None:
+    uniform = "the campaign's" if args.uniform_by == "campaign" else "the service's"
     table = Table(
-        title=f"{len(f.answers):,} refused redemptions over HTTP, uniform refusals on,"
-        f" {args.store} store, {args.workers} worker(s), {args.concurrency} at a time"
+        title=f"{len(f.answers):,} refused redemptions over HTTP, {uniform} uniform refusals"
+        f" on, {args.store} store, {args.workers} worker(s), {args.concurrency} at a time"
     )
     for column in ("kind", "count", "answered", "real reason (operators)"):
         table.add_column(column)
     table.add_column("median ms", justify="right")
     table.add_column("p90 ms", justify="right")
-    for kind in KINDS:
+    for kind in itertools.chain(*kinds_sent(args)):
         took = f.times(kind)
         table.add_row(
             kind,
@@ -248,21 +276,29 @@ def report(f: Figures, args: argparse.Namespace, rng: random.Random) -> None:
             f"{percentile(took, 0.9) * 1000:.2f}",
         )
     console.print(table)
-    pairs = Table(title="differences of medians between kinds (Mann-Whitney U, two-sided)")
+    for group in kinds_sent(args):
+        report_pairs(f, group, rng)
+    console.print(f"all requests took {f.elapsed_s:.1f} s", markup=False)
+
+
+def report_pairs(f: Figures, group: Sequence[str], rng: random.Random) -> None:
+    """The differences of medians between the kinds of `group`, and the largest one's
+    bootstrap interval."""
+    sent = "without codeType" if group[0].endswith(UNNAMED) else "with codeType"
+    pairs = Table(title=f"differences of medians between kinds {sent} (Mann-Whitney U, two-sided)")
     for column in ("kinds", "difference ms", "p"):
         pairs.add_column(column, justify="right" if column != "kinds" else "left")
-    medians = {kind: statistics.median(f.times(kind)) for kind in KINDS}
-    for a, b in itertools.combinations(KINDS, 2):
+    medians = {kind: statistics.median(f.times(kind)) for kind in group}
+    for a, b in itertools.combinations(group, 2):
         _, p = mann_whitney(f.times(a), f.times(b))
         pairs.add_row(f"{a} - {b}", f"{(medians[a] - medians[b]) * 1000:+.2f}", f"{p:.3f}")
     console.print(pairs)
-    a, b = max(itertools.combinations(KINDS, 2), key=lambda p: abs(medians[p[0]] - medians[p[1]]))
+    a, b = max(itertools.combinations(group, 2), key=lambda p: abs(medians[p[0]] - medians[p[1]]))
     low, high = bootstrap_interval(f.times(a), f.times(b), rng)
     console.print(
-        f"largest difference of medians: {a} - {b} = "
+        f"largest difference of medians {sent}: {a} - {b} = "
         f"{(medians[a] - medians[b]) * 1000:+.2f} ms, 95% bootstrap interval "
-        f"[{low * 1000:+.2f}, {high * 1000:+.2f}] ms ({BOOTSTRAP_ROUNDS:,} rounds);"
-        f" all requests took {f.elapsed_s:.1f} s",
+        f"[{low * 1000:+.2f}, {high * 1000:+.2f}] ms ({BOOTSTRAP_ROUNDS:,} rounds)",
         markup=False,
     )
 
@@ -295,7 +331,7 @@ async def measure(
     )
     env.update(
         REDEEM_LOG_LEVEL="WARNING",
-        REDEEM_UNIFORM_REFUSALS="true",
+        REDEEM_UNIFORM_REFUSALS=str(args.uniform_by == "service").lower(),
         REDEEM_FAILURE_LIMITS="user=off",
     )
     system = System(env, work)
@@ -306,11 +342,13 @@ async def measure(
         intake, *_ = system.start_all("intake", *["worker"] * args.workers, "results")
         async with httpx.AsyncClient(base_url=intake.url, timeout=120, limits=pool) as http:
             codes = draw_codes(rng, args.pool)
-            await prepare(http, codes)
-            await send_all(http, plan(codes, args.warmup, rng), args, "warmup")
+            await prepare(http, codes, args)
+            sent = list(itertools.chain(*kinds_sent(args)))
+            await send_all(http, plan(codes, args.warmup, rng, sent), args, "warmup")
             console.print(f"{args.requests:,} refused redemptions ...", markup=False)
             start = time.perf_counter()
-            answers = await send_all(http, plan(codes, args.requests, rng), args, "guesser")
+            guesses = plan(codes, args.requests, rng, sent)
+            answers = await send_all(http, guesses, args, "guesser")
             elapsed = time.perf_counter() - start
             real = await real_reasons(http)
     finally:
@@ -329,11 +367,13 @@ async def main(args: argparse.Namespace) -> int:
         console.print(f"RabbitMQ: {rabbit.kind}")
         figures = await measure(rabbit, mongo_url, args, Path(tmp), rng)
     report(figures, args, rng)
-    told = {kind: set(figures.told(kind)) for kind in KINDS}
-    if len({frozenset(labels) for labels in told.values()}) != 1:
-        console.print(f"[bold red]THE ANSWERS TELL THE KINDS APART[/]: {told}")
-        return 1
-    return 0
+    apart = 0
+    for group in kinds_sent(args):
+        told = {kind: set(figures.told(kind)) for kind in group}
+        if len({frozenset(labels) for labels in told.values()}) != 1:
+            console.print(f"[bold red]THE ANSWERS TELL THE KINDS APART[/]: {told}")
+            apart = 1
+    return apart
 
 
 if __name__ == "__main__":
@@ -346,4 +386,13 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=int, default=200, help="requests not counted")
     parser.add_argument("--wait", type=float, default=20.0, help="the ?wait= of each request")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--unnamed", action="store_true", help="send each kind without codeType too"
+    )
+    parser.add_argument(
+        "--uniform-by",
+        choices=("service", "campaign"),
+        default="service",
+        help="uniform refusals set for the whole service, or by the campaign alone",
+    )
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -14,10 +14,15 @@ def main() -> None:
     settings = settings_for("intake", redemption_ids=True, code_secret=True)
     logs.configure(settings.log_level, settings.log_format)
     app = create_app(settings, adapters)
+    proxies = settings.trusted_proxies()
     uvicorn.run(
         app,
         host=settings.http_host,
         port=settings.port_for(DEFAULT_PORT),
+        # X-Forwarded-For names the client (counted by the failure budget) only when
+        # one of REDEEM_FORWARDED_ALLOW_IPS sent it; uvicorn's default trusts loopback.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,

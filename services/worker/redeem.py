@@ -18,7 +18,10 @@ code's hashed key (`model.kept`): whether a code exists shows nowhere in the
 record, and nothing is looked up before the failure budget is reserved. The
 code as typed comes with every delivery of the job and is looked up by its
 keys; one found in a campaign that keeps codes plain is keyed as it is there
-(`_keyed`) before the redemption may hold it.
+(`_keyed`) before the redemption may hold it. A guess that names no campaign escapes
+none of the campaign its code is found in: it is told its refusal uniformly when that
+campaign says so, counts in that campaign's failure window, and costs the store what
+an unknown code's refusal does (`_refuse_as_seen`).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from shared.domain.model import (
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import checked, normalise
 from shared.domain.states import CodeState
-from shared.domain.throttling import LockedOut
+from shared.domain.throttling import LockedOut, counts
 from shared.ports import Store
 from shared.runtime.failpoints import failpoint
 from shared.service.attempt_outcomes import AttemptOutcomes
@@ -96,18 +99,15 @@ class RedeemService:
             return await self._finish(
                 pending, RedemptionStatus.REJECTED, locked.reason, locked.message
             )
+        found: Campaign | None = None
         try:
-            campaign = await self._campaign_for(pending.code_type, typed)
+            found, seen = await self._campaign_for(pending, typed)
+            campaign = found
+            self._refuse_as_seen(campaign, seen, pending)
             pending = await self._keyed(pending, campaign, typed)
             ref, code, fresh = await self._claim(campaign, pending, typed)
         except DomainError as refusal:
-            uniform = await self._refuses_uniformly(pending)
-            return await self._finish(
-                dataclasses.replace(pending, uniform_refusal=uniform),
-                RedemptionStatus.REJECTED,
-                refusal.reason,
-                refusal.message,
-            )
+            return await self._refuse(pending, found, refusal)
         if fresh:
             await failpoint("after-claim")
         if not fresh and code.code_state is CodeState.IN_PROGRESS and code.timer_at is None:
@@ -162,18 +162,35 @@ class RedeemService:
             return refusal
         return None
 
-    async def _refuses_uniformly(self, pending: Redemption) -> bool:
-        """Whether the caller is told a guess's refusal as the uniform one: as the campaign
-        the request names says, else as the global default (a request that names none
-        learns nothing from which campaign a code is in)."""
-        if pending.code_type is not None:
-            try:
-                campaign = await self._campaigns.get(pending.code_type)
-            except DomainError:
-                return self._uniform_refusals
-            if campaign.uniform_refusals is not None:
-                return campaign.uniform_refusals
-        return self._uniform_refusals
+    async def _refuse(
+        self, pending: Redemption, found: Campaign | None, refusal: DomainError
+    ) -> Redemption:
+        """End `pending` refused, told as `_refuses_uniformly` says; `found`: the campaign
+        its code was looked for in, if one was found. A guess that named no campaign
+        counts in the window of the campaign its code was found in too, as though it had
+        named it; after its outcome is recorded, so that the answer does not wait for it."""
+        uniform = self._refuses_uniformly(pending, found)
+        ended = await self._finish(
+            dataclasses.replace(pending, uniform_refusal=uniform),
+            RedemptionStatus.REJECTED,
+            refusal.reason,
+            refusal.message,
+        )
+        if pending.code_type is None and found is not None and counts(ended.reason_code):
+            await self._budget.count_in_campaign(ended.redemption_id, found)
+        return ended
+
+    def _refuses_uniformly(self, pending: Redemption, found: Campaign | None) -> bool:
+        """Whether the caller is told a guess's refusal as the uniform one. A request that
+        names a campaign is told as it says, else as the global default. One that names
+        none is told so when the global default or the campaign its code was found in
+        says so: naming no campaign does not escape a campaign's uniform refusals, and
+        an unknown code's refusal is the uniform one anyway, so nothing tells a code of
+        such a campaign from one that does not exist."""
+        setting = found.uniform_refusals if found is not None else None
+        if pending.code_type is None:
+            return self._uniform_refusals or setting is True
+        return self._uniform_refusals if setting is None else setting
 
     async def give_up(self, pending: Redemption, error: DomainError) -> Redemption:
         """End a redemption that cannot be carried out, failing any code it holds.
@@ -415,9 +432,11 @@ class RedeemService:
         )
         return ref, code, fresh
 
-    async def _campaign_for(self, code_type: str | None, typed: str) -> Campaign:
-        if code_type is not None:
-            return await self._campaigns.get(code_type)
+    async def _campaign_for(self, pending: Redemption, typed: str) -> tuple[Campaign, Code | None]:
+        """The campaign `pending` names, else the one its code `typed` is in, with the
+        personal code as it was found there."""
+        if pending.code_type is not None:
+            return await self._campaigns.get(pending.code_type), None
         keys = self._keys.lookups(typed)
         shared = await self._store.find_shared_campaign(keys[0])
         codes = [code for key in keys for code in await self._store.find_codes(key, limit=2)]
@@ -427,10 +446,26 @@ class RedeemService:
                 "this scan code exists in several campaigns: give its codeType",
             )
         if shared is not None:
-            return shared
+            return shared, None
         if not codes:
             raise DomainError(ReasonCode.REDEMPTION_CODE_NOT_FOUND, "no such code")
-        return await self._campaigns.get(codes[0].code_type)
+        return await self._campaigns.get(codes[0].code_type), codes[0]
+
+    def _refuse_as_seen(self, campaign: Campaign, seen: Code | None, pending: Redemption) -> None:
+        """Refuse, as it was found, a code that a redemption naming no campaign cannot
+        claim (not Available, and not held by this redemption, which resumes it), with the
+        campaign's own refusal first, as `_claim` gives it. Such a refusal then costs the
+        store what an unknown code's does, the lookup and no more: no record keyed, no
+        claim tried, no code read again (a key write among them would take measurably
+        longer), so the time of a uniform refusal does not tell a guesser that the code
+        exists. A code made Available after the lookup is refused as it was then, as
+        though the request had come a moment earlier."""
+        if seen is None or seen.code_state is CodeState.AVAILABLE:
+            return
+        if seen.redemption_id == pending.redemption_id:
+            return
+        campaign.check_redeemable(self._clock())
+        raise model.refusal(seen, pending.user_id)
 
     async def _held_by(self, pending: Redemption, ref: CodeRef) -> Code:
         """The code this redemption holds already, or why it cannot have it."""

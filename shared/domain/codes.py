@@ -292,15 +292,13 @@ def check_version(code: Code, version: int) -> None:
 
 
 def refusal(code: Code, user_id: str) -> DomainError:
-    """Why `user_id` cannot claim `code`, which is not Available."""
+    """Why `user_id` cannot claim `code`, which is not Available. A code another user
+    claimed is theirs, whatever became of their redemption: a guesser is told no more
+    than that (a refusal that counts), and only the user who claimed it learns that
+    it failed with no retries left."""
     state = code.code_state
     if state is CodeState.FAILED and code.retry_at is not None:
         state = CodeState.IN_PROGRESS  # failed, but its next attempt is on its way
-    elif state is CodeState.FAILED:
-        return DomainError(
-            ReasonCode.REDEMPTION_FAILED_MAX_RETRIES,
-            "the redemption of this code failed and has no retries left",
-        )
     if state in (CodeState.INACTIVE, CodeState.INVALIDATED):
         return DomainError(_STATE_REFUSALS[state], f"code is {state.value}")
     if code.redeemed_by_user_id != user_id:
@@ -316,8 +314,10 @@ _STATE_REFUSALS = {
     CodeState.REDEEMED: ReasonCode.REDEMPTION_CODE_REDEEMED_BY_SELF,
     CodeState.IN_PROGRESS: ReasonCode.REDEMPTION_IN_PROGRESS,
     CodeState.AVAILABLE: ReasonCode.REDEMPTION_CODE_ACTIVE,
+    CodeState.FAILED: ReasonCode.REDEMPTION_FAILED_MAX_RETRIES,
 }
 _SELF_MESSAGES = {
+    CodeState.FAILED: "the redemption of this code failed and has no retries left",
     CodeState.REDEEMED: "you have already redeemed this code",
     CodeState.IN_PROGRESS: "your redemption of this code is in progress",
     CodeState.AVAILABLE: "code is available",

@@ -13,6 +13,7 @@ succeeds clears its user's window.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -122,6 +123,24 @@ class FailureLimits:
 DEFAULT_LIMITS = FailureLimits()
 
 
+def strictest(first: FailureLimits, *others: FailureLimits) -> FailureLimits:
+    """Limits as strict as each of these, kind by kind: what a request that names no
+    campaign is held to, since its code may be in any campaign. Of two limits, the
+    fewest failures over the longest window (stricter than either); a kind counted by
+    none is not counted."""
+    kinds = {
+        kind.value: _stricter(limits.of(kind) for limits in (first, *others)) for kind in ScopeKind
+    }
+    return FailureLimits(**kinds)
+
+
+def _stricter(limits: Iterable[Limit | None]) -> Limit | None:
+    counted = [limit for limit in limits if limit is not None]
+    if not counted:
+        return None
+    return Limit(min(x.failures for x in counted), max(x.window for x in counted))
+
+
 @dataclass(frozen=True)
 class Caller:
     """Who asks for a redemption, as far as throttling counts them."""
@@ -136,7 +155,7 @@ class Caller:
         values = {
             ScopeKind.USER: self.user_id,
             ScopeKind.KEY: self.key_id,
-            ScopeKind.ADDRESS: self.address,
+            ScopeKind.ADDRESS: None if self.address is None else address_scope(self.address),
             ScopeKind.CAMPAIGN: self.code_type,
         }
         counted = []
@@ -145,6 +164,21 @@ class Caller:
             if value is not None and limit is not None:
                 counted.append((scope_of(kind, value), limit))
         return counted
+
+
+def address_scope(address: str) -> str:
+    """What a client address counts as: an IPv6 address its /64 (one subscriber's
+    network, whose addresses a caller may rotate through), an IPv4 address itself, as
+    is one carried in IPv6 (`::ffff:a.b.c.d`); anything else as given."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is None:
+            return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+        ip = ip.ipv4_mapped
+    return str(ip)
 
 
 def scope_of(kind: ScopeKind, value: str) -> str:

@@ -1,5 +1,6 @@
 """Configuration from the environment (prefix `REDEEM_`), one model for all services."""
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +29,12 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int | None = Field(
         None, description="intake 8080, worker 8081, results 8082 unless set; 0 turns it off"
+    )
+    forwarded_allow_ips: str = Field(
+        "",
+        description="the reverse proxies (addresses or CIDR networks, comma-separated) whose"
+        " X-Forwarded-For names the intake's client address; empty: none, the connection's"
+        " own address is the client's",
     )
     api_keys: str = Field(
         "",
@@ -178,6 +185,20 @@ class Settings(BaseSettings):
     def _networks_parse(cls, spec: str) -> str:
         AddressPolicy.parse(spec)
         return spec
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies_parse(cls, spec: str) -> str:
+        for entry in filter(None, (part.strip() for part in spec.split(","))):
+            try:
+                ipaddress.ip_network(entry)
+            except ValueError as error:
+                raise ValueError(f"not an address or a network: {error}") from None
+        return spec
+
+    def trusted_proxies(self) -> list[str]:
+        """The reverse proxies of `forwarded_allow_ips`, for uvicorn."""
+        return list(filter(None, (part.strip() for part in self.forwarded_allow_ips.split(","))))
 
     def webhook_keyring(self) -> Keyring:
         return Keyring.parse(self.webhook_secrets)

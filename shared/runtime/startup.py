@@ -1,5 +1,6 @@
 """What a service checks before it starts: its settings parse, no development secret
-of docker-compose.yml outside development, and (the intake) a redemption id secret.
+of docker-compose.yml outside development (nor beside secrets of one's own in it), and
+(the intake) a redemption id secret.
 
 A mistake ends the process with one line on stderr naming the setting, and status 2.
 """
@@ -7,8 +8,10 @@ A mistake ends the process with one line on stderr naming the setting, and statu
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 import sys
+import urllib.parse
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -20,6 +23,11 @@ from shared.runtime.settings import Settings
 # service refuses them unless REDEEM_ENVIRONMENT=development.
 DEVELOPMENT_KEYS = ("dev-admin-key", "dev-redeem-key", "dev-partner-key")
 DEVELOPMENT_SECRETS = ("change-me-in-production",)
+# RabbitMQ's default user, docker-compose.yml's broker login. RabbitMQ lets it in over
+# loopback only, unless told otherwise (as its docker image is): guest:guest to a broker
+# on this machine is a local run's, to another host a development broker's.
+DEVELOPMENT_BROKER_LOGIN = ("guest", "guest")
+BROKER_LOGIN = "broker login (guest:guest, to a host other than this one)"
 REDEMPTION_ID_SECRET_FILE = "redemption-id-secret"
 CODE_SECRET_FILE = "code-secret"
 
@@ -50,15 +58,68 @@ def settings_for(
 
 
 def refuse_development_secrets(settings: Settings) -> None:
-    """Refuse docker-compose's development keys and secrets, unless in development."""
-    if settings.environment == "development":
+    """Refuse docker-compose's development keys, secrets and broker login, unless in
+    development; and in development too beside keys or secrets of one's own: whoever set
+    some of their own is setting up more than a development system, and would otherwise
+    keep the public rest unawares (docker-compose.yml defaults to development)."""
+    development, own = development_and_own(settings)
+    if not development:
         return
-    development = {hashlib.sha256(key.encode()).digest() for key in DEVELOPMENT_KEYS}
-    if development & set(settings.api_keys_parsed().digests()):
-        raise StartupError(_development("REDEEM_API_KEYS", "keys"))
+    setting, what = development[0]
+    if settings.environment != "development":
+        raise StartupError(_development(setting, what))
+    if own:
+        raise StartupError(
+            f"{setting} holds the development {what} of docker-compose.yml beside your own"
+            f" {own[0]}: set your own in every one (and REDEEM_ENVIRONMENT=production), or"
+            " leave them all to docker-compose.yml"
+        )
+
+
+def development_and_own(settings: Settings) -> tuple[list[tuple[str, str]], list[str]]:
+    """The settings holding a development value (with what it is), and the key and
+    secret settings set to values of one's own."""
+    development: list[tuple[str, str]] = []
+    own: list[str] = []
+    keys = {hashlib.sha256(key.encode()).digest() for key in DEVELOPMENT_KEYS}
+    digests = set(settings.api_keys_parsed().digests())
+    if keys & digests:
+        development.append(("REDEEM_API_KEYS", "keys"))
+    elif digests:
+        own.append("REDEEM_API_KEYS")
     for name, value in settings:
-        if "secret" in name and any(dev in str(value or "") for dev in DEVELOPMENT_SECRETS):
-            raise StartupError(_development(f"REDEEM_{name.upper()}", "secret"))
+        if "secret" not in name or not value:
+            continue
+        if any(dev in str(value) for dev in DEVELOPMENT_SECRETS):
+            development.append((f"REDEEM_{name.upper()}", "secret"))
+        else:
+            own.append(f"REDEEM_{name.upper()}")
+    if logs_in_as_guest_elsewhere(settings.rabbitmq_url):
+        development.append(("REDEEM_RABBITMQ_URL", BROKER_LOGIN))
+    return development, own
+
+
+def logs_in_as_guest_elsewhere(url: str) -> bool:
+    """Whether the broker URL logs in as guest:guest (as one without a login does) to a
+    host other than this one (loopback)."""
+    parts = urllib.parse.urlsplit(url)
+    if urllib.parse.parse_qs(parts.query).get("auth", ["plain"])[0].lower() == "external":
+        return False
+    user = urllib.parse.unquote(parts.username or "") or "guest"
+    password = urllib.parse.unquote(parts.password or "") or "guest"
+    return (user, password) == DEVELOPMENT_BROKER_LOGIN and not _loopback(parts.hostname)
+
+
+def _loopback(host: str | None) -> bool:
+    if not host or host.rstrip(".") == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name, perhaps of this machine: not looked up
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def _development(setting: str, what: str) -> str:

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from shared.clock import Clock
 from shared.domain.access import Grant
-from shared.domain.model import Redemption, RedemptionStatus
+from shared.domain.model import Campaign, Redemption, RedemptionStatus
 from shared.domain.reasons import DomainError
 from shared.domain.throttling import (
     Caller,
@@ -35,7 +35,8 @@ from shared.service.campaign_cache import CampaignCache
 
 
 class FailureBudget:
-    """`limits` hold unless the caller's campaign sets its own."""
+    """`limits` hold unless the caller's campaign sets its own; a caller that names no
+    campaign is held to the strictest that any campaign or `limits` set."""
 
     def __init__(
         self,
@@ -86,17 +87,37 @@ class FailureBudget:
         await self._give_back(ended.redemption_id, scopes)
 
     async def lockouts(
-        self, grant: Grant, *, after: str | None = None, limit: int = 100
-    ) -> list[Lockout]:
-        """The scopes locked out now within the key's reach, by scope, after `after`."""
+        self, grant: Grant, *, after: str | None = None, limit: int = 100, scan: int = 10_000
+    ) -> tuple[list[Lockout], str | None]:
+        """Up to `limit` scopes locked out now within the key's reach, by scope, after
+        `after`; and the scope the next page starts after (None: no more follow).
+
+        Most live windows have room left: the windows are read in turn until `limit`
+        lockouts are found or they end, or `scan` of them were read (a page may then
+        hold fewer than `limit` and still name where the next one starts)."""
         now = self._clock()
         reachable = grant.lockout_scopes()
-        if reachable is None:
-            windows = await self._store.live_failure_windows(now, after=after, limit=limit)
-            return lockouts(windows, now)
-        scopes = [scope for scope in reachable if after is None or scope > after]
-        found = lockouts(await self._store.failure_windows(scopes), now)
-        return sorted(found, key=lambda lockout: lockout.scope)[:limit]
+        if reachable is not None:
+            scopes = [scope for scope in reachable if after is None or scope > after]
+            locked = lockouts(await self._store.failure_windows(scopes), now)
+            locked.sort(key=lambda lockout: lockout.scope)
+            return locked[:limit], locked[limit - 1].scope if len(locked) > limit else None
+        batch = min(max(limit, 100), scan)
+        found: list[Lockout] = []
+        cursor, read = after, 0
+        while True:
+            windows = await self._store.live_failure_windows(now, after=cursor, limit=batch)
+            for n, window in enumerate(windows, 1):
+                cursor = window.scope
+                found.extend(lockouts([window], now))
+                if len(found) == limit:
+                    more = n < len(windows) or len(windows) == batch
+                    return found, cursor if more else None
+            read += len(windows)
+            if len(windows) < batch:
+                return found, None
+            if read >= scan:
+                return found, cursor
 
     async def clear(self, scope: str, grant: Grant) -> bool:
         """Lift a lockout within the key's reach (forget the scope's window); whether there
@@ -104,17 +125,34 @@ class FailureBudget:
         grant.check_lockout(scope)
         return await self._store.clear_failure_window(scope)
 
+    async def count_in_campaign(self, attempt_id: str, campaign: Campaign) -> None:
+        """Count a guess that named no campaign in the window of the campaign its code
+        was found in, when that campaign's limits count campaigns: an entry if the window
+        has room. Counting only, once the code was looked at: it changes no answer, and a
+        window with no room is left as it is (it locks the campaign out already)."""
+        limit = self._limits.for_campaign(campaign.failure_limits).campaign
+        if limit is None:
+            return
+        scope = scope_of(ScopeKind.CAMPAIGN, campaign.code_type)
+        await self._store.change_failure_window(
+            scope, limit, _admitting(attempt_id, self._clock(), limit)
+        )
+
     async def _scopes(self, caller: Caller) -> list[tuple[str, Limit]]:
         """The caller's counted scopes, under its campaign's limits (an unknown campaign
-        has the global ones)."""
+        has the global ones). A caller that names no campaign is held to the strictest
+        limits of every campaign and the global ones, as its code may be in any of them:
+        naming none does not escape a campaign's limits. They come from the campaigns'
+        listing, not from the code, which is not looked at before its entries are taken."""
+        if caller.code_type is None:
+            return caller.scopes(await self._campaigns.strictest_limits(self._limits))
         limits = self._limits
-        if caller.code_type is not None:
-            try:
-                campaign = await self._campaigns.get(caller.code_type)
-            except DomainError:
-                campaign = None
-            if campaign is not None:
-                limits = limits.for_campaign(campaign.failure_limits)
+        try:
+            campaign = await self._campaigns.get(caller.code_type)
+        except DomainError:
+            campaign = None
+        if campaign is not None:
+            limits = limits.for_campaign(campaign.failure_limits)
         return caller.scopes(limits)
 
     async def _give_back(self, attempt_id: str, scopes: list[tuple[str, Limit]]) -> None:

@@ -1,19 +1,39 @@
-"""Hostile input to the running system gets a clear 4xx and changes nothing."""
+"""Hostile input to the running system, on both stores, gets a clear 4xx and changes
+nothing."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
+from bench.support.processes import System
 from shared.adapters.rabbitmq import Broker
+from tests.conftest import running
 from tests.support.amqp import ask
 from tests.support.api import Api
 
 pytestmark = pytest.mark.e2e
 INVALID = (422, 40660)
+
+
+@pytest.fixture
+def any_store_system(each_store_env: dict[str, str], tmp_path: Path) -> Iterator[System]:
+    """The system on MongoDB, then on the embedded store."""
+    with running(each_store_env, tmp_path) as started:
+        yield started
+
+
+@pytest.fixture
+async def api(any_store_system: System) -> AsyncIterator[Api]:
+    intake, _, _ = any_store_system.start_all("intake", "worker", "results")
+    client = Api(intake.url)
+    yield client
+    await client.close()
 
 
 async def test_a_body_sent_without_a_key_gets_401_not_read_as_an_update(api: Api) -> None:
@@ -56,6 +76,52 @@ async def test_generating_more_codes_than_a_format_holds_is_refused_at_once(api:
         assert "bits of randomness" in answer.json()["message"]
     inventory = await api.http.get("/v1/campaigns/tiny/inventory", headers=api.admin)
     assert inventory.json()["total"] == 0
+
+
+async def test_a_format_needs_40_bits_beyond_log2_of_the_codes_its_campaign_would_hold(
+    api: Api,
+) -> None:
+    # 41 characters of "AB": 41 bits, room for a campaign of 2 codes (log2 2 + 40), not 3.
+    await api.campaign("edge")
+    url = "/v1/campaigns/edge/codes/generate"
+    bits_41 = {
+        "algorithmName": "Custom",
+        "algorithmDetailsJson": {"alphabet": "AB", "length": 41, "group": 0},
+        "inline": True,
+    }
+    made = await api.http.post(url, json={**bits_41, "quantity": 2}, headers=api.admin)
+    assert made.status_code == 200, made.text
+
+    one_more = await api.http.post(url, json={**bits_41, "quantity": 1}, headers=api.admin)
+
+    assert (one_more.status_code, one_more.json()["reasonCode"]) == INVALID
+    assert "41.0 bits of randomness" in one_more.json()["message"]
+    assert "a campaign of 3 codes needs at least 41.6" in one_more.json()["message"]
+    inventory = await api.http.get("/v1/campaigns/edge/inventory", headers=api.admin)
+    assert inventory.json()["total"] == 2
+
+
+async def test_a_hashed_campaigns_format_counts_only_what_a_masked_code_hides(api: Api) -> None:
+    await api.campaign("sealed", hashCodes=True)
+    url = "/v1/campaigns/sealed/codes/generate"
+
+    def of_length(length: int) -> dict[str, object]:
+        details = {"alphabet": "AB", "length": length, "group": 0}
+        return {
+            "algorithmName": "Custom",
+            "algorithmDetailsJson": details,
+            "quantity": 1,
+            "inline": True,
+        }
+
+    # 44 characters, the last 4 shown by every masked answer: 40 hidden bits, enough for
+    # one code, and 43 characters are not.
+    refused = await api.http.post(url, json=of_length(43), headers=api.admin)
+    assert (refused.status_code, refused.json()["reasonCode"]) == INVALID
+    assert "beyond the last four characters a masked code shows" in refused.json()["message"]
+    accepted = await api.http.post(url, json=of_length(44), headers=api.admin)
+    assert accepted.status_code == 200, accepted.text
+    assert len(accepted.json()["generatedScanCodes"]) == 1
 
 
 async def test_a_user_id_with_a_control_character_is_refused_over_http_and_amqp(

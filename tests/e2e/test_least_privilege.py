@@ -290,6 +290,9 @@ async def test_services_refuse_development_secrets_and_a_missing_id_secret_on_mo
 
     data = str(system.logs / "data")
     told = {"REDEEM_ENVIRONMENT": "development", "REDEEM_DATA_DIR": data, **development, **unset}
+    # In development too, not beside secrets of one's own (docker-compose's, all or none).
+    assert "beside your own REDEEM_CODE_SECRET" in exit_line(system, "intake", told)
+    told |= {"REDEEM_CODE_SECRET": "", "REDEEM_WEBHOOK_SECRETS": ""}
     dev = beside(system, "development", told)
     try:
         intake = dev.start("intake")  # ready: it answers

@@ -187,8 +187,10 @@ async def test_a_failed_attempt_is_retried_after_its_backoff_then_ends_failed() 
         ReasonCode.REDEMPTION_FAILED,
     )
     assert r.store.events() == ["code.inprogress", "code.failed"] * 3
-    later = await r.redeem(user="u2", rid="r2")
+    later = await r.redeem(rid="r2")
     assert later.reason_code is ReasonCode.REDEMPTION_FAILED_MAX_RETRIES
+    someone_else = await r.redeem(user="u2", rid="r3")
+    assert someone_else.reason_code is ReasonCode.REDEMPTION_CODE_REDEEMED_BY_OTHER
 
 
 async def test_a_retry_that_succeeds_redeems_the_code() -> None:

@@ -33,6 +33,21 @@ def compose_defaults() -> dict[str, str]:
     return dict(re.findall(r"(REDEEM_\w+): \$\{\1:-([^}]*)\}", text))
 
 
+def compose_settings() -> dict[str, str]:
+    """docker-compose.yml's defaults as the fields of `Settings`."""
+    return {name.removeprefix("REDEEM_").lower(): v for name, v in compose_defaults().items()}
+
+
+# Keys and secrets of one's own in place of each development one of docker-compose.yml.
+OWN = {
+    "api_keys": "my-admin-key=admin",
+    "redemption_id_secret": "my-redemption-id-secret-of-32-characters",
+    "context_secret": "my-context-secret",
+    "code_secret": "my-code-secret-of-32-characters-or-more",
+    "webhook_secrets": "partner=k1:my-webhook-secret-of-its-own",
+}
+
+
 def test_every_key_and_secret_docker_compose_defaults_to_is_known_as_a_development_one() -> None:
     defaults = compose_defaults()
     keys = {entry.partition("=")[0] for entry in defaults["REDEEM_API_KEYS"].split(";")}
@@ -42,6 +57,7 @@ def test_every_key_and_secret_docker_compose_defaults_to_is_known_as_a_developme
         any(dev in value for dev in startup.DEVELOPMENT_SECRETS) for value in secrets.values()
     ), secrets
     assert defaults["REDEEM_ENVIRONMENT"] == "development"
+    assert startup.logs_in_as_guest_elsewhere(defaults["REDEEM_RABBITMQ_URL"])
 
 
 @pytest.mark.parametrize(
@@ -62,11 +78,77 @@ def test_a_development_secret_is_refused_outside_development_naming_its_setting(
 
 
 def test_docker_composes_own_settings_start_in_development_only() -> None:
-    settings = {name.removeprefix("REDEEM_").lower(): v for name, v in compose_defaults().items()}
+    settings = compose_settings()
     startup.refuse_development_secrets(Settings.model_validate(settings))
     production = settings | {"environment": "production"}
     with pytest.raises(StartupError):
         startup.refuse_development_secrets(Settings.model_validate(production))
+    # With every key and secret of one's own, still not on compose's guest broker login.
+    with pytest.raises(StartupError, match=r"^REDEEM_RABBITMQ_URL holds the development broker"):
+        startup.refuse_development_secrets(Settings.model_validate(production | OWN))
+    broker = {"rabbitmq_url": "amqp://redeem:my-broker-password@rabbitmq:5672/"}
+    startup.refuse_development_secrets(Settings.model_validate(production | OWN | broker))
+
+
+@pytest.mark.parametrize(
+    ("own", "named", "beside"),
+    [
+        ({"api_keys": OWN["api_keys"]}, "REDEEM_REDEMPTION_ID_SECRET", "REDEEM_API_KEYS"),
+        ({"code_secret": OWN["code_secret"]}, "REDEEM_API_KEYS", "REDEEM_CODE_SECRET"),
+        (OWN, "REDEEM_RABBITMQ_URL", "REDEEM_API_KEYS"),
+    ],
+    ids=["own-keys", "own-code-secret", "all-own-but-the-broker"],
+)
+def test_in_development_compose_values_are_refused_beside_keys_or_secrets_of_ones_own(
+    own: dict[str, str], named: str, beside: str
+) -> None:
+    """docker-compose.yml defaults to development: whoever sets only some keys or secrets
+    of their own is told of the public ones left, not run with them unawares."""
+    mixed = Settings.model_validate(compose_settings() | own)
+    assert mixed.environment == "development"
+    with pytest.raises(StartupError, match=f"^{named} holds the development .* your own {beside}"):
+        startup.refuse_development_secrets(mixed)
+
+
+def test_in_development_keys_and_secrets_all_of_ones_own_are_accepted() -> None:
+    broker = {"rabbitmq_url": "amqp://redeem:my-broker-password@rabbitmq:5672/"}
+    startup.refuse_development_secrets(Settings.model_validate(compose_settings() | OWN | broker))
+    in_development = Settings.model_validate(OWN | {"environment": "development"})
+    startup.refuse_development_secrets(in_development)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "amqp://guest:guest@rabbitmq:5672/",
+        "amqps://guest:guest@10.0.0.5:5671/",
+        "amqp://guest:guest@[2001:db8::1]:5672/",
+        "amqp://rabbitmq:5672/",  # no login: the client logs in as guest:guest
+        "amqp://guest@broker.example/",
+    ],
+)
+def test_the_guest_broker_login_to_another_host_is_refused_outside_development(url: str) -> None:
+    with pytest.raises(StartupError, match=r"^REDEEM_RABBITMQ_URL holds the development broker"):
+        startup.refuse_development_secrets(Settings(rabbitmq_url=url))
+    startup.refuse_development_secrets(Settings(rabbitmq_url=url, environment="development"))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "amqp://guest:guest@127.0.0.1:5672/",
+        "amqp://guest:guest@localhost:5672/",
+        "amqp://guest:guest@[::1]:5672/",
+        "amqp://guest:guest@[::ffff:127.0.0.1]:5672/",
+        "amqp://redeem:my-password@rabbitmq:5672/",
+        "amqp://guest:not-the-default@rabbitmq:5672/",
+        "amqps://rabbitmq:5671/?auth=external",
+    ],
+)
+def test_guest_on_this_machine_or_a_login_of_ones_own_is_accepted(url: str) -> None:
+    """RabbitMQ lets guest in over loopback only, unless told otherwise: guest:guest to
+    this machine is a local run's (`redeem up`, the tests)."""
+    startup.refuse_development_secrets(Settings(rabbitmq_url=url))
 
 
 def test_a_service_with_a_development_key_exits_with_one_line_naming_the_setting(
@@ -113,7 +195,7 @@ def test_otherwise_one_is_made_once_in_the_data_directory(
     assert (mode(tmp_path / "a"), mode(data), mode(kept)) == (0o700, 0o700, 0o600)
 
 
-def test_private_files_are_made_for_their_owner_only_and_existing_ones_left_alone(
+def test_private_files_are_made_for_their_owner_only_and_parents_passed_through_left_alone(
     tmp_path: Path,
 ) -> None:
     mine = tmp_path / "mine"

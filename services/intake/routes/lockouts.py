@@ -17,12 +17,12 @@ async def lockouts(
     budget: BudgetDep,
     _: AdminRole,
     grant: GrantDep,
-    after: Annotated[str | None, Query(description="the last scope of the page before")] = None,
+    after: Annotated[str | None, Query(description="the `after` of the page before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Lockouts:
-    """The scopes locked out now, by scope."""
-    found = await budget.lockouts(grant, after=after, limit=limit)
-    last = found[-1].scope if len(found) == limit else None
+    """The scopes locked out now, by scope. A page may hold fewer than `limit` and still
+    be followed by another: ask again after its `after` until that is null."""
+    found, last = await budget.lockouts(grant, after=after, limit=limit)
     return Lockouts(items=[LockoutOut.of(x) for x in found], after=last)
 
 

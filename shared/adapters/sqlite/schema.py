@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from shared.adapters.files import private_file
+from shared.adapters.files import FILE_MODE, private_file, tighten
 
 BUSY_TIMEOUT_MS = 30_000
+# The files SQLite keeps beside the database in WAL mode.
+WAL_FILES = ("-wal", "-shm")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaigns (
@@ -125,10 +127,17 @@ CREATE INDEX IF NOT EXISTS instances_by_timer ON instances (timer_at) WHERE time
 
 def connect(path: Path) -> sqlite3.Connection:
     """A connection to the file at `path`, made if need be (readable by its owner only, as
-    SQLite then makes its WAL and shared-memory files), set up for durable commits."""
+    SQLite then makes its WAL and shared-memory files; those there already are made so),
+    set up for durable commits and to overwrite what it deletes."""
     private_file(path)
+    for companion in WAL_FILES:
+        tighten(path.with_name(path.name + companion), FILE_MODE)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    # Deleted rows are overwritten with zeros, not left in free pages: a plain code
+    # handed out and deleted is not in the file after (a page's older copies in the
+    # WAL last until a checkpoint and later commits write over them).
+    conn.execute("PRAGMA secure_delete = ON")
     conn.execute("PRAGMA journal_mode = WAL")
     # Each commit reaches the disk before it returns: a job is acknowledged
     # after its commit, so a power loss must not undo what was acknowledged.
