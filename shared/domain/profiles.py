@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -126,14 +127,11 @@ class Apps:
 
     @classmethod
     def parse(cls, spec: str) -> Apps:
-        apps: dict[str, App] = {}
-        for entry in filter(None, (part.strip() for part in spec.split(";"))):
-            app_id, _, rest = entry.partition("=")
-            secret, *limits = rest.split("|")
-            if not app_id.strip() or not secret.strip():
-                raise ValueError("REDEEM_BRAINCLOUD_APPS: an entry is APPID=SECRET[|campaigns=...]")
-            grant = limited(Grant(frozenset({"redeem"})), limits, "REDEEM_BRAINCLOUD_APPS")
-            apps[app_id.strip()] = App(app_id.strip(), secret.strip(), grant)
+        setting = "REDEEM_BRAINCLOUD_APPS"
+        apps = {
+            app_id: App(app_id, secret, limited(Grant(frozenset({"redeem"})), limits, setting))
+            for app_id, secret, limits in _entries(spec, setting, "APPID=SECRET[|campaigns=...]")
+        }
         return cls(apps)
 
     def get(self, app_id: str) -> App:
@@ -164,19 +162,13 @@ class Servers:
 
     @classmethod
     def parse(cls, spec: str) -> Servers:
-        servers: dict[str, Server] = {}
-        for entry in filter(None, (part.strip() for part in spec.split(";"))):
-            name, _, rest = entry.partition("=")
-            secret, *limits = rest.split("|")
-            if not name.strip() or not secret.strip():
-                raise ValueError(
-                    "REDEEM_BRAINCLOUD_SERVERS: an entry is NAME=SECRET[|campaigns=...]"
-                )
-            setting = "REDEEM_BRAINCLOUD_SERVERS"
-            digest = written_digest(secret.strip(), setting)
-            servers[name.strip()] = Server(
-                name.strip(), digest, limited(Grant(ROLES), limits, setting)
+        setting = "REDEEM_BRAINCLOUD_SERVERS"
+        servers = {
+            name: Server(
+                name, written_digest(secret, setting), limited(Grant(ROLES), limits, setting)
             )
+            for name, secret, limits in _entries(spec, setting, "NAME=SECRET[|campaigns=...]")
+        }
         return cls(servers)
 
     def admit(self, name: str, secret: str) -> Server:
@@ -193,3 +185,14 @@ class Servers:
 
     def get(self, name: str) -> Server | None:
         return self._servers.get(name)
+
+
+def _entries(spec: str, setting: str, form: str) -> Iterator[tuple[str, str, list[str]]]:
+    """Each `NAME=SECRET|LIMIT|...` entry of `spec` (`;`-separated): its name, its
+    secret and its limits; ValueError for an entry without a name or a secret."""
+    for entry in filter(None, (part.strip() for part in spec.split(";"))):
+        name, _, rest = entry.partition("=")
+        secret, *limits = rest.split("|")
+        if not name.strip() or not secret.strip():
+            raise ValueError(f"{setting}: an entry is {form}")
+        yield name.strip(), secret.strip(), limits
