@@ -54,6 +54,9 @@ def create_app(settings: Settings, connect: Connect, clock: Clock = utcnow) -> F
     # Each checks a body when it is first read, the innermost first: the caller's key,
     # then the body's size.
     app.add_middleware(CredentialsFirst)
+    if settings.braincloud_cors_origins:
+        origins = [o.strip() for o in settings.braincloud_cors_origins.split(",") if o.strip()]
+        app.add_middleware(braincloud.FrontDoorCors, origins=origins)
     app.add_middleware(
         errors.BodyLimit,
         streamed={("POST", bulk.IMPORT_PATH): settings.max_import_bytes, **braincloud.STREAMED},

@@ -125,6 +125,11 @@ class Settings(BaseSettings):
         description="servers /s2sdispatcher serves: 'NAME=SECRET[|campaigns=A,B][|handlers=H];...'"
         " (SECRET may be sha256:<hex digest>)",
     )
+    braincloud_cors_origins: str = Field(
+        "",
+        description="origins whose browser game clients may call the brainCloud front door"
+        " (comma-separated, e.g. https://game.example; '*' any); none by default",
+    )
     braincloud_session_expiry_s: int = Field(
         1200, ge=1, le=7 * 86400, description="a brainCloud session's life since its last packet"
     )

@@ -409,3 +409,28 @@ async def test_a_fault_of_the_store_is_answered_in_a_200_for_each_message(
         answer = await client.send(HEARTBEAT, HEARTBEAT)
     assert answer.status_code == 200
     assert [reason(e) for e in answer.json()["responses"]] == [(503, R.SERVICE_UNAVAILABLE)] * 2
+
+
+async def test_browser_clients_of_the_origins_given_may_call_the_door_and_no_other_route(
+    broker: RecordingBroker,
+) -> None:
+    settings = Settings(
+        api_keys="admin-key=admin",
+        braincloud_apps=f"{APP}={SECRET}",
+        braincloud_cors_origins="https://game.example",
+    )
+    preflight = {
+        "Origin": "https://game.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-sig,x-appid",
+    }
+    async with intake_client(FakeStore(), broker, settings, lambda: NOW) as (http, _):
+        door = await http.options("/dispatcherv2", headers=preflight)
+        other = await http.options(
+            "/dispatcherv2", headers={**preflight, "Origin": "https://x.example"}
+        )
+        api = await http.options("/v1/redemptions", headers=preflight)
+    assert door.status_code == 200
+    assert door.headers["access-control-allow-origin"] == "https://game.example"
+    assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+    assert "access-control-allow-origin" not in api.headers

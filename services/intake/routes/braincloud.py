@@ -12,6 +12,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.intake.braincloud.packets import MAX_PACKET_BYTES, refusal
 from services.intake.routes.deps import ClientDoorDep, ServerDoorDep
@@ -52,6 +54,24 @@ async def s2s_dispatcher(request: Request, door: ServerDoorDep) -> Response:
         return _answer({"packetId": None, "messageResponses": [refusal(_too_large(error))]})
     client_address = request.client.host if request.client else None
     return _answer(await door.answer(body, client_address=client_address))
+
+
+class FrontDoorCors:
+    """CORS for the front door's routes alone, for game clients in a browser on the
+    origins given (`REDEEM_BRAINCLOUD_CORS_ORIGINS`); the rest of the API has none."""
+
+    def __init__(self, app: ASGIApp, origins: list[str]) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_methods=["POST"],
+            allow_headers=["Content-Type", "X-SIG", "X-APPID"],
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        at_door = scope["type"] == "http" and scope["path"] in (CLIENT_PATH, SERVER_PATH)
+        await (self.cors if at_door else self.app)(scope, receive, send)
 
 
 async def _body(request: Request) -> bytes:
