@@ -10,7 +10,7 @@ from datetime import datetime
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
-from shared.adapters.documents import failure_window_from_doc, failure_window_to_doc
+from shared.adapters.documents import Doc, failure_window_from_doc, failure_window_to_doc
 from shared.adapters.mongodb.base import MongoBase
 from shared.domain.throttling import FailureWindow, Limit
 from shared.ports.throttling import WindowChange
@@ -24,14 +24,22 @@ class MongoFailureWindows(MongoBase):
     async def change_failure_window(
         self, scope: str, limit: Limit, change: WindowChange
     ) -> FailureWindow:
+        # Most scopes have no window (a user who never failed, or whose success cleared
+        # it): a change that adds to a window is first written as its first version, one
+        # insert; the window is read only when one is there already, or for any other
+        # change.
+        doc: Doc | None = None
+        read = False
         while True:  # until no other writer came between the read and the write
-            doc = await self._failure_windows.find_one({"_id": scope})
             stored = failure_window_from_doc(doc) if doc else FailureWindow(scope, limit)
             changed = change(stored)
-            if changed == stored:
+            if read and changed == stored:
                 return stored
-            if await self._write_window(stored, changed, exists=doc is not None):
+            writes = changed != stored and (read or bool(changed.entries))
+            if writes and await self._write_window(stored, changed, exists=doc is not None):
                 return dataclasses.replace(changed, version=stored.version + 1)
+            doc = await self._failure_windows.find_one({"_id": scope})
+            read = True
 
     async def _write_window(
         self, stored: FailureWindow, changed: FailureWindow, *, exists: bool
