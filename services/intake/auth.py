@@ -128,7 +128,7 @@ class Requires:
         return admitted.who
 
 
-def grant_of(request: Request) -> Grant:
+async def grant_of(request: Request) -> Grant:
     """What the caller's key may reach (the route's `requires` checks its role)."""
     keys: ApiKeys = request.app.state.keys
     return _grant(keys, request.headers.get("authorization", ""))[1]

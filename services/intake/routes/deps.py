@@ -1,4 +1,7 @@
-"""What routes depend on: the caller's role, and the service of the intake they call."""
+"""What routes depend on: the caller's role, and the service of the intake they call.
+
+Each is `async`: FastAPI runs a plain function dependency in its thread pool, a
+thread hop per dependency per request."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ PartnerRole = Annotated[str, Depends(requires("fulfillment"))]
 GrantDep = Annotated[Grant, Depends(grant_of)]
 
 
-def intake_of(request: Request) -> Intake:
+async def intake_of(request: Request) -> Intake:
     intake: Intake = request.app.state.intake
     return intake
 
@@ -35,43 +38,43 @@ def intake_of(request: Request) -> Intake:
 IntakeDep = Annotated[Intake, Depends(intake_of)]
 
 
-def _admin(intake: IntakeDep) -> Admin:
+async def _admin(intake: IntakeDep) -> Admin:
     return intake.admin
 
 
-def _bulk(intake: IntakeDep) -> Bulk:
+async def _bulk(intake: IntakeDep) -> Bulk:
     return intake.bulk
 
 
-def _generation(intake: IntakeDep) -> Generation:
+async def _generation(intake: IntakeDep) -> Generation:
     return intake.generation
 
 
-def _queries(intake: IntakeDep) -> Queries:
+async def _queries(intake: IntakeDep) -> Queries:
     return intake.queries
 
 
-def _redeemer(intake: IntakeDep) -> Redeemer:
+async def _redeemer(intake: IntakeDep) -> Redeemer:
     return intake.redeemer
 
 
-def _attempts(intake: IntakeDep) -> AttemptOutcomes:
+async def _attempts(intake: IntakeDep) -> AttemptOutcomes:
     return intake.attempts
 
 
-def _contexts(intake: IntakeDep) -> Contexts:
+async def _contexts(intake: IntakeDep) -> Contexts:
     return intake.contexts
 
 
-def _budget(intake: IntakeDep) -> FailureBudget:
+async def _budget(intake: IntakeDep) -> FailureBudget:
     return intake.budget
 
 
-def _client_door(intake: IntakeDep) -> ClientDoor:
+async def _client_door(intake: IntakeDep) -> ClientDoor:
     return intake.client_door
 
 
-def _server_door(intake: IntakeDep) -> ServerDoor:
+async def _server_door(intake: IntakeDep) -> ServerDoor:
     return intake.server_door
 
 
