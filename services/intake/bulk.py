@@ -12,30 +12,42 @@ read: every line before it is imported, none after, and the refusal says so.
 A CSV export prefixes a cell a spreadsheet would run as a formula with a
 single quote (OWASP, CSV injection); an import takes that quote off again, so
 an export imports back unchanged.
+
+At disk speed: lines are read a chunk at a time; a line of a scan code and a
+state (most of an inventory) is checked at once, any other by `ImportRow`; a
+batch's codes are made like the first of their state (`generation.alike`),
+with time-ordered ids, and the next batch is read while the store adds this
+one. An export writes its lines from the codes themselves.
 """
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import csv
 import io
 import json
+import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
 from services.intake.queries import personal_campaign
-from shared.clock import Clock
-from shared.domain.codekeys import PLAIN, CodeKeys
-from shared.domain.model import Code, NewId, new_code
+from shared.clock import Clock, to_ms
+from shared.domain.codekeys import PLAIN, CodeKeys, shown
+from shared.domain.generation import RandomBytes, alike, collection_paused, time_ordered_ids
+from shared.domain.model import Code, JsonMap, NewId, new_code
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
-from shared.messages import CallerInfo, CodeRecord, describe
-from shared.ports import Store
+from shared.messages import CallerInfo, describe
+from shared.ports import Jobs, Store
 
-BATCH = 1_000
+BATCH = 25_000
+EXPORT_BATCH = 5_000
 MAX_REPORTED_ERRORS = 10_000
 MAX_LINE_BYTES = 64 * 1024
 # What a spreadsheet reads as the start of a formula (OWASP, CSV injection).
@@ -57,6 +69,17 @@ class ImportRow(BaseModel):
     scanCode: str
     codeState: CodeState = CodeState.INACTIVE
     customCodeInfo: CallerInfo | None = None
+
+
+class Fields(NamedTuple):
+    """A line's fields, checked as `ImportRow` checks them."""
+
+    scan_code: str
+    state: CodeState
+    info: JsonMap | None
+
+
+_STATES = {state.value: state for state in CodeState}
 
 
 @dataclass
@@ -93,8 +116,9 @@ class ImportReport:
         )
 
 
-async def numbered_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[int, str]]:
-    """The lines of a streamed UTF-8 body, numbered from 1, never all in memory."""
+async def numbered_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[int, list[str]]]:
+    """The lines of a streamed UTF-8 body, a chunk's whole lines at a time with the number
+    of the first (counted from 1), never all in memory."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     pending, number = "", 0
     async for chunk in chunks:
@@ -105,16 +129,17 @@ async def numbered_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[in
                 ReasonCode.INVALID_PARAMETER_VALUE,
                 f"line {number + len(complete) + 1} is longer than {MAX_LINE_BYTES}",
             )
-        for line in complete:
-            number += 1
-            yield number, line.rstrip("\r")
+        yield number + 1, [line.rstrip("\r") for line in complete]
+        number += len(complete)
     pending += decoder.decode(b"", final=True)
     if pending.strip():
-        yield number + 1, pending.rstrip("\r")
+        yield number + 1, [pending.rstrip("\r")]
 
 
 def _cells(line: str) -> list[str]:
     """A CSV line's cells; a line the csv module cannot read (a bare CR in it) is refused."""
+    if '"' not in line and "\r" not in line and "\0" not in line:
+        return line.split(",")  # as the csv module reads a line with no quotes
     try:
         return next(csv.reader([line]))
     except csv.Error as exc:
@@ -128,7 +153,7 @@ def _csv_row(header: list[str], line: str) -> dict[str, Any]:
             ReasonCode.INVALID_PARAMETER_VALUE,
             f"{len(values)} fields where the header has {len(header)}",
         )
-    cells = zip(header, map(_unquoted, values), strict=True)
+    cells = zip(header, map(_unquoted, values) if "'" in line else values, strict=True)
     row: dict[str, Any] = {k: v for k, v in cells if v != ""}
     if "customCodeInfo" in row:
         row["customCodeInfo"] = _json(row["customCodeInfo"])
@@ -144,35 +169,46 @@ def _json(text: str) -> Any:
         raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, "JSON nested too deeply") from None
 
 
-def _row(values: dict[str, Any]) -> ImportRow:
+def _fields(values: dict[str, Any]) -> Fields:
+    """A line's fields: a scan code and a state are checked at once, anything else by
+    `ImportRow` (which says what is wrong)."""
+    scan, state = values.get("scanCode"), values.get("codeState", CodeState.INACTIVE.value)
+    plain = values.get("customCodeInfo") is None
+    if type(scan) is str and type(state) is str and state in _STATES and plain:
+        return Fields(scan, _STATES[state], None)
     try:
         row = ImportRow.model_validate(values)
     except ValidationError as exc:
         raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, describe(exc)) from None
-    return row
+    return Fields(row.scanCode, row.codeState, row.customCodeInfo)
 
 
 async def _rows(
     fmt: str, chunks: AsyncIterable[bytes]
-) -> AsyncIterator[tuple[int, ImportRow | DomainError]]:
-    """Each data line's number and row, or why it is none; a CSV file's header first.
+) -> AsyncIterator[list[tuple[int, Fields | DomainError]]]:
+    """Each data line's number and fields, or why it has none, a chunk's lines at a time;
+    a CSV file's header first.
 
     Raises when the file cannot be read on (its header, a line too long, its size).
     """
     header: list[str] | None = None
-    async for number, line in numbered_lines(chunks):
-        if not line.strip():
-            continue
-        if fmt == "csv" and header is None:
-            header = _header(line)
-            continue
-        try:
-            row: ImportRow | DomainError = _row(
-                _csv_row(header or [], line) if fmt == "csv" else _object(line)
-            )
-        except DomainError as error:
-            row = error
-        yield number, row
+    async for first, lines in numbered_lines(chunks):
+        rows: list[tuple[int, Fields | DomainError]] = []
+        with collection_paused():
+            for number, line in enumerate(lines, first):
+                if not line.strip():
+                    continue
+                if fmt == "csv" and header is None:
+                    header = _header(line)
+                    continue
+                try:
+                    row: Fields | DomainError = _fields(
+                        _csv_row(header or [], line) if fmt == "csv" else _object(line)
+                    )
+                except DomainError as error:
+                    row = error
+                rows.append((number, row))
+        yield rows
 
 
 def _header(line: str) -> list[str]:
@@ -191,56 +227,134 @@ class Importer:
         self,
         store: Store,
         clock: Clock,
-        new_id: NewId,
         keys: CodeKeys = PLAIN,
         *,
         hashed: bool = False,
+        random_bytes: RandomBytes = secrets.token_bytes,
+        batch: int = BATCH,
     ) -> None:
         self._store = store
         self._clock = clock
-        self._new_id = new_id
         self._keys = keys
         self._hashed = hashed
+        self._random_bytes = random_bytes
+        self._batch_size = batch
 
     async def run(self, code_type: str, fmt: str, chunks: AsyncIterable[bytes]) -> ImportReport:
         report = ImportReport()
-        batch: list[Code] = []
+        adding = _Adding(self._store, report)
+        batch = self._batch(code_type)
+        stopped: DomainError | None = None
         try:
-            async for number, row in _rows(fmt, chunks):
-                report.rows += 1
-                report.last_line = number
-                try:
-                    batch.append(self._code(code_type, row))
-                except DomainError as error:
-                    report.refuse(number, error)
-                if len(batch) >= BATCH:
-                    await self._flush(batch, report)
-        except DomainError as error:
-            await self._flush(batch, report)
-            raise report.stopped(error) from None
-        await self._flush(batch, report)
+            try:
+                async for rows in _rows(fmt, chunks):
+                    with collection_paused():
+                        for number, row in rows:
+                            batch.take(number, row, report)
+                    if len(batch) >= self._batch_size:  # by at most a chunk's lines
+                        await adding.add(batch.codes(self._random_bytes))
+                        batch = self._batch(code_type)
+            except DomainError as error:  # the file cannot be read on: what was read is imported
+                stopped = error
+            await adding.add(batch.codes(self._random_bytes))
+            await adding.wait()
+        finally:
+            await adding.end()
+        if stopped is not None:
+            raise report.stopped(stopped) from None
         return report
 
-    def _code(self, code_type: str, row: ImportRow | DomainError) -> Code:
-        """The row's new code; a line that held no row raises why."""
+    def _batch(self, code_type: str) -> _Batch:
+        return _Batch(self._clock(), code_type, self._keys, self._hashed)
+
+
+class _Batch:
+    """The codes of a batch of lines, made at `now`: each like the first of its state,
+    which `new_code` made (and so checked), with its own id, scan code, key and info."""
+
+    def __init__(self, now: datetime, code_type: str, keys: CodeKeys, hashed: bool) -> None:
+        self._now = now
+        self._code_type = code_type
+        self._keys = keys
+        self._hashed = hashed
+        self._firsts: dict[CodeState, Code] = {}
+        self._lines: list[tuple[Code, str, str, JsonMap | None]] = []
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def take(self, number: int, row: Fields | DomainError, report: ImportReport) -> None:
+        """Take line `number`'s fields, or report why it has none or its code cannot be."""
+        report.rows += 1
+        report.last_line = number
+        try:
+            self._add(row)
+        except DomainError as error:
+            report.refuse(number, error)
+
+    def _add(self, row: Fields | DomainError) -> None:
         if isinstance(row, DomainError):
             raise row
-        return new_code(
-            code_type,
-            row.scanCode,
-            row.codeState,
-            row.customCodeInfo,
-            now=self._clock(),
-            new_id=self._new_id,
+        key = self._keys.key(row.scan_code, hashed=self._hashed)
+        first = self._firsts.get(row.state) or self._first(row)
+        self._lines.append((first, shown(row.scan_code, hashed=self._hashed), key, row.info))
+
+    def _first(self, row: Fields) -> Code:
+        first = new_code(
+            self._code_type,
+            row.scan_code,
+            row.state,
+            None,
+            now=self._now,
+            new_id=str,  # each code of the batch gets an id of its own (`codes`)
             keys=self._keys,
             hashed=self._hashed,
         )
+        self._firsts[row.state] = first
+        return first
 
-    async def _flush(self, batch: list[Code], report: ImportReport) -> None:
-        added = await self._store.add_codes(batch)
-        report.added += sum(added)
-        report.unchanged += len(added) - sum(added)
-        batch.clear()
+    def codes(self, random_bytes: RandomBytes) -> list[Code]:
+        ids = time_ordered_ids(len(self._lines), self._now, random_bytes)
+        with collection_paused():
+            return [
+                alike(
+                    first,
+                    redemption_code_id=code_id,
+                    scan_code=scan,
+                    key=key,
+                    custom_code_info=info,
+                )
+                for code_id, (first, scan, key, info) in zip(ids, self._lines, strict=True)
+            ]
+
+
+class _Adding:
+    """Batches of codes added in turn, into `report`; a batch is added while the next is
+    read and made."""
+
+    def __init__(self, store: Jobs, report: ImportReport) -> None:
+        self._store = store
+        self._report = report
+        self._adding: asyncio.Future[list[bool]] | None = None
+
+    async def add(self, codes: list[Code]) -> None:
+        await self.wait()
+        if codes:
+            self._adding = asyncio.ensure_future(self._store.add_codes(codes))
+            await asyncio.sleep(0)  # under way before the next lines are read, however they come
+
+    async def wait(self) -> None:
+        """Until the batch being added is, counted."""
+        adding, self._adding = self._adding, None
+        if adding is not None:
+            added = await adding
+            self._report.added += sum(added)
+            self._report.unchanged += len(added) - sum(added)
+
+    async def end(self) -> None:
+        """Until the batch being added ends, if the import stopped before waiting for it."""
+        if self._adding is not None:
+            await asyncio.gather(self._adding, return_exceptions=True)
 
 
 def _object(line: str) -> dict[str, Any]:
@@ -251,22 +365,67 @@ def _object(line: str) -> dict[str, Any]:
 
 
 async def export_lines(batches: AsyncIterable[list[Code]], fmt: str) -> AsyncIterator[bytes]:
-    """Codes as CSV (with a header, CRLF line ends) or NDJSON, a batch at a time."""
+    """Codes as CSV (with a header, CRLF line ends) or NDJSON, a batch at a time; each line
+    as `CodeRecord` has the code (`shared.messages`), written from the code itself."""
     if fmt == "csv":
         yield _csv_lines([list(CSV_COLUMNS)])
     async for codes in batches:
-        records = (CodeRecord.of(code) for code in codes)
-        if fmt == "csv":
-            yield _csv_lines(_csv_values(r) for r in records)
-        else:
-            yield b"".join(r.model_dump_json().encode() + b"\n" for r in records)
+        with collection_paused():
+            if fmt == "csv":
+                lines = _csv_lines(_csv_values(code) for code in codes)
+            else:
+                lines = b"".join(to_json(_record(code)) + b"\n" for code in codes)
+        yield lines
 
 
-def _csv_values(record: CodeRecord) -> list[object]:
-    row = record.model_dump(mode="json")
-    if row["customCodeInfo"] is not None:
-        row["customCodeInfo"] = json.dumps(row["customCodeInfo"], separators=(",", ":"))
-    return ["" if row[c] is None else _quoted(row[c]) for c in CSV_COLUMNS]
+def _record(code: Code) -> dict[str, Any]:
+    """`CodeRecord.of(code)`'s fields, as it serialises them."""
+    return {
+        "scanCode": code.scan_code,
+        "codeType": code.code_type,
+        "redemptionCodeId": code.redemption_code_id,
+        "version": code.version,
+        "codeState": code.code_state.value,
+        "customCodeInfo": _map(code.custom_code_info),
+        "customRedemptionInfo": _map(code.custom_redemption_info),
+        "redeemedByUserId": code.redeemed_by_user_id,
+        "redemptionId": code.redemption_id,
+        "invalidationReason": code.invalidation_reason,
+        "createdAt": to_ms(code.created_at),
+        "activatedAt": to_ms(code.activated_at),
+        "redeemedAt": to_ms(code.redeemed_at),
+        "invalidatedAt": to_ms(code.invalidated_at),
+        "updatedAt": to_ms(code.updated_at),
+        "attempt": code.attempt,
+        "attemptedAt": to_ms(code.attempted_at),
+        "attemptState": code.attempt_state.value if code.attempt_state else None,
+        "response": _map(code.response),
+        "errorCode": code.error_code,
+        "errorMsg": code.error_msg,
+        "deadlineAt": to_ms(code.deadline_at),
+        "nextPollAt": to_ms(code.next_poll_at),
+        "retryAt": to_ms(code.retry_at),
+    }
+
+
+def _map(info: JsonMap | None) -> dict[str, Any] | None:
+    return dict(info) if info is not None else None
+
+
+def _csv_values(code: Code) -> list[object]:
+    info = code.custom_code_info
+    row = (
+        code.scan_code,
+        code.code_state.value,
+        None if info is None else json.dumps(dict(info), separators=(",", ":")),
+        code.redemption_code_id,
+        code.version,
+        code.redeemed_by_user_id,
+        to_ms(code.created_at),
+        to_ms(code.activated_at),
+        to_ms(code.redeemed_at),
+    )
+    return ["" if cell is None else _quoted(cell) for cell in row]
 
 
 def _quoted(cell: object) -> object:
@@ -294,9 +453,9 @@ class Bulk:
     """A personal campaign's codes, imported or exported in bulk."""
 
     def __init__(self, store: Store, clock: Clock, new_id: NewId, keys: CodeKeys) -> None:
+        """`new_id` names no code: imported codes' ids are time-ordered (`Importer`)."""
         self._store = store
         self._clock = clock
-        self._new_id = new_id
         self._keys = keys
 
     async def import_codes(
@@ -305,12 +464,10 @@ class Bulk:
         campaign = await personal_campaign(self._store, code_type)
         if campaign.hash_codes:
             self._keys.check_hashing()
-        importer = Importer(
-            self._store, self._clock, self._new_id, self._keys, hashed=campaign.hash_codes
-        )
+        importer = Importer(self._store, self._clock, self._keys, hashed=campaign.hash_codes)
         return await importer.run(code_type, fmt, chunks)
 
     async def export(self, code_type: str, fmt: str) -> AsyncIterator[bytes]:
         """Every code of the campaign as lines; a campaign not there is refused first."""
         await personal_campaign(self._store, code_type)
-        return export_lines(self._store.codes_of(code_type), fmt)
+        return export_lines(self._store.codes_of(code_type, batch=EXPORT_BATCH), fmt)

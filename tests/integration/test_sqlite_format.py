@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.adapters.sqlite import SqliteStore
-from shared.domain.model import Campaign, Code, CodeRef, CodeUseType
-from shared.domain.states import CodeState
+from shared.adapters.documents import Doc, code_to_doc
+from shared.adapters.sqlite import SqliteStore, schema
+from shared.adapters.sqlite.codec import sql_of
+from shared.adapters.sqlite.coderows import MOVED_COLUMNS
+from shared.adapters.sqlite.jsontext import dumps
+from shared.adapters.sqlite.schema import CODE_COLUMNS
+from shared.clock import to_ms
+from shared.domain import model
+from shared.domain.conditions import Equals, LowerBound
+from shared.domain.model import Campaign, Claim, Code, CodeRef, CodeUseType, HistoryEntry
+from shared.domain.states import Action, CodeState
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def plant_whole_document(path: Path, code: Code, doc: Doc | None = None) -> None:
+    """A code's row as the store wrote it before its fields had columns: its whole
+    document in `doc`, and in columns only what it was found by."""
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO codes (id, code_type, scan_norm, code_state, redeemed_by_user_id,"
+            " redeemed_at, job_id, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                code.redemption_code_id,
+                code.code_type,
+                code.key,
+                code.code_state.value,
+                code.redeemed_by_user_id,
+                to_ms(code.redeemed_at),
+                code.job_id,
+                dumps(doc if doc is not None else code_to_doc(code)),
+            ),
+        )
+    conn.close()
 
 
 async def test_a_callers_map_written_unescaped_by_the_previous_format_reads_back(
@@ -21,16 +50,80 @@ async def test_a_callers_map_written_unescaped_by_the_previous_format_reads_back
     store = SqliteStore(path)
     await store.prepare()
     await store.create_campaign(Campaign("gems", CodeUseType.SINGLE, NOW, NOW))
-    await store.add_code(Code("c1", "gems", "A1", CodeState.AVAILABLE, NOW, NOW))
     # The previous format stored a caller's map as given, `{"$date": ...}` included.
     old = {"ms": {"$date": 5}, "huge": {"$date": 1e17}, "plain": {"a.b": [1], "$x": None}}
-    with sqlite3.connect(path) as conn:
-        (text,) = conn.execute("SELECT doc FROM codes").fetchone()
-        doc = json.loads(text) | {"customCodeInfo": old}
-        conn.execute("UPDATE codes SET doc = ?", (json.dumps(doc),))
-    conn.close()
-    code = await store.get_code(CodeRef("gems", "A1"))
-    assert code is not None and code.created_at == NOW and code.custom_code_info == old
+    code = Code("c1", "gems", "A1", CodeState.AVAILABLE, NOW, NOW)
+    plant_whole_document(path, code, code_to_doc(code) | {"customCodeInfo": old})
+    read = await store.get_code(CodeRef("gems", "A1"))
+    assert read is not None and read.created_at == NOW and read.custom_code_info == old
     exported = [code async for batch in store.codes_of("gems") for code in batch]
     assert [code.custom_code_info for code in exported] == [old]
     await store.close()
+
+
+def previous_release_file(path: Path) -> None:
+    """A file as the release before fields had columns made it."""
+    with sqlite3.connect(path) as conn:
+        conn.executescript(schema.SCHEMA)
+        for table in ("codes", "instances"):
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN timer_at INTEGER")
+        conn.execute("ALTER TABLE outbox ADD COLUMN set_aside INTEGER NOT NULL DEFAULT 0")
+    conn.close()
+
+
+async def test_codes_of_a_file_from_before_columns_read_back_and_change_as_ever(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    previous_release_file(path)
+    made = HistoryEntry(NOW, Action.ACTIVATE, CodeState.INACTIVE, CodeState.AVAILABLE, "op")
+    old = Code(
+        "c1", "gems", "OLD-1", CodeState.AVAILABLE, NOW, NOW, version=2,
+        custom_code_info={"tier": "gold"}, activated_at=NOW, job_id="job-1", history=(made,),
+    )  # fmt: skip
+    plant_whole_document(path, old)
+    store = SqliteStore(path)
+    await store.prepare()
+    await store.prepare()  # idempotent
+    await store.create_campaign(Campaign("gems", CodeUseType.SINGLE, NOW, NOW))
+    new = Code("c2", "gems", "NEW-1", CodeState.INACTIVE, NOW, NOW, job_id="job-1")
+    assert await store.add_codes([new, dataclasses.replace(old, redemption_code_id="c3")]) == [
+        True,
+        False,
+    ]
+
+    assert await store.get_code(CodeRef("gems", "OLD1")) == old
+    assert await store.find_codes("OLD1", limit=2) == [old]
+    assert [c async for batch in store.codes_of("gems", job_id="job-1") for c in batch] == [
+        old,
+        new,
+    ]
+    change = model.claim(Claim("r1", "u1"), now=NOW, new_id=lambda: "e1")
+    claimed = await store.apply(CodeRef("gems", "OLD1"), [change])
+    assert claimed is not None and claimed.history[0] == made
+    assert await store.get_code(CodeRef("gems", "OLD1")) == claimed
+    with sqlite3.connect(path) as conn:
+        [(created_at, doc)] = conn.execute("SELECT created_at, doc FROM codes WHERE id = 'c1'")
+    conn.close()
+    assert created_at == to_ms(NOW) and "tier" not in doc, "written in this format since"
+    await store.close()
+
+
+async def test_a_condition_on_an_attribute_given_a_column_holds_for_rows_of_either_format(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.sqlite3"
+    store = SqliteStore(path)
+    await store.prepare()
+    older = Code("old", "gems", "OLD-1", CodeState.AVAILABLE, NOW, NOW, version=2)
+    plant_whole_document(path, older)
+    await store.add_code(dataclasses.replace(older, redemption_code_id="new", key="NEW1"))
+    await store.add_code(Code("v1", "gems", "NEW-2", CodeState.AVAILABLE, NOW, NOW))
+    await store.close()
+    where, params = sql_of(
+        [Equals("version", 2), LowerBound("created_at", NOW)], CODE_COLUMNS, MOVED_COLUMNS
+    )
+    with sqlite3.connect(path) as conn:
+        found = {row[0] for row in conn.execute(f"SELECT id FROM codes WHERE {where}", params)}
+    conn.close()
+    assert found == {"old", "new"}

@@ -136,7 +136,7 @@ async def test_an_imported_line_with_a_map_beyond_the_bounds_is_refused() -> Non
     async def chunks() -> AsyncIterator[bytes]:
         yield b"\n".join(body(line) for line in lines)
 
-    report = await Importer(store, lambda: NOW, lambda: "id").run("gems", "ndjson", chunks())
+    report = await Importer(store, lambda: NOW).run("gems", "ndjson", chunks())
     assert (report.added, report.rejected) == (1, 2)
     assert [(e.line, e.reasonCode) for e in report.errors] == [
         (2, ReasonCode.INVALID_PARAMETER_VALUE),

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
+import secrets
+import uuid
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.domain.generation import HEX, UNAMBIGUOUS, Format
+from shared.domain.generation import HEX, UNAMBIGUOUS, Format, alike, time_ordered_ids
+from shared.domain.model import new_code
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.scancode import checked, normalise
+from shared.domain.states import CodeState
 
 FORMATS = {
     "five-by-five": Format.named("FiveByFive", {"includeCheck": True}),
@@ -127,3 +133,35 @@ def test_a_format_that_cannot_be_is_refused(
     with pytest.raises(DomainError) as refused:
         Format.named(name, details, prefix)
     assert refused.value.reason is ReasonCode.INVALID_PARAMETER_VALUE
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_codes_come_with_their_normalised_forms(name: str) -> None:
+    fmt = FORMATS[name]
+    made, keys = fmt.generate_keyed(500, seeded(3).randbytes)
+    assert keys == [normalise(code) for code in made]
+    assert all(fmt.verify(code) for code in made)
+
+
+def test_bulk_ids_are_uuids_of_version_7_in_the_order_they_were_made() -> None:
+    earlier = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    first = time_ordered_ids(1_000, earlier, secrets.token_bytes)
+    then = time_ordered_ids(1_000, earlier + timedelta(milliseconds=1), secrets.token_bytes)
+    parsed = [uuid.UUID(code_id) for code_id in first + then]
+    assert {(u.version, u.variant) for u in parsed} == {(7, uuid.RFC_4122)}
+    assert [str(u) for u in parsed] == first + then, "lower-case, hyphenated"
+    assert len(set(first + then)) == 2_000
+    assert max(first) < min(then), "a later instant sorts after"
+    assert int(first[0][:8] + first[0][9:13], 16) == round(earlier.timestamp() * 1000)
+
+
+def test_a_code_made_alike_equals_one_made_by_its_constructor() -> None:
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    first = new_code(
+        "gems", "AB-1", CodeState.AVAILABLE, {"n": 1}, now=now, new_id=lambda: "c1", job_id="j"
+    )
+    made = alike(first, redemption_code_id="c2", scan_code="CD-2", key="CD2")
+    assert made == dataclasses.replace(first, redemption_code_id="c2", scan_code="CD-2", key="CD2")
+    assert first.redemption_code_id == "c1", "the first is left as it was"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.version = 2  # type: ignore[misc]

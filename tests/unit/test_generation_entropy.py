@@ -152,6 +152,36 @@ async def test_draws_that_keep_finding_no_new_code_end_the_job_instead_of_loopin
     assert finished.error is not None and "made no new code" in finished.error
 
 
+class CrowdedStore(FakeStore):
+    """A store where the first code of every batch of several is taken already."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    async def add_codes(self, codes: Sequence[Code]) -> list[bool]:
+        self.batches.append(len(codes))
+        if len(codes) == 1:
+            return await super().add_codes(codes)
+        return [False, *await super().add_codes(codes[1:])]
+
+
+@pytest.mark.timeout(10)
+async def test_a_job_of_many_batches_that_meet_taken_codes_ends_with_its_quantity() -> None:
+    job = job_of(25, {"includeCheck": True}, "FiveByFive")
+    store = CrowdedStore()
+    await store.create_job(job)
+    finished, added = await generate_codes.generate(store, job, lambda: NOW, new_id, batch=10)
+    assert (finished.state, finished.done, added) == (JobState.COMPLETED, 25, [])
+    assert await store.get_job("job-1") == finished
+    taken = sum(1 for size in store.batches if size > 1)
+    assert sum(store.batches) == 25 + taken, "one taken a batch, drawn again"
+    assert max(store.batches) == 10
+    codes = list(store.codes.values())
+    assert len({code.redemption_code_id for code in codes}) == len(codes) == 25
+    assert all(code.key == code.scan_code.replace("-", "") for code in codes)
+
+
 # Over HTTP: inline and as a job, checked against the campaign's whole inventory.
 
 

@@ -11,6 +11,7 @@ from pymongo.errors import BulkWriteError
 from shared.adapters.documents import Doc, code_from_doc, code_to_doc, job_from_doc, job_to_doc
 from shared.adapters.mongodb.base import MongoBase
 from shared.adapters.unreadable import readable
+from shared.domain.generation import collection_paused
 from shared.domain.model import Code, Job
 
 DUPLICATE_KEY = 11000
@@ -22,8 +23,10 @@ class MongoJobs(MongoBase):
     async def add_codes(self, codes: Sequence[Code]) -> list[bool]:
         if not codes:
             return []
-        try:
-            await self._codes.insert_many([code_to_doc(c) for c in codes], ordered=False)
+        with collection_paused():
+            docs = [code_to_doc(c) for c in codes]
+        try:  # one unordered bulk write: a code already there stops none of the others
+            await self._codes.insert_many(docs, ordered=False)
             return [True] * len(codes)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
@@ -46,7 +49,9 @@ class MongoJobs(MongoBase):
             docs = await cursor.limit(batch).to_list()
             if not docs:
                 return
-            yield list(readable(((d["_id"], d) for d in docs), code_from_doc, "code"))
+            with collection_paused():
+                codes = list(readable(((d["_id"], d) for d in docs), code_from_doc, "code"))
+            yield codes
             after = docs[-1]["_id"]
 
     async def count_job_codes(self, job_id: str) -> int:

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.adapters.documents import code_from_doc
 from shared.adapters.sqlite.base import SqliteBase
-from shared.adapters.sqlite.codec import loads, select_code, write_code
+from shared.adapters.sqlite.codec import select_code, write_code
+from shared.adapters.sqlite.coderows import CODE_SELECT, DOC_ONLY, Row, code_of_row
 from shared.adapters.sqlite.schema import transaction
 from shared.adapters.unreadable import set_aside
 from shared.clock import to_ms
@@ -49,23 +49,23 @@ class Attempts(SqliteBase):
 
     async def take_due(self, now: datetime, lease_s: float, *, limit: int) -> list[Due]:
         def take(conn: sqlite3.Connection) -> list[Due]:
-            due: list[tuple[int, str, str, str]] = []
+            due: list[tuple[int, str, str, Row]] = []
             with transaction(conn):
-                for table in ("codes", "instances"):
+                for table, columns in (("codes", CODE_SELECT), ("instances", DOC_ONLY)):
                     due += [
-                        (timer_at, table, key, doc)
-                        for timer_at, key, doc in conn.execute(
-                            f"SELECT timer_at, id, doc FROM {table} WHERE timer_at <= ?"
+                        (row[-1], table, row[0], row[:-1])
+                        for row in conn.execute(
+                            f"SELECT {columns}, timer_at FROM {table} WHERE timer_at <= ?"
                             " ORDER BY timer_at LIMIT ?",
                             (to_ms(now), limit),
                         )
                     ]
                 taken: list[Due] = []
-                for _, table, key, doc in sorted(due):  # earliest first, of either table
+                for _, table, key, row in sorted(due):  # earliest first, of either table
                     if len(taken) == limit:
                         break
                     try:
-                        code = code_from_doc(loads(doc))
+                        code = code_of_row(row)
                     except Exception as error:
                         set_aside(f"{table} timer", key, error)  # looked at again after a lease
                         conn.execute(

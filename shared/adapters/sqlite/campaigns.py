@@ -10,7 +10,8 @@ from typing import Any
 
 from shared.adapters.documents import campaign_from_doc, campaign_to_doc
 from shared.adapters.sqlite.base import SqliteBase
-from shared.adapters.sqlite.codec import dumps, loads, sql_of
+from shared.adapters.sqlite.codec import sql_of
+from shared.adapters.sqlite.jsontext import dumps, loads
 from shared.adapters.sqlite.schema import CAMPAIGN_COLUMNS, transaction
 from shared.domain import model
 from shared.domain.model import Campaign, CampaignFilter

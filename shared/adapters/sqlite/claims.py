@@ -10,14 +10,8 @@ from datetime import datetime
 
 from shared.adapters.documents import campaign_from_doc, campaign_to_doc
 from shared.adapters.sqlite.base import SqliteBase
-from shared.adapters.sqlite.codec import (
-    dumps,
-    loads,
-    select_code,
-    sql_of,
-    with_events,
-    write_instance,
-)
+from shared.adapters.sqlite.codec import select_code, sql_of, with_events, write_instance
+from shared.adapters.sqlite.jsontext import dumps, loads
 from shared.adapters.sqlite.schema import CAMPAIGN_COLUMNS, transaction
 from shared.domain import model
 from shared.domain.model import Campaign, Change, Code, CodeRef

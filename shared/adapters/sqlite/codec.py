@@ -1,18 +1,18 @@
-"""How documents are kept in SQLite rows: JSON text with tagged instants, the
-domain's conditions as SQL, and the row reads and writes that more than one
-aggregate makes (codes, instances, their outbox events, redemptions)."""
+"""How documents are kept in SQLite rows: JSON text with tagged instants (`jsontext`),
+the domain's conditions as SQL, and the row reads and writes that more than one
+aggregate makes (codes, as `coderows` keeps them, instances, their outbox events,
+redemptions)."""
 
 from __future__ import annotations
 
-import json
+import functools
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from enum import Enum
-from typing import Any, assert_never
+from typing import assert_never
 
 from shared.adapters.documents import (
-    Doc,
     camel,
     code_from_doc,
     code_to_doc,
@@ -20,7 +20,9 @@ from shared.adapters.documents import (
     redemption_from_doc,
     redemption_to_doc,
 )
-from shared.clock import from_ms, to_ms
+from shared.adapters.sqlite.coderows import CODE_SELECT, ROW_COLUMNS, code_of_row, code_row
+from shared.adapters.sqlite.jsontext import dumps, loads
+from shared.clock import to_ms
 from shared.domain import model
 from shared.domain.conditions import (
     Condition,
@@ -34,85 +36,58 @@ from shared.domain.conditions import (
 from shared.domain.model import Change, Code, CodeRef, Redemption
 
 
-def _encode(value: object) -> object:
-    if isinstance(value, datetime):
-        return {"$date": to_ms(value)}
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"cannot store {type(value).__name__}")
-
-
-def _decode(obj: dict[str, Any]) -> object:
-    """An instant from its tag `{"$date": ms}`; any other object as it is.
-
-    No key of a caller's map is stored with a `$` (`documents.escaped`), so a
-    tag is always an instant. Files of the previous format may hold a caller's
-    own `{"$date": x}`: it stays a map unless x is a whole number of
-    milliseconds in range (and `documents.unescaped` gives those back as maps).
-    """
-    ms = obj.get("$date") if len(obj) == 1 else None
-    if type(ms) is not int:
-        return obj
-    try:
-        return from_ms(ms)
-    except (OverflowError, ValueError, OSError):
-        return obj
-
-
-def dumps(doc: Doc) -> str:
-    return json.dumps(doc, default=_encode, separators=(",", ":"))
-
-
-def loads(text: str) -> Doc:
-    doc: Doc = json.loads(text, object_hook=_decode)
-    return doc
-
-
-def sql_of(conditions: Iterable[Condition], columns: frozenset[str]) -> tuple[str, list[object]]:
+def sql_of(
+    conditions: Iterable[Condition],
+    columns: frozenset[str],
+    moved: frozenset[str] = frozenset(),
+) -> tuple[str, list[object]]:
     """The SQL condition for the rows `conditions` hold for, and its parameters: an
-    attribute in `columns` is read from its column, any other from the row's `doc`."""
+    attribute in `columns` is read from its column, one in `moved` from its column or,
+    in a row written before it had one, from `doc` (`coderows`), any other from `doc`."""
+    read = functools.partial(_read, columns=columns, moved=moved)
     clauses: list[str] = []
     params: list[object] = []
     for condition in conditions:
-        clause, args = _clause(condition, columns)
+        clause, args = _clause(condition, read)
         clauses.append(clause)
         params += args
     return " AND ".join(clauses) or "1", params
 
 
-def _clause(condition: Condition, columns: frozenset[str]) -> tuple[str, list[object]]:
+def _clause(condition: Condition, read: Callable[[str, object], str]) -> tuple[str, list[object]]:
     # `IS` and `IS NOT` compare as Python does: None (NULL) is a value like any other.
     match condition:
         case Equals(field, value):
-            return f"{_read(field, value, columns)} IS ?", [_param(value)]
+            return f"{read(field, value)} IS ?", [_param(value)]
         case Differs(field, value):
-            return f"{_read(field, value, columns)} IS NOT ?", [_param(value)]
+            return f"{read(field, value)} IS NOT ?", [_param(value)]
         case OneOf(field, values):
             marks = ", ".join("?" * len(values))
             first = values[0] if values else None
-            return f"{_read(field, first, columns)} IN ({marks})", [_param(v) for v in values]
+            return f"{read(field, first)} IN ({marks})", [_param(v) for v in values]
         case LowerBound(field, at):
-            bound = _read(field, at, columns)
+            bound = read(field, at)
             return f"({bound} IS NULL OR {bound} <= ?)", [to_ms(at)]
         case UpperBound(field, at):
-            bound = _read(field, at, columns)
+            bound = read(field, at)
             return f"({bound} IS NULL OR ? < {bound})", [to_ms(at)]
         case CountBelow(count, limit):
-            most = _read(limit, 0, columns)
-            return f"({most} IS NULL OR {_read(count, 0, columns)} < {most})", []
+            most = read(limit, 0)
+            return f"({most} IS NULL OR {read(count, 0)} < {most})", []
         case _:
             assert_never(condition)
 
 
-def _read(field: str, like: object, columns: frozenset[str]) -> str:
+def _read(field: str, like: object, *, columns: frozenset[str], moved: frozenset[str]) -> str:
     """Where a row holds `field`, whose values are of the kind of `like`: its column,
-    or its place in `doc` (an instant's milliseconds are under its tag, `_encode`)."""
+    or its place in `doc` (an instant's milliseconds are under its tag, `jsontext`)."""
     if not field.isidentifier():  # names come from the domain; never a caller's text
         raise ValueError(f"not an attribute: {field!r}")
     if field in columns:
         return field
     tag = '."$date"' if isinstance(like, datetime) else ""
-    return f"json_extract(doc, '$.{camel(field)}{tag}')"
+    in_doc = f"json_extract(doc, '$.{camel(field)}{tag}')"
+    return f"coalesce({field}, {in_doc})" if field in moved else in_doc
 
 
 def _param(value: object) -> object:
@@ -125,10 +100,10 @@ def select_code(conn: sqlite3.Connection, ref: CodeRef) -> Code | None:
     if ref.user_id is not None:
         query = "SELECT doc FROM instances WHERE code_type = ? AND user_id = ?"
         row = conn.execute(query, (ref.code_type, ref.user_id)).fetchone()
-    else:
-        query = "SELECT doc FROM codes WHERE code_type = ? AND scan_norm = ?"
-        row = conn.execute(query, (ref.code_type, ref.key)).fetchone()
-    return code_from_doc(loads(row[0])) if row else None
+        return code_from_doc(loads(row[0])) if row else None
+    query = f"SELECT {CODE_SELECT} FROM codes WHERE code_type = ? AND scan_norm = ?"
+    found = conn.execute(query, (ref.code_type, ref.key)).fetchone()
+    return code_of_row(found) if found else None
 
 
 def with_events(
@@ -178,35 +153,22 @@ def write_instance(conn: sqlite3.Connection, code: Code, *, insert: bool) -> Non
         )
 
 
+INSERT_CODE = f"INSERT INTO codes ({CODE_SELECT}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
+
+
 def insert_code(conn: sqlite3.Connection, code: Code) -> None:
-    conn.execute(
-        "INSERT INTO codes (id, code_type, scan_norm, code_state, redeemed_by_user_id,"
-        " redeemed_at, job_id, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            code.redemption_code_id,
-            code.code_type,
-            code.key,
-            code.code_state.value,
-            code.redeemed_by_user_id,
-            to_ms(code.redeemed_at),
-            code.job_id,
-            dumps(code_to_doc(code)),
-        ),
-    )
+    conn.execute(INSERT_CODE, code_row(code))
 
 
 def update_code(conn: sqlite3.Connection, code: Code) -> None:
+    """Write `code` over its row (one of the earlier format too: it is written in this one).
+    The columns a code never changes, and the indexes on them, are left alone."""
+    (code_id, _, _, state, user, redeemed, _, timer, *unindexed) = code_row(code)
     conn.execute(
         "UPDATE codes SET code_state = ?, redeemed_by_user_id = ?, redeemed_at = ?,"
-        " timer_at = ?, doc = ? WHERE id = ?",
-        (
-            code.code_state.value,
-            code.redeemed_by_user_id,
-            to_ms(code.redeemed_at),
-            to_ms(code.timer_at),
-            dumps(code_to_doc(code)),
-            code.redemption_code_id,
-        ),
+        " timer_at = ?, scan_code = ?, created_at = ?, updated_at = ?, activated_at = ?,"
+        " version = ?, custom_code_info = ?, doc = ? WHERE id = ?",
+        (state, user, redeemed, timer, *unindexed, code_id),
     )
 
 

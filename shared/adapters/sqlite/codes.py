@@ -10,17 +10,16 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from shared.adapters.documents import code_from_doc
 from shared.adapters.sqlite.base import SqliteBase
 from shared.adapters.sqlite.codec import (
     insert_code,
-    loads,
     select_code,
     sql_of,
     update_code,
     with_events,
     write_code,
 )
+from shared.adapters.sqlite.coderows import CODE_SELECT, DOC_ONLY, MOVED_COLUMNS, code_of_row
 from shared.adapters.sqlite.schema import CODE_COLUMNS, transaction
 from shared.clock import utcnow
 from shared.domain import model
@@ -46,8 +45,9 @@ class Codes(SqliteBase):
         return await self._run(lambda conn: select_code(conn, ref))
 
     async def find_codes(self, key: str, *, limit: int) -> list[Code]:
-        rows = await self._all("SELECT doc FROM codes WHERE scan_norm = ? LIMIT ?", key, limit)
-        return [code_from_doc(loads(r)) for r in rows]
+        query = f"SELECT {CODE_SELECT} FROM codes WHERE scan_norm = ? LIMIT ?"
+        rows = await self._run(lambda conn: conn.execute(query, (key, limit)).fetchall())
+        return [code_of_row(row) for row in rows]
 
     async def apply(
         self,
@@ -90,15 +90,16 @@ class Codes(SqliteBase):
     async def redeemed_codes(self, user_id: str, code_type: str | None) -> list[Code]:
         narrow = " AND code_type = ?" if code_type is not None else ""
         args = (user_id,) if code_type is None else (user_id, code_type)
-        rows = await self._all(
-            "SELECT doc FROM codes WHERE redeemed_by_user_id = ? AND code_state = 'Redeemed'"
-            + narrow
-            + " UNION ALL SELECT doc FROM instances WHERE user_id = ?"
-            " AND code_state = 'Redeemed'" + narrow,
-            *args,
-            *args,
+        # An instance's row, in the columns of a code's, reads from its document.
+        rows = await self._run(
+            lambda conn: conn.execute(
+                f"SELECT {CODE_SELECT} FROM codes WHERE redeemed_by_user_id = ?"
+                " AND code_state = 'Redeemed'" + narrow + f" UNION ALL SELECT {DOC_ONLY}"
+                " FROM instances WHERE user_id = ? AND code_state = 'Redeemed'" + narrow,
+                (*args, *args),
+            ).fetchall()
         )
-        codes = [code_from_doc(loads(r)) for r in rows]
+        codes = [code_of_row(row) for row in rows]
         return sorted(codes, key=lambda code: code.redeemed_at or code.updated_at)
 
     async def inventory(self, code_type: str, *, shared: bool) -> dict[CodeState, int]:
@@ -114,7 +115,7 @@ class Codes(SqliteBase):
         return counts
 
     async def delete_codes(self, code_type: str) -> int:
-        deletable, params = sql_of(model.deletable(), CODE_COLUMNS)
+        deletable, params = sql_of(model.deletable(), CODE_COLUMNS, MOVED_COLUMNS)
 
         def delete(conn: sqlite3.Connection) -> int:
             with transaction(conn):
@@ -127,23 +128,22 @@ class Codes(SqliteBase):
     async def reset_codes(
         self, code_type: str, to: CodeState, reset_id: str, by: str, now: datetime
     ) -> int:
-        resettable, params = sql_of(model.resettable(), CODE_COLUMNS)
+        resettable, params = sql_of(model.resettable(), CODE_COLUMNS, MOVED_COLUMNS)
 
         def reset_batch(conn: sqlite3.Connection, *, after: str) -> tuple[int, str | None]:
             with transaction(conn):
                 rows = conn.execute(
-                    f"SELECT doc FROM codes WHERE code_type = ? AND {resettable}"
+                    f"SELECT {CODE_SELECT} FROM codes WHERE code_type = ? AND {resettable}"
                     " AND id > ? ORDER BY id LIMIT ?",
                     (code_type, *params, after, RESET_BATCH),
                 ).fetchall()
-                for (doc,) in rows:
-                    code = code_from_doc(loads(doc))
+                for row in rows:
+                    code = code_of_row(row)
                     change = model.reset(
                         code, to, now=now, by=by, event_id=f"{reset_id}:{code.redemption_code_id}"
                     )
                     update_code(conn, with_events(conn, code, [change], shared=False))
-            last = code_from_doc(loads(rows[-1][0])).redemption_code_id if rows else None
-            return len(rows), last
+            return len(rows), rows[-1][0] if rows else None
 
         total, after = 0, ""
         while True:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from shared.adapters.documents import pending_event_from_doc, redemption_from_doc
 from shared.adapters.sqlite.base import SqliteBase
-from shared.adapters.sqlite.codec import loads
+from shared.adapters.sqlite.jsontext import loads
 from shared.adapters.sqlite.schema import transaction
 from shared.adapters.unreadable import set_aside
 from shared.domain.model import Redemption, ReplyTo

@@ -15,7 +15,7 @@ from shared.adapters.documents import (
     session_to_doc,
 )
 from shared.adapters.sqlite.base import SqliteBase
-from shared.adapters.sqlite.codec import dumps, loads
+from shared.adapters.sqlite.jsontext import dumps, loads
 from shared.adapters.sqlite.schema import transaction
 from shared.clock import to_ms
 from shared.domain.profiles import IdentityKind, Profile, Session

@@ -7,7 +7,8 @@ import sqlite3
 
 from shared.adapters.documents import redemption_from_doc
 from shared.adapters.sqlite.base import SqliteBase
-from shared.adapters.sqlite.codec import loads, select_redemption, write_redemption
+from shared.adapters.sqlite.codec import select_redemption, write_redemption
+from shared.adapters.sqlite.jsontext import loads
 from shared.adapters.sqlite.schema import transaction
 from shared.clock import to_ms
 from shared.domain import model

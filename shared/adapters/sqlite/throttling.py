@@ -9,7 +9,7 @@ from datetime import datetime
 
 from shared.adapters.documents import failure_window_from_doc, failure_window_to_doc
 from shared.adapters.sqlite.base import SqliteBase
-from shared.adapters.sqlite.codec import dumps, loads
+from shared.adapters.sqlite.jsontext import dumps, loads
 from shared.adapters.sqlite.schema import transaction
 from shared.clock import to_ms
 from shared.domain.throttling import FailureWindow, Limit
