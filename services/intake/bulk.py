@@ -46,7 +46,7 @@ from shared.domain.states import CodeState
 from shared.messages import CallerInfo, describe
 from shared.ports import Jobs, Store
 
-BATCH = 25_000
+BATCH = 5_000  # rows a transaction: the store's write lock is held that long
 EXPORT_BATCH = 5_000
 MAX_REPORTED_ERRORS = 10_000
 MAX_LINE_BYTES = 64 * 1024
@@ -374,7 +374,9 @@ async def export_lines(batches: AsyncIterable[list[Code]], fmt: str) -> AsyncIte
             if fmt == "csv":
                 lines = _csv_lines(_csv_values(code) for code in codes)
             else:
-                lines = b"".join(to_json(_record(code)) + b"\n" for code in codes)
+                lines = b"".join(
+                    to_json(_record(code), inf_nan_mode="null") + b"\n" for code in codes
+                )
         yield lines
 
 

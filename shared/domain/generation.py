@@ -169,7 +169,7 @@ class Format:
         weights = [int(w) for w in self._weights(n + 1)]
         total = np.zeros(values.shape[1], dtype=np.uint32)
         for row, weight in zip(values, weights, strict=False):
-            total += row * np.uint32(weight)
+            total += row.astype(np.uint32) * weight  # a uint8 row would wrap (numpy 1.x)
         inverse = np.uint32(pow(weights[-1], -1, p))
         checks: Chars = ((p - total % p) % p * inverse % p).astype(np.uint8)
         return checks

@@ -39,7 +39,7 @@ from shared.domain.model import Code, Job, JobState, NewId, new_code
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.ports import Jobs
 
-BATCH = 25_000
+BATCH = 5_000  # codes a transaction: the store's write lock is held that long
 MAX_BARREN_ROUNDS = 3
 RandomBytes = Callable[[int], bytes]
 
