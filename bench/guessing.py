@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import secrets
@@ -38,7 +37,6 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -409,22 +407,11 @@ def report(all_figures: list[Figures], args: argparse.Namespace) -> None:
     console.print(table)
 
 
-@contextlib.contextmanager
-def store(kind: str) -> Iterator[str | None]:
-    """The MongoDB URL for `--store mongodb`; None for the embedded store."""
-    if kind == "embedded":
-        yield None
-        return
-    with servers.mongodb() as mongo:
-        console.print(f"MongoDB: {mongo.kind}")
-        yield mongo.url
-
-
 async def main(args: argparse.Namespace) -> int:
     all_figures = []
     with (
         servers.rabbitmq() as rabbit,
-        store(args.store) as mongo_url,
+        servers.mongodb_url(args.store, console.print) as mongo_url,
         tempfile.TemporaryDirectory() as tmp,
     ):
         console.print(f"RabbitMQ: {rabbit.kind}")

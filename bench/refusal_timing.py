@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import json
 import math
@@ -43,7 +42,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -303,17 +302,6 @@ def report_pairs(f: Figures, group: Sequence[str], rng: random.Random) -> None:
     )
 
 
-@contextlib.contextmanager
-def store(kind: str) -> Iterator[str | None]:
-    """The MongoDB URL for `--store mongodb`; None for the embedded store."""
-    if kind == "embedded":
-        yield None
-        return
-    with servers.mongodb() as mongo:
-        console.print(f"MongoDB: {mongo.kind}")
-        yield mongo.url
-
-
 async def measure(
     rabbit: servers.Rabbit,
     mongo_url: str | None,
@@ -361,7 +349,7 @@ async def main(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     with (
         servers.rabbitmq() as rabbit,
-        store(args.store) as mongo_url,
+        servers.mongodb_url(args.store, console.print) as mongo_url,
         tempfile.TemporaryDirectory() as tmp,
     ):
         console.print(f"RabbitMQ: {rabbit.kind}")

@@ -105,6 +105,18 @@ def mongodb() -> Iterator[Mongo]:
     yield from _secantus()
 
 
+@contextlib.contextmanager
+def mongodb_url(store: str, say: Callable[[str], None]) -> Iterator[str | None]:
+    """The MongoDB URL a benchmark's `--store mongodb` runs on (`say` names which one);
+    None for `--store embedded`."""
+    if store == "embedded":
+        yield None
+        return
+    with mongodb() as mongo:
+        say(f"MongoDB: {mongo.kind}")
+        yield mongo.url
+
+
 def _secantus() -> Iterator[Mongo]:
     server = Secantus.start()
     try:

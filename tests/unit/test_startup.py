@@ -112,9 +112,12 @@ def test_in_development_compose_values_are_refused_beside_keys_or_secrets_of_one
 
 def test_in_development_keys_and_secrets_all_of_ones_own_are_accepted() -> None:
     broker = {"rabbitmq_url": "amqp://redeem:my-broker-password@rabbitmq:5672/"}
-    startup.refuse_development_secrets(Settings.model_validate(compose_settings() | OWN | broker))
+    all_own = Settings.model_validate(compose_settings() | OWN | broker)
     in_development = Settings.model_validate(OWN | {"environment": "development"})
-    startup.refuse_development_secrets(in_development)
+    for settings in (all_own, in_development):
+        development, own = startup.development_and_own(settings)
+        assert development == [] and "REDEEM_API_KEYS" in own
+        startup.refuse_development_secrets(settings)  # raises StartupError if refused
 
 
 @pytest.mark.parametrize(
@@ -148,7 +151,8 @@ def test_the_guest_broker_login_to_another_host_is_refused_outside_development(u
 def test_guest_on_this_machine_or_a_login_of_ones_own_is_accepted(url: str) -> None:
     """RabbitMQ lets guest in over loopback only, unless told otherwise: guest:guest to
     this machine is a local run's (`redeem up`, the tests)."""
-    startup.refuse_development_secrets(Settings(rabbitmq_url=url))
+    assert not startup.logs_in_as_guest_elsewhere(url)
+    startup.refuse_development_secrets(Settings(rabbitmq_url=url))  # raises if refused
 
 
 def test_a_service_with_a_development_key_exits_with_one_line_naming_the_setting(

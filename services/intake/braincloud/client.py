@@ -70,7 +70,6 @@ class _Call:
     authenticates gives the messages after it the new session)."""
 
     app: App
-    packet: Packet
     body: bytes
     session: Session | None
     client_address: str | None
@@ -159,7 +158,7 @@ class ClientDoor:
                 answer: dict[str, Any] = json.loads(kept)
                 return answer
         deadline = asyncio.get_running_loop().time() + self._wait_s
-        call = _Call(app, packet, body, session, client_address, deadline)
+        call = _Call(app, body, session, client_address, deadline)
         entries = [await self._entry(call, n, message) for n, message in enumerate(packet.messages)]
         answer = _envelope(packet, entries)
         if session is not None and packet.packet_id is not None:  # kept where a resend asks
