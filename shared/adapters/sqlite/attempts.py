@@ -45,7 +45,7 @@ class Attempts(SqliteBase):
                 write_code(conn, ref, code)
                 return code
 
-        return await self._run(update)
+        return await self._run(update, writes=True)
 
     async def take_due(self, now: datetime, lease_s: float, *, limit: int) -> list[Due]:
         def take(conn: sqlite3.Connection) -> list[Due]:
@@ -80,4 +80,4 @@ class Attempts(SqliteBase):
                     taken.append(Due(ref, code))
             return taken
 
-        return await self._run(take)
+        return await self._run(take, writes=True)

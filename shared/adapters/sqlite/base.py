@@ -1,17 +1,17 @@
 """The base every aggregate's mixin subclasses: one thread that owns the
-connection, and the statements more than one aggregate runs on it."""
+connection (and gives waiting writes one commit), and the statements more than
+one aggregate runs on it."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from shared.adapters.sqlite.codec import select_redemption, write_redemption
-from shared.adapters.sqlite.schema import connect, transaction
+from shared.adapters.sqlite.connection import ConnectionThread
+from shared.adapters.sqlite.schema import transaction
 from shared.domain.model import Redemption
 
 T = TypeVar("T")
@@ -22,24 +22,19 @@ class SqliteBase:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
-        self._conn: sqlite3.Connection | None = None
+        self._connection = ConnectionThread(path)
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, lambda: fn(self._connection()))
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = connect(self._path)
-        return self._conn
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, writes: bool = False) -> T:
+        """`fn` on the connection's thread; one that `writes` (in a `transaction`) may
+        share its commit with others waiting, and returns once that commit is on disk."""
+        return await self._connection.call(fn, writes=writes)
 
     async def _write(self, statement: str, *args: object) -> None:
         def write(conn: sqlite3.Connection) -> None:
             with transaction(conn):
                 conn.execute(statement, args)
 
-        await self._run(write)
+        await self._run(write, writes=True)
 
     async def _one(self, query: str, *args: object) -> Any:
         def read(conn: sqlite3.Connection) -> Any:
@@ -64,4 +59,4 @@ class SqliteBase:
                     write_redemption(conn, changed, insert=False)
                 return changed
 
-        return await self._run(update)
+        return await self._run(update, writes=True)

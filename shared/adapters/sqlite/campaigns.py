@@ -34,7 +34,7 @@ class Campaigns(SqliteBase):
                     raise model.shared_scan_code_taken(campaign.scan_code) from None
                 raise model.code_type_taken(campaign.code_type) from None
 
-        await self._run(insert)
+        await self._run(insert, writes=True)
 
     async def find_shared_campaign(self, scan_norm: str) -> Campaign | None:
         row = await self._one("SELECT doc FROM campaigns WHERE scan_norm = ?", scan_norm)
@@ -80,4 +80,4 @@ class Campaigns(SqliteBase):
                 )
                 return changed
 
-        return await self._run(update)
+        return await self._run(update, writes=True)

@@ -34,7 +34,7 @@ class Claims(SqliteBase):
                 ).fetchone()
                 return str(row[0])
 
-        return await self._run(reserve)
+        return await self._run(reserve, writes=True)
 
     async def release_user(self, code_type: str, user_id: str, redemption_id: str) -> None:
         await self._write(
@@ -72,7 +72,7 @@ class Claims(SqliteBase):
                 _count_slot(conn, campaign_from_doc(loads(row[0])), +1)
                 return True
 
-        return await self._run(take)
+        return await self._run(take, writes=True)
 
     async def release_slot(self, code_type: str, redemption_id: str, *, refund: bool) -> None:
         def release(conn: sqlite3.Connection) -> None:
@@ -89,7 +89,7 @@ class Claims(SqliteBase):
                 if refund and row:
                     _count_slot(conn, campaign_from_doc(loads(row[0])), -1)
 
-        await self._run(release)
+        await self._run(release, writes=True)
 
     async def add_instance(self, instance: Code, changes: Sequence[Change]) -> tuple[Code, bool]:
         def add(conn: sqlite3.Connection) -> tuple[Code, bool]:
@@ -102,7 +102,7 @@ class Claims(SqliteBase):
                 write_instance(conn, code, insert=True)
                 return code, True
 
-        return await self._run(add)
+        return await self._run(add, writes=True)
 
 
 def _holds_slot(conn: sqlite3.Connection, code_type: str, redemption_id: str) -> bool:

@@ -39,7 +39,7 @@ class Codes(SqliteBase):
             except sqlite3.IntegrityError:
                 raise model.scan_code_taken(code.code_type, code.scan_code) from None
 
-        await self._run(insert)
+        await self._run(insert, writes=True)
 
     async def get_code(self, ref: CodeRef) -> Code | None:
         return await self._run(lambda conn: select_code(conn, ref))
@@ -69,7 +69,7 @@ class Codes(SqliteBase):
                 write_code(conn, ref, code)
                 return code
 
-        return await self._run(transition)
+        return await self._run(transition, writes=True)
 
     async def set_custom_code_info(
         self, code_type: str, key: str, version: int, info: Mapping[str, Any], by: str
@@ -85,7 +85,7 @@ class Codes(SqliteBase):
                 update_code(conn, code)
                 return code
 
-        return await self._run(update)
+        return await self._run(update, writes=True)
 
     async def redeemed_codes(self, user_id: str, code_type: str | None) -> list[Code]:
         narrow = " AND code_type = ?" if code_type is not None else ""
@@ -123,7 +123,7 @@ class Codes(SqliteBase):
                     f"DELETE FROM codes WHERE code_type = ? AND {deletable}", (code_type, *params)
                 ).rowcount
 
-        return await self._run(delete)
+        return await self._run(delete, writes=True)
 
     async def reset_codes(
         self, code_type: str, to: CodeState, reset_id: str, by: str, now: datetime
@@ -147,7 +147,7 @@ class Codes(SqliteBase):
 
         total, after = 0, ""
         while True:
-            count, last = await self._run(functools.partial(reset_batch, after=after))
+            count, last = await self._run(functools.partial(reset_batch, after=after), writes=True)
             total += count
             if last is None or count < RESET_BATCH:
                 return total

@@ -83,7 +83,7 @@ class Jobs(SqliteBase):
                 finally:
                     conn.execute("RELEASE batch")
 
-        return await self._run(insert)
+        return await self._run(insert, writes=True)
 
     async def codes_of(
         self, code_type: str, *, job_id: str | None = None, batch: int = 1000
@@ -134,7 +134,7 @@ class Jobs(SqliteBase):
                 )
                 return handed
 
-        return await self._run(claim)
+        return await self._run(claim, writes=True)
 
     async def keep_plain_codes(
         self, job_id: str, codes: Mapping[str, str], until: datetime
@@ -149,7 +149,7 @@ class Jobs(SqliteBase):
                     rows,
                 )
 
-        await self._run(insert)
+        await self._run(insert, writes=True)
 
     async def plain_codes(self, code_ids: Sequence[str], now: datetime) -> dict[str, str]:
         ids = list(code_ids)
@@ -169,7 +169,7 @@ class Jobs(SqliteBase):
                 gone = conn.execute("DELETE FROM plain_codes WHERE expires_at <= ?", (to_ms(now),))
                 return gone.rowcount
 
-        return int(await self._run(purge))
+        return int(await self._run(purge, writes=True))
 
 
 def _inserted(conn: sqlite3.Connection, row: Row) -> bool:

@@ -52,7 +52,7 @@ class Outbox(SqliteBase):
                 conn.executemany("DELETE FROM outbox WHERE event_id = ?", ids)
 
         if ids:
-            await self._run(delete)
+            await self._run(delete, writes=True)
 
     async def pending_replies(self, *, limit: int) -> list[Redemption]:
         rows = await self._all("SELECT doc FROM redemptions WHERE reply_pending = 1 LIMIT ?", limit)

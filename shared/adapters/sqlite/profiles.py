@@ -41,7 +41,7 @@ class Profiles(SqliteBase):
                 row = conn.execute(_BY_IDENTITY, identity).fetchone()
                 return profile_from_doc(loads(row[0]))
 
-        return await self._run(add)
+        return await self._run(add, writes=True)
 
     async def find_profile(
         self, app_id: str, kind: IdentityKind, external_id: str
@@ -81,7 +81,7 @@ class Profiles(SqliteBase):
                     (to_ms(kept.expires_at), dumps(session_to_doc(kept)), session_id),
                 )
 
-        await self._run(keep)
+        await self._run(keep, writes=True)
 
     async def purge_sessions(self, now: datetime) -> int:
         def purge(conn: sqlite3.Connection) -> int:
@@ -89,7 +89,7 @@ class Profiles(SqliteBase):
                 gone = conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (to_ms(now),))
                 return gone.rowcount
 
-        return int(await self._run(purge))
+        return int(await self._run(purge, writes=True))
 
 
 def _kept(session: Session, expires_at: datetime, packet_id: int, answer: str) -> Session:

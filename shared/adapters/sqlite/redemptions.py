@@ -26,7 +26,7 @@ class Redemptions(SqliteBase):
                     write_redemption(conn, redemption, insert=True)
                 return existing
 
-        return await self._run(insert)
+        return await self._run(insert, writes=True)
 
     async def add_reply(self, redemption_id: str, reply: ReplyTo) -> None:
         await self._update_redemption(

@@ -172,11 +172,18 @@ def prepare(conn: sqlite3.Connection) -> None:
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction that takes the file's write lock at once."""
-    conn.execute("BEGIN IMMEDIATE")
+    """A write transaction that takes the file's write lock at once; inside one already
+    open (writes sharing a commit, `connection.ConnectionThread`), a savepoint that
+    rolls back alone."""
+    nested = conn.in_transaction
+    conn.execute("SAVEPOINT part" if nested else "BEGIN IMMEDIATE")
     try:
         yield
     except BaseException:
-        conn.execute("ROLLBACK")
+        if nested:
+            conn.execute("ROLLBACK TO part")
+            conn.execute("RELEASE part")
+        else:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
+    conn.execute("RELEASE part" if nested else "COMMIT")

@@ -3,8 +3,6 @@ the connection's lifecycle."""
 
 from __future__ import annotations
 
-import sqlite3
-
 from shared.adapters.sqlite import schema
 from shared.adapters.sqlite.attempts import Attempts
 from shared.adapters.sqlite.campaigns import Campaigns
@@ -26,13 +24,7 @@ class SqliteStore(
         await self._run(schema.prepare)
 
     async def close(self) -> None:
-        def close(conn: sqlite3.Connection) -> None:
-            conn.close()
-            self._conn = None
-
-        if self._conn is not None:
-            await self._run(close)
-        self._thread.shutdown(wait=True)
+        await self._connection.close()
 
     async def ping(self) -> None:
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())

@@ -38,7 +38,7 @@ class FailureWindows(SqliteBase):
                     _write(conn, changed)
                 return changed
 
-        return await self._run(apply)
+        return await self._run(apply, writes=True)
 
     async def clear_failure_window(self, scope: str) -> bool:
         def clear(conn: sqlite3.Connection) -> bool:
@@ -48,7 +48,7 @@ class FailureWindows(SqliteBase):
                     == 1
                 )
 
-        return await self._run(clear)
+        return await self._run(clear, writes=True)
 
     async def live_failure_windows(
         self, now: datetime, *, after: str | None = None, limit: int = 100

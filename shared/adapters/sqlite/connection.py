@@ -1,0 +1,158 @@
+"""The connection's own thread, which gives the writes waiting for it one commit.
+
+With `synchronous = FULL` every commit waits for the disk, and a worker with
+many jobs in flight would wait once a write. So the thread takes every call
+waiting when it comes free: the reads one by one, then the writes together in
+one transaction, each inside its own savepoint (`schema.transaction` nests).
+A write's caller hears its result only after the shared COMMIT has returned,
+so nothing acts on a write that is not on disk. A write that fails rolls back
+its savepoint alone; a COMMIT that fails, or an error that ends the whole
+transaction, fails every write it held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from shared.adapters.sqlite.schema import connect
+
+T = TypeVar("T")
+
+# The most writes one commit carries: enough for a worker's prefetch of jobs, few
+# enough that the write lock is not held long for other processes.
+GROUP = 64
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    fn: Callable[[sqlite3.Connection], Any]
+    writes: bool
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+    def settle(self, value: Any = None, error: BaseException | None = None) -> None:
+        with contextlib.suppress(RuntimeError):  # its loop has closed: nobody waits for it
+            self.loop.call_soon_threadsafe(_settle, self.future, value, error)
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.done():  # its caller was cancelled
+        return
+    if error is None:
+        future.set_result(value)
+    else:
+        future.set_exception(error)
+
+
+class ConnectionThread:
+    """One connection to the file at `path`, used by one thread that runs the calls."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T], *, writes: bool) -> T:
+        """`fn(connection)` on the thread; with `writes`, it may share its commit."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="sqlite", daemon=True)
+            self._thread.start()
+        self._calls.put(_Call(fn, writes, loop, future))
+        return await future
+
+    async def close(self) -> None:
+        """Finish the calls already waiting, then close the connection and end the thread."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._calls.put(None)
+        await asyncio.get_running_loop().run_in_executor(None, thread.join)
+
+    def _serve(self) -> None:
+        conn = connect(self._path)
+        try:
+            stopping = False
+            while not stopping:
+                calls, stopping = self._waiting()
+                writes = []
+                for call in calls:
+                    if call.writes:
+                        writes.append(call)
+                    else:
+                        _run(call, conn)
+                _write_together(writes, conn)
+        finally:
+            conn.close()
+
+    def _waiting(self) -> tuple[list[_Call], bool]:
+        """The calls waiting now (at least one, unless the thread is to stop), and whether it is."""
+        first = self._calls.get()
+        if first is None:
+            return [], True
+        calls = [first]
+        while sum(call.writes for call in calls) < GROUP:
+            try:
+                call = self._calls.get_nowait()
+            except queue.Empty:
+                break
+            if call is None:
+                return calls, True
+            calls.append(call)
+        return calls, False
+
+
+def _run(call: _Call, conn: sqlite3.Connection) -> None:
+    try:
+        call.settle(call.fn(conn))
+    except Exception as error:
+        call.settle(error=error)
+
+
+def _write_together(calls: list[_Call], conn: sqlite3.Connection) -> None:
+    if len(calls) <= 1:
+        for call in calls:
+            _run(call, conn)
+        return
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as error:
+        _fail(calls, error)
+        return
+    done: list[tuple[_Call, Any, Exception | None]] = []
+    for index, call in enumerate(calls):
+        try:
+            done.append((call, call.fn(conn), None))
+        except Exception as error:
+            done.append((call, None, error))
+        if not conn.in_transaction:
+            # An error rolled the whole transaction back: the writes before it are
+            # undone too, and the rest get a transaction of their own.
+            ended = done[-1][2] or sqlite3.OperationalError("the transaction ended early")
+            call.settle(error=ended)
+            _fail(calls[:index], sqlite3.OperationalError(f"rolled back with another: {ended}"))
+            _write_together(calls[index + 1 :], conn)
+            return
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error as error:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        _fail(calls, error)
+        return
+    for call, value, failure in done:
+        call.settle(value, failure)
+
+
+def _fail(calls: list[_Call], error: BaseException) -> None:
+    for call in calls:
+        call.settle(error=error)
