@@ -23,11 +23,13 @@ class Refused(Exception):
 @pytest.fixture
 async def thread(tmp_path: Path):
     connection = ConnectionThread(tmp_path / "group.db")
-    await connection.call(
-        lambda conn: conn.execute("CREATE TABLE rows (n INTEGER PRIMARY KEY)"), writes=False
-    )
+    await connection.call(_insert_table, writes=False)
     yield connection
     await connection.close()
+
+
+def _insert_table(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE rows (n INTEGER PRIMARY KEY)")
 
 
 def _insert(n: int, *, fail: bool = False, end: bool = False):
@@ -99,18 +101,55 @@ async def test_a_write_that_fails_rolls_back_alone(thread, tmp_path: Path) -> No
     assert _stored(tmp_path / "group.db") == set(range(12)) - {7}
 
 
-async def test_a_write_that_ends_the_transaction_fails_every_write_it_held(
+async def test_a_write_that_ends_the_transaction_hears_why_and_the_others_run_again(
     thread, tmp_path: Path
 ) -> None:
     writes = [_insert(n, end=n == 4) for n in range(10)]
 
-    results, _ = await _held(thread, writes)
+    results, commits = await _held(thread, writes)
 
-    assert all(isinstance(result, sqlite3.OperationalError) for result in results[:4])
-    assert "rolled back" in str(results[0])
-    assert isinstance(results[4], Exception)
-    assert results[5:] == list(range(5, 10))
-    assert _stored(tmp_path / "group.db") == set(range(5, 10))
+    assert isinstance(results[4], Refused)
+    assert [r for i, r in enumerate(results) if i != 4] == [n for n in range(10) if n != 4]
+    assert commits == ["COMMIT"]  # the first transaction never committed
+    assert _stored(tmp_path / "group.db") == set(range(10)) - {4}
+
+
+async def test_a_store_that_cannot_open_its_file_says_so_to_every_caller(tmp_path: Path) -> None:
+    path = tmp_path / "not.db"
+    path.write_bytes(b"not a database" * 1000)
+    connection = ConnectionThread(path)
+    try:
+        for _ in range(2):  # each call tries again, and hears why it failed
+            with pytest.raises(sqlite3.DatabaseError):
+                await asyncio.wait_for(connection.call(_insert(1), writes=True), 10)
+    finally:
+        await connection.close()
+
+
+class Stop(BaseException):
+    pass
+
+
+async def test_a_call_that_raises_any_exception_leaves_the_thread_serving(thread) -> None:
+    def stop(conn: sqlite3.Connection) -> None:
+        raise Stop
+
+    results, _ = await _held(thread, [_insert(1), stop, _insert(2)])
+
+    assert isinstance(results[1], Stop)
+    assert results[0::2] == [1, 2]
+    with pytest.raises(Stop):
+        await thread.call(stop, writes=False)
+    assert await thread.call(_insert(3), writes=True) == 3
+
+
+async def test_a_closed_store_refuses_calls(tmp_path: Path) -> None:
+    connection = ConnectionThread(tmp_path / "closed.db")
+    await connection.call(_insert_table, writes=False)
+    await connection.close()
+
+    with pytest.raises(RuntimeError, match="closed"):
+        await connection.call(_insert(1), writes=True)
 
 
 async def test_a_caller_hears_only_once_its_write_is_visible_to_others(

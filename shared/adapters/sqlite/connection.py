@@ -6,8 +6,9 @@ waiting when it comes free: the reads one by one, then the writes together in
 one transaction, each inside its own savepoint (`schema.transaction` nests).
 A write's caller hears its result only after the shared COMMIT has returned,
 so nothing acts on a write that is not on disk. A write that fails rolls back
-its savepoint alone; a COMMIT that fails, or an error that ends the whole
-transaction, fails every write it held.
+its savepoint alone; one whose error ends the whole transaction (a full disk)
+hears that error, and the others run again in a new one; a COMMIT that fails
+fails every write it held.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shared.adapters.sqlite.schema import connect
+from shared.adapters.sqlite.schema import connect, shared_transaction
 
 T = TypeVar("T")
 
@@ -59,9 +60,12 @@ class ConnectionThread:
         self._path = path
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._closed = False
 
     async def call(self, fn: Callable[[sqlite3.Connection], T], *, writes: bool) -> T:
         """`fn(connection)` on the thread; with `writes`, it may share its commit."""
+        if self._closed:
+            raise RuntimeError("the store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if self._thread is None:
@@ -71,7 +75,9 @@ class ConnectionThread:
         return await future
 
     async def close(self) -> None:
-        """Finish the calls already waiting, then close the connection and end the thread."""
+        """Finish the calls already waiting, then close the connection and end the thread;
+        a call after that is refused."""
+        self._closed = True
         thread, self._thread = self._thread, None
         if thread is None:
             return
@@ -79,19 +85,24 @@ class ConnectionThread:
         await asyncio.get_running_loop().run_in_executor(None, thread.join)
 
     def _serve(self) -> None:
-        conn = connect(self._path)
-        try:
-            stopping = False
-            while not stopping:
-                calls, stopping = self._waiting()
-                writes = []
-                for call in calls:
-                    if call.writes:
-                        writes.append(call)
-                    else:
-                        _run(call, conn)
-                _write_together(writes, conn)
-        finally:
+        conn: sqlite3.Connection | None = None
+        stopping = False
+        while not stopping:
+            calls, stopping = self._waiting()
+            if conn is None:
+                try:
+                    conn = connect(self._path)
+                except BaseException as error:  # told to those waiting; the next call tries again
+                    _fail(calls, error)
+                    continue
+            writes = []
+            for call in calls:
+                if call.writes:
+                    writes.append(call)
+                else:
+                    _run(call, conn)
+            _write_together(writes, conn)
+        if conn is not None:
             conn.close()
 
     def _waiting(self) -> tuple[list[_Call], bool]:
@@ -99,8 +110,8 @@ class ConnectionThread:
         first = self._calls.get()
         if first is None:
             return [], True
-        calls = [first]
-        while sum(call.writes for call in calls) < GROUP:
+        calls, writes = [first], int(first.writes)
+        while writes < GROUP:
             try:
                 call = self._calls.get_nowait()
             except queue.Empty:
@@ -108,13 +119,14 @@ class ConnectionThread:
             if call is None:
                 return calls, True
             calls.append(call)
+            writes += call.writes
         return calls, False
 
 
 def _run(call: _Call, conn: sqlite3.Connection) -> None:
     try:
         call.settle(call.fn(conn))
-    except Exception as error:
+    except BaseException as error:
         call.settle(error=error)
 
 
@@ -123,34 +135,42 @@ def _write_together(calls: list[_Call], conn: sqlite3.Connection) -> None:
         for call in calls:
             _run(call, conn)
         return
+    done: list[tuple[Any, BaseException | None]] = []
+    ended: int | None = None
     try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.Error as error:
-        _fail(calls, error)
-        return
-    done: list[tuple[_Call, Any, Exception | None]] = []
-    for index, call in enumerate(calls):
-        try:
-            done.append((call, call.fn(conn), None))
-        except Exception as error:
-            done.append((call, None, error))
-        if not conn.in_transaction:
-            # An error rolled the whole transaction back: the writes before it are
-            # undone too, and the rest get a transaction of their own.
-            ended = done[-1][2] or sqlite3.OperationalError("the transaction ended early")
-            call.settle(error=ended)
-            _fail(calls[:index], sqlite3.OperationalError(f"rolled back with another: {ended}"))
-            _write_together(calls[index + 1 :], conn)
-            return
-    try:
-        conn.execute("COMMIT")
-    except sqlite3.Error as error:
+        with shared_transaction(conn):
+            for index, call in enumerate(calls):
+                done.append(_attempt(call, conn))
+                if not conn.in_transaction:
+                    ended = index
+                    break
+            else:
+                conn.execute("COMMIT")
+    except BaseException as error:  # the transaction could not begin or commit
         if conn.in_transaction:
-            conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # else the next transaction does
+                conn.execute("ROLLBACK")
         _fail(calls, error)
         return
-    for call, value, failure in done:
+    if ended is not None:
+        # An error ended the whole transaction, and undid the writes before it too:
+        # it is that call's answer, and the others run again in a new one.
+        calls[ended].settle(error=done[ended][1] or _ended())
+        _write_together(calls[:ended] + calls[ended + 1 :], conn)
+        return
+    for call, (value, failure) in zip(calls, done, strict=True):
         call.settle(value, failure)
+
+
+def _attempt(call: _Call, conn: sqlite3.Connection) -> tuple[Any, BaseException | None]:
+    try:
+        return call.fn(conn), None
+    except BaseException as error:
+        return None, error
+
+
+def _ended() -> sqlite3.OperationalError:
+    return sqlite3.OperationalError("the transaction ended early")
 
 
 def _fail(calls: list[_Call], error: BaseException) -> None:

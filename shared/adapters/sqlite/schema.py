@@ -4,6 +4,7 @@ release, the pragmas each connection sets, and the write transaction."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -170,20 +171,55 @@ def prepare(conn: sqlite3.Connection) -> None:
     conn.executescript(TIMER_INDEXES)
 
 
+class _Sharing(threading.local):
+    """Whether this thread's connection is in a transaction several writes share."""
+
+    active = False
+
+
+SHARING = _Sharing()
+
+
+@contextmanager
+def shared_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """Open a transaction that the `transaction`s inside it join as savepoints; whoever
+    opened it commits or rolls it back (`connection.ConnectionThread`)."""
+    conn.execute("BEGIN IMMEDIATE")
+    SHARING.active = True
+    try:
+        yield
+    finally:
+        SHARING.active = False
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction that takes the file's write lock at once; inside one already
-    open (writes sharing a commit, `connection.ConnectionThread`), a savepoint that
-    rolls back alone."""
-    nested = conn.in_transaction
-    conn.execute("SAVEPOINT part" if nested else "BEGIN IMMEDIATE")
+    """A write transaction that takes the file's write lock at once; inside a shared one,
+    a savepoint that rolls back alone."""
+    if SHARING.active:
+        yield from _savepoint(conn)
+        return
+    if conn.in_transaction:  # left open by a COMMIT that failed: its writers were told
+        conn.execute("ROLLBACK")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _savepoint(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("SAVEPOINT part")
     try:
         yield
     except BaseException:
-        if nested:
+        # An error that ended the whole transaction (a full disk, say) left no savepoint
+        # to roll back to: the error itself is what the caller hears.
+        if conn.in_transaction:
             conn.execute("ROLLBACK TO part")
             conn.execute("RELEASE part")
-        else:
-            conn.execute("ROLLBACK")
         raise
-    conn.execute("RELEASE part" if nested else "COMMIT")
+    conn.execute("RELEASE part")
