@@ -7,6 +7,8 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from shared.adapters.documents import Doc, code_to_doc
 from shared.adapters.sqlite import SqliteStore, schema
 from shared.adapters.sqlite.codec import sql_of
@@ -17,6 +19,7 @@ from shared.clock import to_ms
 from shared.domain import model
 from shared.domain.conditions import Equals, LowerBound
 from shared.domain.model import Campaign, Claim, Code, CodeRef, CodeUseType, HistoryEntry
+from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import Action, CodeState
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -127,3 +130,61 @@ async def test_a_condition_on_an_attribute_given_a_column_holds_for_rows_of_eith
         found = {row[0] for row in conn.execute(f"SELECT id FROM codes WHERE {where}", params)}
     conn.close()
     assert found == {"old", "new"}
+
+
+OLD_CODES_TABLE = """
+CREATE TABLE codes (
+    id TEXT PRIMARY KEY,
+    code_type TEXT NOT NULL,
+    scan_norm TEXT NOT NULL,
+    code_state TEXT NOT NULL,
+    redeemed_by_user_id TEXT,
+    redeemed_at INTEGER,
+    job_id TEXT,
+    doc TEXT NOT NULL,
+    UNIQUE (code_type, scan_norm)
+);
+"""
+
+
+def _plans(path: Path, query: str, *args: object) -> str:
+    with sqlite3.connect(path) as conn:
+        plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {query}", args))
+    conn.close()
+    return plan
+
+
+def _indexes(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    conn.close()
+    return names
+
+
+async def test_scan_codes_are_unique_in_a_campaign_and_found_by_index_in_files_of_either_layout(
+    tmp_path: Path,
+) -> None:
+    new, old = tmp_path / "new.sqlite3", tmp_path / "old.sqlite3"
+    with sqlite3.connect(old) as conn:  # a file from before the one index by scan code
+        conn.executescript(OLD_CODES_TABLE)
+    conn.close()
+    for path in (new, old):
+        store = SqliteStore(path)
+        await store.prepare()
+        await store.create_campaign(Campaign("gems", CodeUseType.SINGLE, NOW, NOW))
+        await store.create_campaign(Campaign("gold", CodeUseType.SINGLE, NOW, NOW))
+        await store.add_code(Code("c1", "gems", "A1", CodeState.AVAILABLE, NOW, NOW))
+        await store.add_code(Code("c2", "gold", "A1", CodeState.AVAILABLE, NOW, NOW))
+        with pytest.raises(DomainError) as refused:
+            await store.add_code(Code("c3", "gems", "A1", CodeState.AVAILABLE, NOW, NOW))
+        assert refused.value.reason is ReasonCode.SCAN_CODE_EXISTS
+        found = await store.find_codes("A1", limit=10)
+        assert sorted(c.redemption_code_id for c in found) == ["c1", "c2"]
+        await store.close()
+        assert "USING" in _plans(path, "SELECT id FROM codes WHERE scan_norm = ?", "A1")
+        assert "USING" in _plans(path, _BY_CAMPAIGN, "A1", "gems")
+    assert "codes_by_key" in _indexes(new) and "codes_by_scan" not in _indexes(new)
+    assert "codes_by_scan" in _indexes(old) and "codes_by_key" not in _indexes(old)
+
+
+_BY_CAMPAIGN = "SELECT id FROM codes WHERE scan_norm = ?1 AND code_type = ?2"

@@ -51,7 +51,7 @@ def _batch(rows: list[Row]) -> tuple[str, tuple[object, ...]]:
     read (a statement with no values of its own for each row, run without the
     interpreter's lock: the caller makes its next batch meanwhile). In the order of the
     unique index, each of its pages is visited once."""
-    columns = list(zip(*sorted(rows, key=operator.itemgetter(1, 2)), strict=True))
+    columns = list(zip(*sorted(rows, key=operator.itemgetter(2, 1)), strict=True))
     varying = tuple(  # ids always: a JSON array of a row each, even of one row
         n for n, column in enumerate(columns) if n == 0 or column.count(column[0]) != len(column)
     )
