@@ -17,7 +17,7 @@ generator and the event observer), from /proc over the measured phase only.
 
     .venv/bin/python -m bench.e2e [--codes 2000] [--mongodb-codes N]
         [--store embedded mongodb] [--workers 1 2] [--connections 8]
-        [--load 0.5] [--paced-s 10]
+        [--load 0.5] [--paced-s 10] [--failure-limits user=off]
 
 MongoDB is the one the tests would use (REDEEM_TEST_MONGODB_URL, else a
 local SecantusDB surrogate); RabbitMQ the local broker, a virtual host a run.
@@ -152,6 +152,7 @@ class Setup:
     load: float
     paced_s: float
     shared: tuple[cpu.Watched, ...]  # the broker's and the store server's processes
+    failure_limits: str | None  # the services' REDEEM_FAILURE_LIMITS, if not their default
 
 
 async def end_to_end(setup: Setup, mongo_url: str | None, workers: int, codes: int) -> Run:
@@ -165,6 +166,8 @@ async def end_to_end(setup: Setup, mongo_url: str | None, workers: int, codes: i
         data_dir=work / uuid.uuid4().hex,
     )
     env["REDEEM_LOG_LEVEL"] = "WARNING"
+    if setup.failure_limits is not None:
+        env["REDEEM_FAILURE_LIMITS"] = setup.failure_limits
     system = System(env, work)
     try:
         intake = system.start("intake")
@@ -353,6 +356,7 @@ async def main(arguments: argparse.Namespace) -> None:
                 arguments.load,
                 arguments.paced_s,
                 tuple(shared_processes(rabbit, url)),
+                arguments.failure_limits,
             )
             for workers in arguments.workers:
                 run = await end_to_end(setup, url, workers, codes)
@@ -378,6 +382,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--load", type=float, default=0.5, help="the fixed offered load, of the maximum rate"
     )
     parser.add_argument("--paced-s", type=float, default=10.0, help="the fixed load's duration")
+    parser.add_argument(
+        "--failure-limits",
+        help="the services' REDEEM_FAILURE_LIMITS (default: theirs, user=10/15m); 'user=off'"
+        " measures redemptions without the failure budget's two commands",
+    )
     return parser.parse_args(argv)
 
 

@@ -76,12 +76,13 @@ class FailureBudget:
 
     async def settle(self, ended: Redemption) -> None:
         """After a redemption ended: a guess's refusal keeps its entries, a redemption
-        redeemed clears its user's window, any other outcome gives its entries back."""
+        redeemed clears its user's window (when users are counted), any other outcome
+        gives its entries back."""
         if not ended.status.is_terminal or _refused_unseen(ended) or counts(ended.reason_code):
             return
         scopes = await self._scopes(ended.caller)
-        if ended.status is RedemptionStatus.REDEEMED:
-            user = scope_of(ScopeKind.USER, ended.user_id)
+        user = scope_of(ScopeKind.USER, ended.user_id)
+        if ended.status is RedemptionStatus.REDEEMED and any(s == user for s, _ in scopes):
             await self._store.clear_failure_window(user)
             scopes = [(scope, limit) for scope, limit in scopes if scope != user]
         await self._give_back(ended.redemption_id, scopes)

@@ -164,6 +164,30 @@ async def test_a_success_clears_the_users_count_and_refusals_that_are_no_guess_g
     assert await store.failure_windows(["user:u1"]) == []
 
 
+class CountingClears(FakeStore):
+    """A store that counts the windows cleared: a write each on MongoDB."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clears = 0
+
+    async def clear_failure_window(self, scope: str) -> bool:
+        self.clears += 1
+        return await super().clear_failure_window(scope)
+
+
+async def test_where_users_are_not_counted_a_success_writes_no_window() -> None:
+    store = CountingClears()
+    for n in range(2):
+        await store.add_code(Code(f"c{n}", "gems", f"GOOD{n}", CodeState.AVAILABLE, NOW, NOW))
+    await store.create_campaign(Campaign("gems", CodeUseType.SINGLE, NOW, NOW))
+
+    counted = await worker(store, FailureLimits(user=THREE)).redeem(attempt("a", "GOOD0"))
+    assert (counted.status, store.clears) == (RedemptionStatus.REDEEMED, 1)
+    uncounted = await worker(store, FailureLimits(user=None)).redeem(attempt("b", "GOOD1"))
+    assert (uncounted.status, store.clears) == (RedemptionStatus.REDEEMED, 1)
+
+
 async def test_a_key_limit_counts_every_user_of_the_key() -> None:
     store = await seeded(1)
     redeem = worker(store, FailureLimits(user=None, key=THREE))
