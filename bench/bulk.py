@@ -54,7 +54,8 @@ async def generate(store: Store, rows: int, _: Path) -> None:
         new_id(), "gen", rows, CodeState.INACTIVE, "FiveByFive", {"includeCheck": True}, NOW, NOW
     )
     await store.create_job(job)
-    await generate_codes.generate(store, job, utcnow, new_id)
+    finished, _ = await generate_codes.generate(store, job, utcnow, new_id)
+    assert finished.done == rows
 
 
 async def import_file(store: Store, _: int, file: Path) -> None:
