@@ -9,15 +9,15 @@ its number and reason. A file that cannot be read to its end (a line too
 long, a body over the import's limit) stops the import at the last whole line
 read: every line before it is imported, none after, and the refusal says so.
 
-A CSV export prefixes a cell a spreadsheet would run as a formula with a
-single quote (OWASP, CSV injection); an import takes that quote off again, so
-an export imports back unchanged.
+A CSV cell that starts with a quote and then what a spreadsheet reads as a
+formula is taken as the cell after the quote, which an export put there
+(`export`): an export imports back unchanged.
 
 At disk speed: lines are read a chunk at a time; a line of a scan code and a
 state (most of an inventory) is checked at once, any other by `ImportRow`; a
 batch's codes are made like the first of their state (`generation.alike`),
 with time-ordered ids, and the next batch is read while the store adds this
-one. An export writes its lines from the codes themselves.
+one. Export is `export`'s.
 """
 
 from __future__ import annotations
@@ -25,19 +25,18 @@ from __future__ import annotations
 import asyncio
 import codecs
 import csv
-import io
 import json
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import to_json
 
+from services.intake.export import EXPORT_BATCH, export_lines, unquoted
 from services.intake.queries import personal_campaign
-from shared.clock import Clock, to_ms
+from shared.clock import Clock
 from shared.domain.codekeys import PLAIN, CodeKeys, shown
 from shared.domain.generation import RandomBytes, alike, collection_paused, time_ordered_ids
 from shared.domain.model import Code, JsonMap, NewId, new_code
@@ -47,22 +46,8 @@ from shared.messages import CallerInfo, describe
 from shared.ports import Jobs, Store
 
 BATCH = 5_000  # rows a transaction: the store's write lock is held that long
-EXPORT_BATCH = 5_000
 MAX_REPORTED_ERRORS = 10_000
 MAX_LINE_BYTES = 64 * 1024
-# What a spreadsheet reads as the start of a formula (OWASP, CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-CSV_COLUMNS = (
-    "scanCode",
-    "codeState",
-    "customCodeInfo",
-    "redemptionCodeId",
-    "version",
-    "redeemedByUserId",
-    "createdAt",
-    "activatedAt",
-    "redeemedAt",
-)
 
 
 class ImportRow(BaseModel):
@@ -153,7 +138,7 @@ def _csv_row(header: list[str], line: str) -> dict[str, Any]:
             ReasonCode.INVALID_PARAMETER_VALUE,
             f"{len(values)} fields where the header has {len(header)}",
         )
-    cells = zip(header, map(_unquoted, values) if "'" in line else values, strict=True)
+    cells = zip(header, map(unquoted, values) if "'" in line else values, strict=True)
     row: dict[str, Any] = {k: v for k, v in cells if v != ""}
     if "customCodeInfo" in row:
         row["customCodeInfo"] = _json(row["customCodeInfo"])
@@ -362,93 +347,6 @@ def _object(line: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise DomainError(ReasonCode.INVALID_PARAMETER_VALUE, "each line must be a JSON object")
     return value
-
-
-async def export_lines(batches: AsyncIterable[list[Code]], fmt: str) -> AsyncIterator[bytes]:
-    """Codes as CSV (with a header, CRLF line ends) or NDJSON, a batch at a time; each line
-    as `CodeRecord` has the code (`shared.messages`), written from the code itself."""
-    if fmt == "csv":
-        yield _csv_lines([list(CSV_COLUMNS)])
-    async for codes in batches:
-        with collection_paused():
-            if fmt == "csv":
-                lines = _csv_lines(_csv_values(code) for code in codes)
-            else:
-                lines = b"".join(
-                    to_json(_record(code), inf_nan_mode="null") + b"\n" for code in codes
-                )
-        yield lines
-
-
-def _record(code: Code) -> dict[str, Any]:
-    """`CodeRecord.of(code)`'s fields, as it serialises them."""
-    return {
-        "scanCode": code.scan_code,
-        "codeType": code.code_type,
-        "redemptionCodeId": code.redemption_code_id,
-        "version": code.version,
-        "codeState": code.code_state.value,
-        "customCodeInfo": _map(code.custom_code_info),
-        "customRedemptionInfo": _map(code.custom_redemption_info),
-        "redeemedByUserId": code.redeemed_by_user_id,
-        "redemptionId": code.redemption_id,
-        "invalidationReason": code.invalidation_reason,
-        "createdAt": to_ms(code.created_at),
-        "activatedAt": to_ms(code.activated_at),
-        "redeemedAt": to_ms(code.redeemed_at),
-        "invalidatedAt": to_ms(code.invalidated_at),
-        "updatedAt": to_ms(code.updated_at),
-        "attempt": code.attempt,
-        "attemptedAt": to_ms(code.attempted_at),
-        "attemptState": code.attempt_state.value if code.attempt_state else None,
-        "response": _map(code.response),
-        "errorCode": code.error_code,
-        "errorMsg": code.error_msg,
-        "deadlineAt": to_ms(code.deadline_at),
-        "nextPollAt": to_ms(code.next_poll_at),
-        "retryAt": to_ms(code.retry_at),
-    }
-
-
-def _map(info: JsonMap | None) -> dict[str, Any] | None:
-    return dict(info) if info is not None else None
-
-
-def _csv_values(code: Code) -> list[object]:
-    info = code.custom_code_info
-    row = (
-        code.scan_code,
-        code.code_state.value,
-        None if info is None else json.dumps(dict(info), separators=(",", ":")),
-        code.redemption_code_id,
-        code.version,
-        code.redeemed_by_user_id,
-        to_ms(code.created_at),
-        to_ms(code.activated_at),
-        to_ms(code.redeemed_at),
-    )
-    return ["" if cell is None else _quoted(cell) for cell in row]
-
-
-def _quoted(cell: object) -> object:
-    """A text cell a spreadsheet would run as a formula, made text by a leading quote."""
-    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
-        return "'" + cell
-    return cell
-
-
-def _unquoted(cell: str) -> str:
-    """A cell as it was before `_quoted`."""
-    if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS):
-        return cell[1:]
-    return cell
-
-
-def _csv_lines(rows: Iterable[list[object]]) -> bytes:
-    out = io.StringIO()
-    # CRLF, as RFC 4180 has it: a cell holding a bare CR is then quoted, not split.
-    csv.writer(out, lineterminator="\r\n").writerows(rows)
-    return out.getvalue().encode()
 
 
 class Bulk:

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-from services.intake.bulk import export_lines
+from services.intake.export import export_lines
 from services.intake.queries import personal_campaign
 from services.intake.schemas import GenerateIn
 from shared import topology

@@ -15,7 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.intake import bulk
-from services.intake.bulk import CSV_COLUMNS, Fields, Importer, ImportRow, export_lines
+from services.intake.bulk import Fields, Importer, ImportRow
+from services.intake.export import CSV_COLUMNS, csv_lines, export_lines, quoted
 from shared.domain.codekeys import CodeKeys
 from shared.domain.model import AttemptState, Code, HistoryEntry
 from shared.domain.reasons import DomainError, ReasonCode
@@ -49,13 +50,13 @@ def record_cells(code: Code) -> list[object]:
     row = CodeRecord.of(code).model_dump(mode="json")
     if row["customCodeInfo"] is not None:
         row["customCodeInfo"] = json.dumps(row["customCodeInfo"], separators=(",", ":"))
-    return ["" if row[c] is None else bulk._quoted(row[c]) for c in CSV_COLUMNS]
+    return ["" if row[c] is None else quoted(row[c]) for c in CSV_COLUMNS]
 
 
 async def test_an_exported_line_is_the_codes_record() -> None:
     codes = [BARE, FULL]
     as_csv = await exported(codes, "csv")
-    assert as_csv == bulk._csv_lines([list(CSV_COLUMNS), *map(record_cells, codes)])
+    assert as_csv == csv_lines([list(CSV_COLUMNS), *map(record_cells, codes)])
     as_ndjson = await exported(codes, "ndjson")
     assert as_ndjson == b"".join(
         CodeRecord.of(code).model_dump_json().encode() + b"\n" for code in codes
