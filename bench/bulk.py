@@ -54,7 +54,7 @@ async def generate(store: Store, rows: int, _: Path) -> None:
         new_id(), "gen", rows, CodeState.INACTIVE, "FiveByFive", {"includeCheck": True}, NOW, NOW
     )
     await store.create_job(job)
-    finished, _ = await generate_codes.generate(store, job, utcnow, new_id)
+    finished, _codes = await generate_codes.generate(store, job, utcnow, new_id)
     assert finished.done == rows
 
 

@@ -1,19 +1,23 @@
 """The embedded store's connection thread: writes waiting together share one
 commit, each caller hears only once its write is on disk, and a write that fails
-takes nothing of the others with it (or, when it ends the whole transaction,
-fails every write that transaction held)."""
+takes nothing of the others with it (when it ends the whole transaction, the
+others run again); and the thread outlives whatever a call raises."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shared.adapters.sqlite.connection import GROUP, ConnectionThread
 from shared.adapters.sqlite.schema import connect, transaction
+
+Call = Callable[[sqlite3.Connection], Any]
 
 
 class Refused(Exception):
@@ -21,7 +25,7 @@ class Refused(Exception):
 
 
 @pytest.fixture
-async def thread(tmp_path: Path):
+async def thread(tmp_path: Path) -> AsyncIterator[ConnectionThread]:
     connection = ConnectionThread(tmp_path / "group.db")
     await connection.call(_insert_table, writes=False)
     yield connection
@@ -32,7 +36,9 @@ def _insert_table(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE rows (n INTEGER PRIMARY KEY)")
 
 
-def _insert(n: int, *, fail: bool = False, end: bool = False):
+def _insert(
+    n: int, *, fail: bool = False, end: bool = False
+) -> Callable[[sqlite3.Connection], int]:
     def write(conn: sqlite3.Connection) -> int:
         with transaction(conn):
             conn.execute("INSERT INTO rows (n) VALUES (?)", (n,))
@@ -46,8 +52,8 @@ def _insert(n: int, *, fail: bool = False, end: bool = False):
 
 
 async def _held(
-    thread: ConnectionThread, writes: list, *, reads: tuple = ()
-) -> tuple[list, list[str]]:
+    thread: ConnectionThread, writes: list[Call], *, reads: tuple[Call, ...] = ()
+) -> tuple[list[Any], list[str]]:
     """Run `writes` (and `reads`) as one group: the thread is held busy until all of them
     wait for it. Their results in that order, and the COMMITs the connection ran."""
     commits: list[str] = []
@@ -77,7 +83,9 @@ def _stored(path: Path) -> set[int]:
         conn.close()
 
 
-async def test_writes_waiting_together_share_one_commit(thread, tmp_path: Path) -> None:
+async def test_writes_waiting_together_share_one_commit(
+    thread: ConnectionThread, tmp_path: Path
+) -> None:
     results, commits = await _held(thread, [_insert(n) for n in range(20)])
 
     assert results == list(range(20))
@@ -85,7 +93,9 @@ async def test_writes_waiting_together_share_one_commit(thread, tmp_path: Path) 
     assert _stored(tmp_path / "group.db") == set(range(20))
 
 
-async def test_a_write_that_fails_rolls_back_alone(thread, tmp_path: Path) -> None:
+async def test_a_write_that_fails_rolls_back_alone(
+    thread: ConnectionThread, tmp_path: Path
+) -> None:
     writes = [_insert(n, fail=n == 7) for n in range(12)]
     # A second write of a row already written in the same group breaks a constraint.
     writes.append(_insert(3))
@@ -102,7 +112,7 @@ async def test_a_write_that_fails_rolls_back_alone(thread, tmp_path: Path) -> No
 
 
 async def test_a_write_that_ends_the_transaction_hears_why_and_the_others_run_again(
-    thread, tmp_path: Path
+    thread: ConnectionThread, tmp_path: Path
 ) -> None:
     writes = [_insert(n, end=n == 4) for n in range(10)]
 
@@ -130,7 +140,9 @@ class Stop(BaseException):
     pass
 
 
-async def test_a_call_that_raises_any_exception_leaves_the_thread_serving(thread) -> None:
+async def test_a_call_that_raises_any_exception_leaves_the_thread_serving(
+    thread: ConnectionThread,
+) -> None:
     def stop(conn: sqlite3.Connection) -> None:
         raise Stop
 
@@ -153,7 +165,7 @@ async def test_a_closed_store_refuses_calls(tmp_path: Path) -> None:
 
 
 async def test_a_caller_hears_only_once_its_write_is_visible_to_others(
-    thread, tmp_path: Path
+    thread: ConnectionThread, tmp_path: Path
 ) -> None:
     async def write_and_look(n: int) -> bool:
         await thread.call(_insert(n), writes=True)
@@ -164,7 +176,7 @@ async def test_a_caller_hears_only_once_its_write_is_visible_to_others(
     assert all(seen)
 
 
-async def test_reads_in_a_group_see_committed_rows_only(thread) -> None:
+async def test_reads_in_a_group_see_committed_rows_only(thread: ConnectionThread) -> None:
     await thread.call(_insert(1), writes=True)
     count = "SELECT count(*) FROM rows"
 
