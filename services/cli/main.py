@@ -1,4 +1,5 @@
-"""`redeem`: run the system, load it with the demo, and (soon) manage inventories."""
+"""`redeem`: run the system, load it with the demo, manage inventories, and prepare a
+deployment's store and broker."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ from services.cli.keys import keys as keys_app
 from services.cli.local import RunningSystem, admin_key
 from services.cli.lockouts import lockouts
 from shared.domain.access import digest_of
+from shared.runtime.process import adapters
 from shared.runtime.settings import Settings
+from shared.runtime.startup import settings_for
 
 app = typer.Typer(help="Redemption codes: run the service and work with it.", add_completion=False)
 app.add_typer(manage.campaigns, name="campaigns")
@@ -108,6 +111,20 @@ def _serve(supervisor: up_module.Supervisor, restarted: Callable[[], None]) -> N
         if supervisor.watch_once():
             restarted()
         time.sleep(0.5)
+
+
+@app.command()
+def prepare() -> None:
+    """Create the store's tables and indexes and declare the broker's exchanges and queues,
+    then exit: what every service does at start, run once before them in a deployment."""
+    settings = settings_for("prepare")
+    asyncio.run(_prepare(settings))
+    console.print("store and broker prepared")
+
+
+async def _prepare(settings: Settings) -> None:
+    async with adapters(settings, "prepare"):
+        pass
 
 
 @app.command()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -12,9 +14,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aio_pika
 import pytest
+from pymongo import AsyncMongoClient
 
 from bench.support.servers import free_port
+from shared import topology
+from shared.adapters.documents import Doc
 from shared.domain.access import ApiKeys, digest_of
 
 # The demo loads a whole system for a minute or two on this machine's two cores.
@@ -220,3 +226,42 @@ def test_redeem_keys_writes_a_key_as_its_digest(cli_env: dict[str, str]) -> None
     key, entry = (line.split(":", 1)[1].strip() for line in made.stdout.splitlines())
     assert entry == f"{digest_of(key)}=fulfillment|handlers=acme"
     assert ApiKeys.parse(entry).grant(key) is not None
+
+
+async def test_prepare_makes_the_stores_indexes_and_the_brokers_queues_then_exits(
+    each_store_env: dict[str, str], db_name: str, mongo_client: AsyncMongoClient[Doc]
+) -> None:
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [REDEEM, "prepare"],
+        env=each_store_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "store and broker prepared" in done.stdout
+    connection = await aio_pika.connect(each_store_env["REDEEM_RABBITMQ_URL"])
+    async with connection:
+        channel = await connection.channel()
+        for queue in (topology.WORK_QUEUE, topology.INTAKE_QUEUE, topology.DEAD_LETTER_QUEUE):
+            await channel.declare_queue(queue, passive=True)  # raises if it is not there
+    if each_store_env.get("REDEEM_MONGODB_URL"):
+        indexes = await mongo_client[db_name][topology.CODES].index_information()
+        assert len(indexes) > 1  # beside _id's
+    else:
+        path = Path(each_store_env["REDEEM_DATA_DIR"]) / "redeem.sqlite3"
+        with sqlite3.connect(path) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        conn.close()
+        assert {"codes", "redemptions", "outbox", "codes_by_key"} <= tables
+
+
+def test_prepare_refuses_settings_it_cannot_start_with(cli_env: dict[str, str]) -> None:
+    env = cli_env | {"REDEEM_API_KEYS": "dev-admin-key=admin", "REDEEM_ENVIRONMENT": "production"}
+
+    done = subprocess.run([REDEEM, "prepare"], env=env, capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 2
+    assert "prepare not started: " in done.stderr and "REDEEM_API_KEYS" in done.stderr
