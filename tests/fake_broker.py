@@ -205,6 +205,9 @@ class FakeBroker:
         await self.publish(topology.DELAY_EXCHANGE, queue, copy.body, headers=copy.headers)
         self.delayed.append(Delayed(queue, delay_s, copy))
 
+    async def queue_depth(self, queue: str) -> int:
+        return sum(name == queue for name, _ in self.ready)
+
     async def consume(self, queue: str, handle: Handler) -> FakeSubscription:
         self.consumers[queue] = handle
         return FakeSubscription(self, queue)

@@ -26,7 +26,7 @@ from shared.domain.profiles import IdentityKind, Profile, Session
 from shared.domain.scancode import normalise
 from shared.domain.states import CodeState
 from shared.domain.throttling import FailureWindow, Limit
-from shared.ports import Due, PendingEvent, PendingEvents, Store
+from shared.ports import Backlog, Due, PendingEvent, PendingEvents, Store, Timers
 from shared.ports.throttling import WindowChange
 
 
@@ -139,6 +139,10 @@ class FakeStore:
             return None
         table[key] = dataclasses.replace(code, **fields)
         return table[key]
+
+    async def timers(self, now: datetime) -> Timers:
+        set_ = [c.timer_at for t in (self.codes, self.instances) for c in t.values() if c.timer_at]
+        return Timers(len(set_), sum(at <= now for at in set_))
 
     async def take_due(self, now: datetime, lease_s: float, *, limit: int) -> list[Due]:
         due = [
@@ -375,6 +379,10 @@ class FakeStore:
                 self.outbox[item.code_id] = left
             else:
                 self.outbox.pop(item.code_id, None)
+
+    async def backlog(self) -> Backlog:
+        events = [p.event for pending in self.outbox.values() for p in pending]
+        return Backlog(len(events), min((e.occurred_at for e in events), default=None))
 
     async def pending_replies(self, *, limit: int) -> list[Redemption]:
         return [r for r in self.redemptions.values() if r.status.is_terminal and r.replies][:limit]

@@ -23,7 +23,7 @@ from services.intake.routes import (
 )
 from shared.clock import Clock, utcnow
 from shared.messages import ErrorBody
-from shared.runtime.ops import ops_router
+from shared.runtime.ops import HttpMetrics, ops_router
 from shared.runtime.process import Adapters
 from shared.runtime.settings import Settings
 
@@ -61,6 +61,7 @@ def create_app(settings: Settings, connect: Connect, clock: Clock = utcnow) -> F
         errors.BodyLimit,
         streamed={("POST", bulk.IMPORT_PATH): settings.max_import_bytes, **braincloud.STREAMED},
     )
+    app.add_middleware(HttpMetrics)
     for area in ROUTERS:
         app.include_router(area.router)
     return app

@@ -1,10 +1,13 @@
-"""`python -m services.results`: relay events and outcomes until SIGTERM."""
+"""`python -m services.results`: relay events and outcomes, and sample the backlogs,
+until SIGTERM."""
 
 import asyncio
 
 import structlog
 
+from services.results.gauges import Gauges
 from services.results.relay import Relay
+from shared.clock import utcnow
 from shared.runtime import logs
 from shared.runtime.ops import OpsServer, ops_app
 from shared.runtime.process import adapters, until_stopped
@@ -24,13 +27,16 @@ async def main() -> None:
             settings.http_host,
             settings.port_for(DEFAULT_PORT),
         )
+        gauges = Gauges(a.store, a.broker, utcnow, every_s=settings.gauges_every_s)
         await ops.start()
         running = asyncio.create_task(relay.run())
+        sampling = asyncio.create_task(gauges.run())
         log.info("results started")
         await until_stopped()
         log.info("results stopping")
         relay.stop()
-        await running
+        gauges.stop()
+        await asyncio.gather(running, sampling)
         await ops.stop()
     log.info("results stopped")
 

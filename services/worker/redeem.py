@@ -50,6 +50,7 @@ from shared.domain.states import CodeState
 from shared.domain.throttling import LockedOut, counts
 from shared.ports import Store
 from shared.runtime.failpoints import failpoint
+from shared.service import measures
 from shared.service.attempt_outcomes import AttemptOutcomes
 from shared.service.campaign_cache import CampaignCache
 from shared.service.failure_budget import FailureBudget
@@ -501,5 +502,6 @@ class RedeemService:
             completed_at=now if status.is_terminal else None,
         )
         ended = await self._store.finish_redemption(outcome)
+        measures.ended(ended, completed_now=ended.completed_at == outcome.completed_at)
         await self._budget.settle(ended)
         return ended

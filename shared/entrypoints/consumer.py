@@ -10,12 +10,19 @@ from collections.abc import Awaitable
 from typing import Any
 
 import structlog
+from prometheus_client import Counter, Gauge
 
 from shared import topology
 from shared.domain.backoff import RetryPolicy, compute_backoff
 from shared.ports.broker import Broker, Delivery, Subscription
 
 log = structlog.get_logger()
+IN_FLIGHT = Gauge("redemption_consumer_in_flight", "Deliveries being handled, by queue", ["queue"])
+REDELIVERED = Counter(
+    "redemption_consumer_redeliveries",
+    "Deliveries of a message delivered before (a retry, or one a stopped consumer left)",
+    ["queue"],
+)
 
 
 class Consumer(ABC):
@@ -34,6 +41,8 @@ class Consumer(ABC):
         self._retry = retry
         self._subscription: Subscription | None = None
         self._in_flight: set[asyncio.Task[Any]] = set()
+        for series in (IN_FLIGHT, REDELIVERED):
+            series.labels(queue)  # served at 0 until the first
 
     @abstractmethod
     async def handle(self, delivery: Delivery) -> None:
@@ -71,4 +80,7 @@ class Consumer(ABC):
         if task is not None:
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
-        await self.handle(delivery)
+        if delivery.deliveries:
+            REDELIVERED.labels(self._queue).inc()
+        with IN_FLIGHT.labels(self._queue).track_inprogress():
+            await self.handle(delivery)

@@ -7,14 +7,14 @@ uses, so that what it touches shows in its signature.
 
 from typing import Protocol
 
-from shared.ports.attempts import Attempts, Due
+from shared.ports.attempts import Attempts, Due, Timers
 from shared.ports.broker import Broker, Delivery, Handler, Publisher, Subscription, Unroutable
 from shared.ports.campaigns import Campaigns
 from shared.ports.claims import SharedClaims
 from shared.ports.codes import Codes
 from shared.ports.fulfillment import FulfillmentHandler
 from shared.ports.jobs import Jobs
-from shared.ports.outbox import Outbox, PendingEvent, PendingEvents
+from shared.ports.outbox import Backlog, Outbox, PendingEvent, PendingEvents
 from shared.ports.profiles import Profiles
 from shared.ports.redemptions import Redemptions
 from shared.ports.throttling import FailureWindows
@@ -44,6 +44,7 @@ class Store(
 
 __all__ = [
     "Attempts",
+    "Backlog",
     "Broker",
     "Campaigns",
     "Codes",
@@ -62,5 +63,6 @@ __all__ = [
     "SharedClaims",
     "Store",
     "Subscription",
+    "Timers",
     "Unroutable",
 ]

@@ -20,6 +20,14 @@ class Due:
     code: Code
 
 
+@dataclass(frozen=True)
+class Timers:
+    """The codes (and shared-code instances) with a timer set, and those of them due."""
+
+    pending: int
+    due: int
+
+
 class Attempts(Protocol):
     async def update_attempt(
         self,
@@ -43,3 +51,7 @@ class Attempts(Protocol):
         Each is taken atomically: its timer moves to `attempts.lease(code, now,
         lease_s)`, so no other worker takes it until the lease ends.
         """
+
+    async def timers(self, now: datetime) -> Timers:
+        """How many timers are set, and how many of them are due at `now` (a timer that a
+        worker holds under its lease counts as set, not due, until the lease ends)."""

@@ -97,3 +97,6 @@ class Broker(Publisher, Protocol):
 
     async def consume(self, queue: str, handle: Handler) -> Subscription:
         """Hand each delivery from `queue` to `handle`, in a task of its own."""
+
+    async def queue_depth(self, queue: str) -> int:
+        """How many messages wait in `queue`, ready to be delivered."""

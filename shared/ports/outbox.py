@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from shared.domain.model import Code, CodeEvent, Redemption
@@ -28,6 +29,14 @@ class PendingEvents:
     """Where the store keeps this outbox: its own tag, handed back to `mark_relayed`."""
 
 
+@dataclass(frozen=True)
+class Backlog:
+    """What waits in the outboxes: how many events, and when the oldest occurred."""
+
+    events: int
+    oldest: datetime | None
+
+
 class Outbox(Protocol):
     async def pending_events(self, *, limit: int) -> list[PendingEvents]:
         """Codes with unrelayed events, each with its events in order; the codes whose
@@ -35,6 +44,10 @@ class Outbox(Protocol):
 
     async def mark_relayed(self, relayed: Sequence[PendingEvents]) -> None:
         """Drop relayed events from their outboxes."""
+
+    async def backlog(self) -> Backlog:
+        """The events waiting to be relayed (not those set aside as unreadable, which wait
+        for an operator: `redemption_unreadable_documents` counts them)."""
 
     async def pending_replies(self, *, limit: int) -> list[Redemption]:
         """Terminal redemptions with callers still waiting to be told."""

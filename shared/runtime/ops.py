@@ -1,18 +1,34 @@
-"""Health, readiness and metrics over HTTP, for every service."""
+"""Health, readiness and metrics over HTTP, for every service; HTTP requests measured."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import prometheus_client
 import structlog
 import uvicorn
 from fastapi import APIRouter, FastAPI, Response
+from prometheus_client import Counter, Histogram
 
 Check = Callable[[], Awaitable[None]]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 log = structlog.get_logger()
+HTTP_REQUESTS = Counter(
+    "http_requests",
+    "HTTP requests answered, by method, route and status",
+    ["method", "route", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer an HTTP request, by method and route",
+    ["method", "route"],
+)
 _METRICS: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Prometheus text exposition format",
@@ -82,3 +98,32 @@ def ops_app(checks: Sequence[tuple[str, Check]]) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.include_router(ops_router(checks))
     return app
+
+
+class HttpMetrics:
+    """ASGI middleware counting every HTTP request by method, route (the path template, so
+    that ids do not make new series; `unmatched` for a path no route has) and status,
+    and timing it. Outermost, so that it sees the answers of every other layer."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        status = 500  # unless an answer starts
+        started = time.perf_counter()
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
+            HTTP_SECONDS.labels(scope["method"], route).observe(time.perf_counter() - started)

@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     )
     relay_batch: int = Field(256, ge=1)
     relay_idle_s: float = Field(0.05, gt=0, description="relay pause when nothing is pending")
+    gauges_every_s: float = Field(
+        10.0, gt=0, description="how often `results` samples the backlogs it serves as metrics"
+    )
     mongodb_command_log: Path | None = Field(
         None, description="diagnostics: write the MongoDB commands sent, counted, to this file"
     )

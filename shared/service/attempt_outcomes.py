@@ -24,6 +24,7 @@ from shared.domain.model import Campaign, Claim, Code, CodeRef, NewId, Redemptio
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
 from shared.ports import Store
+from shared.service import measures
 from shared.service.failure_budget import FailureBudget
 
 R = ReasonCode
@@ -146,6 +147,7 @@ class AttemptOutcomes:
                     completed_at=now if status.is_terminal else None,
                 )
             )
+            measures.ended(ended, completed_now=ended.completed_at == now)
             await self._budget.settle(ended)
         if code.timer_at is not None:
             await self._store.update_attempt(

@@ -10,6 +10,7 @@ entries when the redemption ends (`settle`).
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 from shared.clock import Clock
@@ -31,6 +32,7 @@ from shared.domain.throttling import (
 )
 from shared.ports import FailureWindows
 from shared.ports.throttling import WindowChange
+from shared.service import measures
 from shared.service.campaign_cache import CampaignCache
 
 
@@ -58,6 +60,7 @@ class FailureBudget:
         windows = await self._store.failure_windows([scope for scope, _ in scopes])
         wait = longest_wait(windows, scopes, self._clock())
         if wait is not None:
+            measures.LOCKOUTS.labels("intake").inc()
             raise LockedOut(wait)
 
     async def reserve(self, attempt_id: str, caller: Caller) -> None:
@@ -71,16 +74,20 @@ class FailureBudget:
             )
             if not window.holds(attempt_id):
                 await self._give_back(attempt_id, taken)
+                measures.LOCKOUTS.labels("worker").inc()
                 raise LockedOut(window.retry_after(now) or limit.window)
             taken.append((scope, limit))
 
     async def settle(self, ended: Redemption) -> None:
         """After a redemption ended: a guess's refusal keeps its entries, a redemption
-        redeemed clears its user's window (when users are counted), any other outcome
-        gives its entries back."""
+        redeemed clears its user's window (where any limits count users), any other
+        outcome gives its entries back."""
         if not ended.status.is_terminal or _refused_unseen(ended) or counts(ended.reason_code):
             return
-        scopes = await self._scopes(ended.caller)
+        # Over every scope any limits count: those the reservation took are among them,
+        # whether or not the request named the campaign its code was found in (it names
+        # it by now), and a user's window is one across campaigns.
+        scopes = await self._scopes(dataclasses.replace(ended.caller, code_type=None))
         user = scope_of(ScopeKind.USER, ended.user_id)
         if ended.status is RedemptionStatus.REDEEMED and any(s == user for s, _ in scopes):
             await self._store.clear_failure_window(user)

@@ -67,15 +67,13 @@ class WorkRefused:
 
         return await self._broker.consume(queue, noted)
 
+    async def queue_depth(self, queue: str) -> int:
+        return await self._broker.queue_depth(queue)
+
 
 async def queue_depths(broker: Broker) -> list[int]:
     names = [topology.INTAKE_QUEUE, *map(topology.delay_queue, topology.DELAY_STEPS_MS)]
-    depths = []
-    for name in names:
-        queue = await broker.consuming.get_queue(name, ensure=False)
-        declared = await queue.declare()
-        depths.append(declared.message_count or 0)
-    return depths
+    return [await broker.queue_depth(name) for name in names]
 
 
 async def test_a_command_retried_through_the_delay_queues_is_dead_lettered_at_its_limit(

@@ -37,7 +37,7 @@ from shared.domain.profiles import IdentityKind, Profile, Session
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.domain.states import CodeState
 from shared.domain.throttling import FailureWindow, Limit
-from shared.ports import Store
+from shared.ports import Backlog, Store, Timers
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=1)
@@ -551,6 +551,36 @@ async def test_update_attempt_sets_fields_only_on_the_expected_attempt(store: St
     assert stored.version == 2  # no change of state: no new version, no event
     [pending] = await store.pending_events(limit=10)
     assert [p.event.name for p in pending.events] == ["inprogress"]
+
+
+async def test_the_outbox_backlog_counts_unrelayed_events_and_the_oldests_time(
+    store: Store,
+) -> None:
+    assert await store.backlog() == Backlog(0, None)
+    await seed(store)
+    await store.add_code(Code("code-2", "gems", "XYZ", CodeState.AVAILABLE, NOW, NOW))
+    later = NOW + timedelta(seconds=5)
+    await store.apply(
+        CodeRef("gems", "ABC123"), [model.claim(Claim("r1", "u1"), now=NOW, new_id=new_id)]
+    )
+    await store.apply(
+        CodeRef("gems", "XYZ"), [model.claim(Claim("r2", "u2"), now=later, new_id=new_id)]
+    )
+
+    assert await store.backlog() == Backlog(2, NOW)
+    first = [item for item in await store.pending_events(limit=10) if item.code_id == "code-1"]
+    await store.mark_relayed(first)
+    assert await store.backlog() == Backlog(1, later)
+
+
+async def test_timers_count_those_set_and_those_due(store: Store) -> None:
+    assert await store.timers(NOW) == Timers(0, 0)
+    await claimed_with_timer(store, deadline_s=30)
+
+    assert await store.timers(NOW) == Timers(1, 0)
+    assert await store.timers(NOW + timedelta(seconds=30)) == Timers(1, 1)
+    await store.take_due(NOW + timedelta(seconds=30), 10, limit=10)  # leased: set, not due
+    assert await store.timers(NOW + timedelta(seconds=35)) == Timers(1, 0)
 
 
 async def test_due_timers_are_taken_once_each_and_leased(store: Store) -> None:

@@ -188,6 +188,29 @@ async def test_where_users_are_not_counted_a_success_writes_no_window() -> None:
     assert (uncounted.status, store.clears) == (RedemptionStatus.REDEEMED, 1)
 
 
+async def test_successes_in_a_campaign_that_counts_no_users_clear_the_users_window() -> None:
+    store = await seeded(0)
+    await store.create_campaign(
+        Campaign("free", CodeUseType.SINGLE, NOW, NOW, failure_limits="user=off")
+    )
+    for n in range(5):
+        await store.add_code(Code(f"f{n}", "free", f"FREE{n}", CodeState.AVAILABLE, NOW, NOW))
+    redeem = worker(store, FailureLimits(user=THREE))
+    await redeem.redeem(attempt("g1", "BAD1"))
+    await redeem.redeem(attempt("g2", "BAD2"))
+
+    named = Redemption("n0", "n0", "u1", "FREE0", NOW, NOW, code_type="free")
+    assert (await redeem.redeem(named)).status is RedemptionStatus.REDEEMED
+    assert await store.failure_windows(["user:u1"]) == []
+
+    # Naming no campaign, the user is held to the strictest limits (users counted) while
+    # the code is looked for: each success gives its place back, none locks the user out.
+    for n in range(1, 5):
+        unnamed = Redemption(f"u{n}", f"u{n}", "u1", f"FREE{n}", NOW, NOW)
+        assert (await redeem.redeem(unnamed)).status is RedemptionStatus.REDEEMED
+    assert await store.failure_windows(["user:u1"]) == []
+
+
 async def test_a_key_limit_counts_every_user_of_the_key() -> None:
     store = await seeded(1)
     redeem = worker(store, FailureLimits(user=None, key=THREE))

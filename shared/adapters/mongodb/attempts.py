@@ -17,7 +17,7 @@ from shared.adapters.unreadable import set_aside
 from shared.domain import attempts
 from shared.domain.model import AttemptState, Code, CodeRef
 from shared.domain.states import CodeState
-from shared.ports import Due
+from shared.ports import Due, Timers
 
 
 class MongoAttempts(MongoBase):
@@ -44,6 +44,14 @@ class MongoAttempts(MongoBase):
             return_document=ReturnDocument.AFTER,
         )
         return code_from_doc(doc) if doc else None
+
+    async def timers(self, now: datetime) -> Timers:
+        pending = due = 0
+        for collection in (self._codes, self._instances):
+            # `$type` as in the timer index's filter, so that the partial index is used.
+            pending += await collection.count_documents({"timerAt": {"$type": "date"}})
+            due += await collection.count_documents({"timerAt": {"$type": "date", "$lte": now}})
+        return Timers(pending, due)
 
     async def take_due(self, now: datetime, lease_s: float, *, limit: int) -> list[Due]:
         # `$type` as in the index's filter, so that the partial index is used.

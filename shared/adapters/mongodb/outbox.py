@@ -14,7 +14,7 @@ from shared.adapters.mongodb.base import MongoBase
 from shared.adapters.mongodb.codec import REPLY_PENDING, outbox_pending
 from shared.adapters.unreadable import set_aside
 from shared.domain.model import Redemption
-from shared.ports import PendingEvents
+from shared.ports import Backlog, PendingEvents
 
 # The outboxes waiting longest first; missing times (from older versions) before all.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -63,6 +63,25 @@ class MongoOutbox(MongoBase):
         emptied = [i.code_id for i in relayed if i.source == topology.DELETED_OUTBOXES]
         if emptied:
             await self._deleted.delete_many({"_id": {"$in": emptied}, "outboxPending": 0})
+
+    async def backlog(self) -> Backlog:
+        events, oldest = 0, None
+        for collection in self._outboxes.values():
+            pipeline: list[Doc] = [
+                {"$match": {"outboxPending": {"$gt": 0}}},
+                {
+                    "$group": {
+                        "_id": None,
+                        "n": {"$sum": "$outboxPending"},
+                        "at": {"$min": "$outboxSince"},
+                    }
+                },
+            ]
+            async for row in await collection.aggregate(pipeline):
+                events += row["n"]
+                if row["at"] is not None and (oldest is None or row["at"] < oldest):
+                    oldest = row["at"]
+        return Backlog(events, oldest)
 
     async def pending_replies(self, *, limit: int) -> list[Redemption]:
         cursor = self._redemptions.find({"replyPending": True}).limit(limit)

@@ -87,6 +87,17 @@ class Broker:
             raise ConnectionError("the broker connection is closed")
         await self._open_publishing()
 
+    async def queue_depth(self, queue: str) -> int:
+        """On a channel of its own: a queue that is not there closes the channel it was
+        asked about on."""
+        channel = await self.connection.channel()
+        try:
+            declared = await channel.declare_queue(queue, passive=True)
+            return int(declared.declaration_result.message_count or 0)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
     async def declare_topology(self, *, max_deliveries: int) -> None:
         """Declare every exchange, queue and binding, the delay queues too; idempotent.
 

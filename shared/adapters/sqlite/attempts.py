@@ -18,7 +18,7 @@ from shared.clock import to_ms
 from shared.domain import attempts, model
 from shared.domain.model import AttemptState, Code, CodeRef
 from shared.domain.states import CodeState
-from shared.ports import Due
+from shared.ports import Due, Timers
 
 
 class Attempts(SqliteBase):
@@ -46,6 +46,20 @@ class Attempts(SqliteBase):
                 return code
 
         return await self._run(update, writes=True)
+
+    async def timers(self, now: datetime) -> Timers:
+        def count(conn: sqlite3.Connection) -> Timers:
+            pending = due = 0
+            for table in ("codes", "instances"):
+                set_, due_ = conn.execute(
+                    f"SELECT count(*), count(*) FILTER (WHERE timer_at <= ?) FROM {table}"
+                    " WHERE timer_at IS NOT NULL",
+                    (to_ms(now),),
+                ).fetchone()
+                pending, due = pending + set_, due + due_
+            return Timers(pending, due)
+
+        return await self._run(count)
 
     async def take_due(self, now: datetime, lease_s: float, *, limit: int) -> list[Due]:
         def take(conn: sqlite3.Connection) -> list[Due]:

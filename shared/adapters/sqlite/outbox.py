@@ -12,7 +12,7 @@ from shared.adapters.sqlite.jsontext import loads
 from shared.adapters.sqlite.schema import transaction
 from shared.adapters.unreadable import set_aside
 from shared.domain.model import Redemption, ReplyTo
-from shared.ports import PendingEvents
+from shared.ports import Backlog, PendingEvents
 
 
 class Outbox(SqliteBase):
@@ -53,6 +53,21 @@ class Outbox(SqliteBase):
 
         if ids:
             await self._run(delete, writes=True)
+
+    async def backlog(self) -> Backlog:
+        def read(conn: sqlite3.Connection) -> Backlog:
+            waiting = "FROM outbox WHERE set_aside = 0"
+            (events,) = conn.execute(f"SELECT count(*) {waiting}").fetchone()
+            first = conn.execute(f"SELECT doc {waiting} ORDER BY seq LIMIT 1").fetchone()
+            try:
+                oldest = (
+                    pending_event_from_doc(loads(first[0])).event.occurred_at if first else None
+                )
+            except Exception:  # unreadable, and not set aside yet: the relay does that
+                oldest = None
+            return Backlog(events, oldest)
+
+        return await self._run(read)
 
     async def pending_replies(self, *, limit: int) -> list[Redemption]:
         rows = await self._all("SELECT doc FROM redemptions WHERE reply_pending = 1 LIMIT ?", limit)

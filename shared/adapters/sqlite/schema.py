@@ -15,7 +15,6 @@ BUSY_TIMEOUT_MS = 30_000
 # Pages a connection keeps (16 MiB; SQLite's default is 2): a bulk load's batch walks the
 # indexes of scan codes, whose pages it would otherwise read again and again.
 CACHE_KIB = 16 * 1024
-CHECKPOINT_PAGES = 10_000
 # The files SQLite keeps beside the database in WAL mode.
 WAL_FILES = ("-wal", "-shm")
 
@@ -155,10 +154,6 @@ def connect(path: Path) -> sqlite3.Connection:
     # after its commit, so a power loss must not undo what was acknowledged.
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")  # negative: in KiB
-    # Checkpoints every 40 MiB of log rather than 4: a bulk load dirties pages of the
-    # scan codes' index all over, and a checkpoint copies each page once however often
-    # it was written since the last.
-    conn.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
     return conn
 
 
