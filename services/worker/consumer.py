@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from services.worker.redeem import RedeemService
 from shared import topology
@@ -32,6 +32,12 @@ from shared.ports import Broker, Delivery
 log = structlog.get_logger()
 MAX_START_OVERS = 20
 OUTCOMES = Counter("redemption_outcomes", "Redemptions ended by a worker", ["status", "reason"])
+WAITED = Histogram(
+    "redemption_queue_wait_seconds",
+    "From a redemption's acceptance to a worker taking its job (the work queue's age as seen"
+    " by the workers), redeliveries included",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 
 
 def pending_from_job(job: RedemptionJob, clock: Clock) -> Redemption:
@@ -76,6 +82,7 @@ class WorkConsumer(Consumer):
             log.warning("dead-lettering a malformed job", reason=error.message)
             await self.settle(delivery, delivery.dead_letter(error))
             return
+        WAITED.observe(max(0.0, (self._clock() - pending.accepted_at).total_seconds()))
         with structlog.contextvars.bound_contextvars(
             redemptionId=job.redemptionId, requestId=job.requestId
         ):

@@ -87,6 +87,8 @@ async def test_every_service_serves_its_metrics_after_a_run_of_redemptions(
         assert value(work, "redemption_consumer_in_flight", queue=topology.WORK_QUEUE) == 0
         assert value(work, "redemption_consumer_redeliveries_total", queue=topology.WORK_QUEUE) == 0
         assert value(work, "redemption_lockouts_total", where="worker") == 0
+        waited = value(work, "redemption_queue_wait_seconds_count")
+        assert waited == 4 and 0 < (value(work, "redemption_queue_wait_seconds_sum") or 0) < 60
 
         def drained(samples: Samples) -> bool:
             relayed = value(samples, "redemption_events_relayed_total", routing_key="code.redeemed")
