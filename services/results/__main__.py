@@ -9,7 +9,7 @@ from services.results.gauges import Gauges
 from services.results.relay import Relay
 from shared.clock import utcnow
 from shared.runtime import logs
-from shared.runtime.ops import OpsServer, ops_app
+from shared.runtime.ops import OpsServer, Readiness, ops_app
 from shared.runtime.process import adapters, until_stopped
 from shared.runtime.startup import settings_for
 
@@ -22,11 +22,10 @@ async def main() -> None:
     log = structlog.get_logger().bind(service="results")
     async with adapters(settings, "results") as a:
         relay = Relay(a.store, a.broker, batch=settings.relay_batch, idle_s=settings.relay_idle_s)
-        ops = OpsServer(
-            ops_app([("store", a.store.ping), ("broker", a.broker.ping)]),
-            settings.http_host,
-            settings.port_for(DEFAULT_PORT),
+        readiness = Readiness(
+            [("store", a.store.ping), ("broker", a.broker.ping), ("relay", relay.check)]
         )
+        ops = OpsServer(ops_app(readiness), settings.http_host, settings.port_for(DEFAULT_PORT))
         gauges = Gauges(a.store, a.broker, utcnow, every_s=settings.gauges_every_s)
         await ops.start()
         running = asyncio.create_task(relay.run())
@@ -34,6 +33,7 @@ async def main() -> None:
         log.info("results started")
         await until_stopped()
         log.info("results stopping")
+        readiness.stop()
         relay.stop()
         gauges.stop()
         await asyncio.gather(running, sampling)

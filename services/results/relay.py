@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 
 import structlog
 from prometheus_client import Counter
@@ -22,6 +23,9 @@ from shared.ports import Outbox, PendingEvent, PendingEvents, Publisher, Unrouta
 from shared.runtime.failpoints import failpoint
 
 log = structlog.get_logger()
+# A relay whose last good pass is older than this is not progressing (a pass that is
+# all publish timeouts lasts the batch's codes' first timeouts, 5 s each, in parallel).
+STALLED_S = 60.0
 RELAYED = Counter("redemption_events_relayed", "Events confirmed by the broker", ["routing_key"])
 REPLIED = Counter("redemption_replies_sent", "Outcomes sent to callers that asked")
 
@@ -40,11 +44,21 @@ def event_body(pending: PendingEvent) -> bytes:
 
 
 class Relay:
-    def __init__(self, store: Outbox, broker: Publisher, *, batch: int, idle_s: float) -> None:
+    def __init__(
+        self,
+        store: Outbox,
+        broker: Publisher,
+        *,
+        batch: int,
+        idle_s: float,
+        stalled_s: float = STALLED_S,
+    ) -> None:
         self._store = store
         self._broker = broker
         self._batch = batch
         self._idle_s = idle_s
+        self._stalled_s = stalled_s
+        self._passed_at: float | None = None
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -52,6 +66,7 @@ class Relay:
         while not self._stopping.is_set():
             try:
                 busy = await self.relay_once()
+                self._passed_at = time.monotonic()
             except Exception:
                 log.exception("relay pass failed; trying again")
                 busy = False
@@ -61,6 +76,11 @@ class Relay:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def check(self) -> None:
+        """Raise unless a pass ended well within `stalled_s`: for readiness."""
+        if self._passed_at is None or time.monotonic() - self._passed_at > self._stalled_s:
+            raise RuntimeError("the relay has not completed a pass lately")
 
     async def relay_once(self) -> bool:
         """One pass over events and replies; True if a batch was full and all went out.

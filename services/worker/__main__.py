@@ -10,7 +10,7 @@ from services.worker.egress import connection_pool
 from services.worker.transports import AmqpTransport, LocalTransport, Transports, WebhookTransport
 from shared.handlers.registry import load_handlers
 from shared.runtime import logs
-from shared.runtime.ops import OpsServer, ops_app
+from shared.runtime.ops import OpsServer, Readiness, ops_app
 from shared.runtime.process import adapters, until_stopped
 from shared.runtime.startup import settings_for
 
@@ -48,17 +48,22 @@ async def main() -> None:
         )
         consumers = worker.consumers
         assert consumers is not None  # bootstrapped with a broker
-        ops = OpsServer(
-            ops_app([("store", a.store.ping), ("broker", a.broker.ping)]),
-            settings.http_host,
-            settings.port_for(DEFAULT_PORT),
+        readiness = Readiness(
+            [
+                ("store", a.store.ping),
+                ("broker", a.broker.ping),
+                ("consumers", consumers.check),
+                ("timers", worker.timers.check),
+            ]
         )
+        ops = OpsServer(ops_app(readiness), settings.http_host, settings.port_for(DEFAULT_PORT))
         await ops.start()
         await consumers.start()
         await worker.timers.start()
         log.info("worker started", handlers=sorted(handlers), webhook_keys=sorted(keys.by_handler))
         await until_stopped()
         log.info("worker stopping")
+        readiness.stop()
         await worker.timers.stop()
         await consumers.stop()
         await ops.stop()

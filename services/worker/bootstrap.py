@@ -39,6 +39,11 @@ class Consumers:
         await self.jobs.stop()
         await self.work.stop()
 
+    async def check(self) -> None:
+        """Raise unless both queues are being consumed: for readiness."""
+        await self.work.check()
+        await self.jobs.check()
+
 
 @dataclass(frozen=True)
 class Worker:

@@ -79,6 +79,11 @@ class TimerLoop:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="timers")
 
+    async def check(self) -> None:
+        """Raise unless the loop runs: for readiness."""
+        if self._task is None or self._task.done():
+            raise RuntimeError("the timer loop is not running")
+
     async def stop(self) -> None:
         """Take no more timers; finish those in hand."""
         self._stopping.set()

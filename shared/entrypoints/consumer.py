@@ -52,9 +52,15 @@ class Consumer(ABC):
         self._subscription = await self._broker.consume(self._queue, self._track)
 
     async def stop(self) -> None:
-        if self._subscription is not None:
-            await self._subscription.cancel()
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            await subscription.cancel()
         await asyncio.gather(*self._in_flight)
+
+    async def check(self) -> None:
+        """Raise unless consuming (started, not stopped): for readiness."""
+        if self._subscription is None:
+            raise ConnectionError(f"not consuming {self._queue}")
 
     async def settle(self, delivery: Delivery, settling: Awaitable[None]) -> None:
         """Await `settling`; should the broker not take it, release the delivery back to

@@ -37,8 +37,40 @@ _METRICS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def ops_router(checks: Sequence[tuple[str, Check]], timeout_s: float = 2.0) -> APIRouter:
-    """`/healthz` (the process answers), `/readyz` (its store and broker do), `/metrics`."""
+class Readiness:
+    """What `/readyz` answers: ready while every check passes, and unready for good from
+    `stop()` on, which a service calls on SIGTERM before it drains, so that a load
+    balancer or Kubernetes sends it nothing new while it finishes what it holds."""
+
+    def __init__(self, checks: Sequence[tuple[str, Check]]) -> None:
+        self._checks = list(checks)
+        self._stopping = False
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def results(self, timeout_s: float) -> tuple[bool, dict[str, str]]:
+        """Whether ready, and each check's result."""
+        results: dict[str, str] = {}
+        ready = not self._stopping
+        if self._stopping:
+            results["service"] = "stopping"
+        for name, check in self._checks:
+            try:
+                await asyncio.wait_for(check(), timeout=timeout_s)
+                results[name] = "ok"
+            except Exception as exc:
+                results[name] = f"unavailable: {type(exc).__name__}"
+                ready = False
+        return ready, results
+
+
+def ops_router(
+    checks: Sequence[tuple[str, Check]] | Readiness, timeout_s: float = 2.0
+) -> APIRouter:
+    """`/healthz` (the process answers), `/readyz` (its checks pass and it is not stopping),
+    `/metrics`."""
+    readiness = checks if isinstance(checks, Readiness) else Readiness(checks)
     router = APIRouter()
 
     @router.get("/healthz", tags=["ops"])
@@ -47,14 +79,9 @@ def ops_router(checks: Sequence[tuple[str, Check]], timeout_s: float = 2.0) -> A
 
     @router.get("/readyz", tags=["ops"], responses={503: {"description": "a check failed"}})
     async def readyz(response: Response) -> dict[str, str]:
-        results: dict[str, str] = {}
-        for name, check in checks:
-            try:
-                await asyncio.wait_for(check(), timeout=timeout_s)
-                results[name] = "ok"
-            except Exception as exc:
-                results[name] = f"unavailable: {type(exc).__name__}"
-                response.status_code = 503
+        ready, results = await readiness.results(timeout_s)
+        if not ready:
+            response.status_code = 503
         return results
 
     @router.get("/metrics", tags=["ops"], response_class=Response, responses=_METRICS)
@@ -94,7 +121,7 @@ class OpsServer:
             await self._task
 
 
-def ops_app(checks: Sequence[tuple[str, Check]]) -> FastAPI:
+def ops_app(checks: Sequence[tuple[str, Check]] | Readiness) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.include_router(ops_router(checks))
     return app
