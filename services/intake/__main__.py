@@ -3,7 +3,7 @@
 import uvicorn
 
 from services.intake.app import create_app
-from shared.runtime import logs
+from shared.runtime import logs, tracing
 from shared.runtime.process import adapters
 from shared.runtime.startup import settings_for
 
@@ -13,6 +13,7 @@ DEFAULT_PORT = 8080
 def main() -> None:
     settings = settings_for("intake", redemption_ids=True, code_secret=True)
     logs.configure(settings.log_level, settings.log_format)
+    tracing.configure("intake")
     app = create_app(settings, adapters)
     proxies = settings.trusted_proxies()
     uvicorn.run(

@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
 from services.intake import errors
 from services.intake.auth import CredentialsFirst
@@ -62,6 +63,8 @@ def create_app(settings: Settings, connect: Connect, clock: Clock = utcnow) -> F
         streamed={("POST", bulk.IMPORT_PATH): settings.max_import_bytes, **braincloud.STREAMED},
     )
     app.add_middleware(HttpMetrics)
+    # A server span a request, continuing the trace context it came with.
+    app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"])
     for area in ROUTERS:
         app.include_router(area.router)
     return app

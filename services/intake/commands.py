@@ -22,11 +22,12 @@ and counted against the key's failure budget.
 from __future__ import annotations
 
 import structlog
+from opentelemetry.trace import SpanKind
 
 from services.intake.auth import Admitted, admit_message, key_id_of, names_key
 from services.intake.redemptions import NameRedemption, caller_of, job_for, submit
 from services.intake.refusals import http_status, refusal
-from shared import topology
+from shared import topology, tracing
 from shared.clock import Clock
 from shared.domain.access import UNLIMITED, ApiKeys
 from shared.domain.backoff import RetryPolicy
@@ -66,7 +67,12 @@ class CommandConsumer(Consumer):
         # Every path below settles as its last step, so whatever escapes one escaped
         # before its settling: the message is dead-lettered, never left holding a slot.
         try:
-            await self._handle(delivery)
+            with tracing.TRACER.start_as_current_span(
+                f"command {delivery.routing_key}",
+                context=tracing.continued(delivery.headers),
+                kind=SpanKind.CONSUMER,
+            ):
+                await self._handle(delivery)
         except Exception as exc:
             log.exception("dead-lettering a command that could not be handled")
             error = DomainError(ReasonCode.UNHANDLED, f"could not be handled: {type(exc).__name__}")

@@ -9,7 +9,7 @@ import structlog
 from prometheus_client import Counter
 
 from services.intake.replies import Replies
-from shared import topology
+from shared import topology, tracing
 from shared.clock import Clock, new_id, to_ms
 from shared.domain.access import Grant
 from shared.domain.reasons import DomainError, ReasonCode
@@ -63,11 +63,13 @@ def caller_of(job: RedemptionJob) -> Caller:
 
 
 async def submit(broker: Publisher, job: RedemptionJob, via: str) -> None:
+    """Publish the job with the caller's trace context (`shared.tracing`)."""
     await broker.publish(
         topology.WORK_EXCHANGE,
         topology.REDEEM_ROUTING_KEY,
         job.model_dump_json().encode(),
         message_id=job.redemptionId,
+        headers=tracing.carrier(),
     )
     ACCEPTED.labels(via).inc()
     await failpoint("intake-after-publish")

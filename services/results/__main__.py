@@ -8,7 +8,7 @@ import structlog
 from services.results.gauges import Gauges
 from services.results.relay import Relay
 from shared.clock import utcnow
-from shared.runtime import logs
+from shared.runtime import logs, tracing
 from shared.runtime.ops import OpsServer, Readiness, ops_app
 from shared.runtime.process import adapters, until_stopped
 from shared.runtime.startup import settings_for
@@ -19,6 +19,7 @@ DEFAULT_PORT = 8082
 async def main() -> None:
     settings = settings_for("results")
     logs.configure(settings.log_level, settings.log_format)
+    tracing.configure("results")
     log = structlog.get_logger().bind(service="results")
     async with adapters(settings, "results") as a:
         relay = Relay(a.store, a.broker, batch=settings.relay_batch, idle_s=settings.relay_idle_s)

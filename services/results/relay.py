@@ -13,9 +13,10 @@ import dataclasses
 import time
 
 import structlog
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
 
-from shared import topology
+from shared import topology, tracing
 from shared.clock import to_ms
 from shared.domain.model import Redemption
 from shared.messages import CodeEventMessage, CodeRecord, RedemptionRecord
@@ -109,14 +110,22 @@ class Relay:
         done: list[PendingEvent] = []
         for pending in item.events:
             try:
-                await self._broker.publish(
-                    topology.EVENTS_EXCHANGE,
-                    pending.event.routing_key,
-                    event_body(pending),
-                    message_id=pending.event.event_id,
-                    # An event that no observer subscribed to is not an error.
-                    mandatory=False,
-                )
+                # The trace the event was written in goes on to its observers.
+                with tracing.TRACER.start_as_current_span(
+                    f"relay {pending.event.routing_key}",
+                    context=tracing.continued(pending.trace),
+                    kind=SpanKind.PRODUCER,
+                    attributes={"event.id": pending.event.event_id},
+                ):
+                    await self._broker.publish(
+                        topology.EVENTS_EXCHANGE,
+                        pending.event.routing_key,
+                        event_body(pending),
+                        message_id=pending.event.event_id,
+                        # An event that no observer subscribed to is not an error.
+                        mandatory=False,
+                        headers=tracing.carrier(),
+                    )
             except Exception:
                 log.warning("event not confirmed", eventId=pending.event.event_id, exc_info=True)
                 break

@@ -9,7 +9,7 @@ from services.worker.bootstrap import bootstrap
 from services.worker.egress import connection_pool
 from services.worker.transports import AmqpTransport, LocalTransport, Transports, WebhookTransport
 from shared.handlers.registry import load_handlers
-from shared.runtime import logs
+from shared.runtime import logs, tracing
 from shared.runtime.ops import OpsServer, Readiness, ops_app
 from shared.runtime.process import adapters, until_stopped
 from shared.runtime.startup import settings_for
@@ -20,6 +20,7 @@ DEFAULT_PORT = 8081
 async def main() -> None:
     settings = settings_for("worker", code_secret=True)
     logs.configure(settings.log_level, settings.log_format)
+    tracing.configure("worker")
     log = structlog.get_logger().bind(service="worker")
     async with adapters(settings, "worker") as a, contextlib.AsyncExitStack() as stack:
         handlers = load_handlers()

@@ -17,10 +17,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Histogram
 
 from services.worker.redeem import RedeemService
-from shared import topology
+from shared import topology, tracing
 from shared.clock import Clock, from_ms
 from shared.domain.backoff import RetryPolicy
 from shared.domain.model import Redemption, ReplyTo
@@ -83,8 +84,19 @@ class WorkConsumer(Consumer):
             await self.settle(delivery, delivery.dead_letter(error))
             return
         WAITED.observe(max(0.0, (self._clock() - pending.accepted_at).total_seconds()))
-        with structlog.contextvars.bound_contextvars(
-            redemptionId=job.redemptionId, requestId=job.requestId
+        with (
+            structlog.contextvars.bound_contextvars(
+                redemptionId=job.redemptionId, requestId=job.requestId
+            ),
+            tracing.TRACER.start_as_current_span(
+                "redeem",
+                context=tracing.continued(delivery.headers),
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "redemption.id": job.redemptionId,
+                    "redemption.deliveries": delivery.deliveries,
+                },
+            ),
         ):
             await self._handle(delivery, pending)
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from opentelemetry.trace import SpanKind
+
 from services.worker.transports import Transports
+from shared import tracing
 from shared.clock import Clock
 from shared.domain import attempts, fulfillment
 from shared.domain.model import AttemptState, Campaign, Code, CodeRef
@@ -55,7 +58,12 @@ class Fulfiller:
         budget = min(left, 0.9 * self._lease_s) if campaign.is_async else left
         request = fulfillment.request_for(campaign, code, operation)
         await failpoint("before-fulfillment-call")
-        answer = await self._transports.call(campaign, request, max(budget, 0.001))
+        with tracing.TRACER.start_as_current_span(
+            f"fulfil {campaign.handler}",
+            kind=SpanKind.CLIENT,
+            attributes={"fulfillment.operation": operation, "fulfillment.attempt": code.attempt},
+        ):
+            answer = await self._transports.call(campaign, request, max(budget, 0.001))
         await failpoint("after-fulfillment-call")
         timed_out = False
         if answer is None:

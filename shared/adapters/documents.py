@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared import tracing
 from shared.clock import to_ms
 from shared.domain.backoff import RetryPolicy
 from shared.domain.model import (
@@ -240,13 +241,16 @@ def event_to_doc(event: CodeEvent, code: Code) -> Doc:
 def envelope_to_doc(event: CodeEvent) -> Doc:
     """An outbox entry without its code: what the event says (a store that takes the
     code as of the event inside its update adds it there)."""
-    return {
+    doc = {
         "eventId": event.event_id,
         "name": event.name,
         "occurredAt": event.occurred_at,
         "redemptionId": event.redemption_id,
         "userId": event.user_id,
     }
+    if trace := tracing.carrier():
+        doc["trace"] = trace
+    return doc
 
 
 def pending_event_from_doc(doc: Mapping[str, Any]) -> PendingEvent:
@@ -257,7 +261,9 @@ def pending_event_from_doc(doc: Mapping[str, Any]) -> PendingEvent:
         redemption_id=doc.get("redemptionId"),
         user_id=doc.get("userId"),
     )
-    return PendingEvent(event, code_from_doc(doc["code"]))
+    trace = doc.get("trace")
+    kept = {str(k): str(v) for k, v in trace.items()} if isinstance(trace, Mapping) else {}
+    return PendingEvent(event, code_from_doc(doc["code"]), kept)
 
 
 _JOB_FIELDS = _plain_fields(Job, "job_id", "code_state", "state")

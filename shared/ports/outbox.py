@@ -3,8 +3,8 @@ tells of: codes' events, and outcomes for callers who asked for a reply."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -17,6 +17,8 @@ class PendingEvent:
 
     event: CodeEvent
     code: Code
+    trace: Mapping[str, str] = field(default_factory=dict)
+    """The trace context the event was written in (`shared.tracing`), for its relay."""
 
 
 @dataclass(frozen=True)

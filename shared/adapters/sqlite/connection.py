@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import queue
 import sqlite3
 import threading
@@ -38,6 +39,8 @@ class _Call:
     writes: bool
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    # The caller's context variables (its trace, its log context), which `fn` runs in.
+    context: contextvars.Context
 
     def settle(self, value: Any = None, error: BaseException | None = None) -> None:
         with contextlib.suppress(RuntimeError):  # its loop has closed: nobody waits for it
@@ -71,7 +74,7 @@ class ConnectionThread:
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="sqlite", daemon=True)
             self._thread.start()
-        self._calls.put(_Call(fn, writes, loop, future))
+        self._calls.put(_Call(fn, writes, loop, future, contextvars.copy_context()))
         return await future
 
     async def close(self) -> None:
@@ -125,7 +128,7 @@ class ConnectionThread:
 
 def _run(call: _Call, conn: sqlite3.Connection) -> None:
     try:
-        call.settle(call.fn(conn))
+        call.settle(call.context.run(call.fn, conn))
     except BaseException as error:
         call.settle(error=error)
 
@@ -164,7 +167,7 @@ def _write_together(calls: list[_Call], conn: sqlite3.Connection) -> None:
 
 def _attempt(call: _Call, conn: sqlite3.Connection) -> tuple[Any, BaseException | None]:
     try:
-        return call.fn(conn), None
+        return call.context.run(call.fn, conn), None
     except BaseException as error:
         return None, error
 

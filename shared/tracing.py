@@ -1,0 +1,31 @@
+"""Traces (OpenTelemetry): one trace from a redemption's request through the work queue,
+the worker and its fulfillment call, and the relay, to the event observers receive.
+Between processes the trace context travels as W3C trace context (`traceparent`,
+`tracestate`) in message headers; across the outbox it is kept beside each stored
+event (`trace`), so that the relay's span continues the worker's.
+
+Without an SDK configured (`shared.runtime.tracing.configure`) the spans record nothing,
+and the context a request came with still passes through."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+
+TRACER = trace.get_tracer("redemption-codes")
+_FIELDS = ("traceparent", "tracestate")
+
+
+def carrier() -> dict[str, str]:
+    """The current trace context as headers (empty outside a trace)."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    return {k: v for k, v in headers.items() if k in _FIELDS}
+
+
+def continued(headers: Mapping[str, Any] | None) -> Context:
+    """The trace context `headers` carry, to start a span in (a new trace if none)."""
+    return propagate.extract({k: str(v) for k, v in (headers or {}).items() if k in _FIELDS})
