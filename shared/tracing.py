@@ -4,8 +4,8 @@ Between processes the trace context travels as W3C trace context (`traceparent`,
 `tracestate`) in message headers; across the outbox it is kept beside each stored
 event (`trace`), so that the relay's span continues the worker's.
 
-Without an SDK configured (`shared.runtime.tracing.configure`) the spans record nothing,
-and the context a request came with still passes through."""
+Without an SDK configured (`shared.runtime.tracing.configure`) the spans record nothing
+and no context is passed on: tracing costs a request next to nothing."""
 
 from __future__ import annotations
 
@@ -19,8 +19,17 @@ TRACER = trace.get_tracer("redemption-codes")
 _FIELDS = ("traceparent", "tracestate")
 
 
+def recording() -> bool:
+    """Whether this process records spans (an SDK is configured): else the spans cost
+    next to nothing, and no trace context is passed on."""
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
 def carrier() -> dict[str, str]:
-    """The current trace context as headers (empty outside a trace)."""
+    """The current trace context as headers (empty outside a trace, or not recording)."""
+    if not recording():
+        return {}
     headers: dict[str, str] = {}
     propagate.inject(headers)
     return {k: v for k, v in headers.items() if k in _FIELDS}

@@ -22,6 +22,7 @@ from services.intake.routes import (
     redemptions,
     users,
 )
+from shared import tracing
 from shared.clock import Clock, utcnow
 from shared.messages import ErrorBody
 from shared.runtime.ops import HttpMetrics, ops_router
@@ -63,8 +64,8 @@ def create_app(settings: Settings, connect: Connect, clock: Clock = utcnow) -> F
         streamed={("POST", bulk.IMPORT_PATH): settings.max_import_bytes, **braincloud.STREAMED},
     )
     app.add_middleware(HttpMetrics)
-    # A server span a request, continuing the trace context it came with.
-    app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"])
+    if tracing.recording():  # a server span a request, continuing the context it came with
+        app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"])
     for area in ROUTERS:
         app.include_router(area.router)
     return app
