@@ -5,17 +5,24 @@ Between processes the trace context travels as W3C trace context (`traceparent`,
 event (`trace`), so that the relay's span continues the worker's.
 
 Without an SDK configured (`shared.runtime.tracing.configure`) the spans record nothing
-and no context is passed on: tracing costs a request next to nothing."""
+and no context is passed on: tracing costs a request next to nothing.
+
+Beside the trace, the time the redemption being worked on was accepted (`accepted`),
+which each stored event keeps too, so that the relay measures acceptance to event."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
 from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 
 TRACER = trace.get_tracer("redemption-codes")
+ACCEPTED_AT: ContextVar[datetime | None] = ContextVar("accepted_at", default=None)
 _FIELDS = ("traceparent", "tracestate")
 
 
@@ -38,3 +45,13 @@ def carrier() -> dict[str, str]:
 def continued(headers: Mapping[str, Any] | None) -> Context:
     """The trace context `headers` carry, to start a span in (a new trace if none)."""
     return propagate.extract({k: str(v) for k, v in (headers or {}).items() if k in _FIELDS})
+
+
+@contextmanager
+def accepted(at: datetime) -> Iterator[None]:
+    """Within: the events written are of a redemption accepted `at`."""
+    token = ACCEPTED_AT.set(at)
+    try:
+        yield
+    finally:
+        ACCEPTED_AT.reset(token)

@@ -14,10 +14,10 @@ import time
 
 import structlog
 from opentelemetry.trace import SpanKind
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from shared import topology, tracing
-from shared.clock import to_ms
+from shared.clock import to_ms, utcnow
 from shared.domain.model import Redemption
 from shared.messages import CodeEventMessage, CodeRecord, RedemptionRecord
 from shared.ports import Outbox, PendingEvent, PendingEvents, Publisher, Unroutable
@@ -28,6 +28,13 @@ log = structlog.get_logger()
 # all publish timeouts lasts the batch's codes' first timeouts, 5 s each, in parallel).
 STALLED_S = 60.0
 RELAYED = Counter("redemption_events_relayed", "Events confirmed by the broker", ["routing_key"])
+TO_EVENT = Histogram(
+    "redemption_accepted_to_event_seconds",
+    "From a redemption's acceptance to the broker confirming an event it wrote, by kind"
+    " (events written by a worker's job; those of timers are not)",
+    ["routing_key"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600),
+)
 REPLIED = Counter("redemption_replies_sent", "Outcomes sent to callers that asked")
 
 
@@ -130,6 +137,9 @@ class Relay:
                 log.warning("event not confirmed", eventId=pending.event.event_id, exc_info=True)
                 break
             RELAYED.labels(pending.event.routing_key).inc()
+            if pending.accepted_at is not None:
+                waited = (utcnow() - pending.accepted_at).total_seconds()
+                TO_EVENT.labels(pending.event.routing_key).observe(max(0.0, waited))
             done.append(pending)
         return dataclasses.replace(item, events=tuple(done))
 

@@ -88,6 +88,7 @@ class WorkConsumer(Consumer):
             structlog.contextvars.bound_contextvars(
                 redemptionId=job.redemptionId, requestId=job.requestId
             ),
+            tracing.accepted(pending.accepted_at),
             tracing.TRACER.start_as_current_span(
                 "redeem",
                 context=tracing.continued(delivery.headers),

@@ -250,6 +250,8 @@ def envelope_to_doc(event: CodeEvent) -> Doc:
     }
     if trace := tracing.carrier():
         doc["trace"] = trace
+    if (accepted := tracing.ACCEPTED_AT.get()) is not None:
+        doc["acceptedAt"] = accepted
     return doc
 
 
@@ -263,7 +265,13 @@ def pending_event_from_doc(doc: Mapping[str, Any]) -> PendingEvent:
     )
     trace = doc.get("trace")
     kept = {str(k): str(v) for k, v in trace.items()} if isinstance(trace, Mapping) else {}
-    return PendingEvent(event, code_from_doc(doc["code"]), kept)
+    accepted = doc.get("acceptedAt")
+    return PendingEvent(
+        event,
+        code_from_doc(doc["code"]),
+        kept,
+        accepted if isinstance(accepted, datetime) else None,
+    )
 
 
 _JOB_FIELDS = _plain_fields(Job, "job_id", "code_state", "state")

@@ -19,6 +19,8 @@ class PendingEvent:
     code: Code
     trace: Mapping[str, str] = field(default_factory=dict)
     """The trace context the event was written in (`shared.tracing`), for its relay."""
+    accepted_at: datetime | None = None
+    """When the redemption that wrote it was accepted, if a worker's job wrote it."""
 
 
 @dataclass(frozen=True)

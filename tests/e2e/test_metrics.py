@@ -95,6 +95,13 @@ async def test_every_service_serves_its_metrics_after_a_run_of_redemptions(
             return relayed == 2 and value(samples, "redemption_outbox_events") == 0
 
         back = await eventually(results.url, drained, "the outbox relayed and sampled empty")
+        to_event = value(
+            back, "redemption_accepted_to_event_seconds_count", routing_key="code.redeemed"
+        )
+        took_event = value(
+            back, "redemption_accepted_to_event_seconds_sum", routing_key="code.redeemed"
+        )
+        assert to_event == 2 and took_event is not None and 0 < took_event < 60
         assert value(back, "redemption_outbox_oldest_age_seconds") == 0
         assert value(back, "redemption_timers", state="set") == 0
         assert value(back, "redemption_timers", state="due") == 0
