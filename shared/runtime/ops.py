@@ -19,6 +19,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 log = structlog.get_logger()
+# The methods counted by name; any other a client sends is `other`, so that no client
+# makes new series.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 HTTP_REQUESTS = Counter(
     "http_requests",
     "HTTP requests answered, by method, route and status",
@@ -128,9 +131,10 @@ def ops_app(checks: Sequence[tuple[str, Check]] | Readiness) -> FastAPI:
 
 
 class HttpMetrics:
-    """ASGI middleware counting every HTTP request by method, route (the path template, so
-    that ids do not make new series; `unmatched` for a path no route has) and status,
-    and timing it. Outermost, so that it sees the answers of every other layer."""
+    """ASGI middleware counting every HTTP request by method (`other` for one not in
+    `METHODS`), route (the path template, so that ids make no new series; `unmatched`
+    for a path no route has) and status, and timing it. Outermost, so that it sees the
+    answers of every other layer."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         self._app = app
@@ -152,5 +156,6 @@ class HttpMetrics:
             await self._app(scope, receive, sending)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
-            HTTP_SECONDS.labels(scope["method"], route).observe(time.perf_counter() - started)
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_SECONDS.labels(method, route).observe(time.perf_counter() - started)

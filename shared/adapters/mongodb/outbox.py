@@ -69,6 +69,8 @@ class MongoOutbox(MongoBase):
         for collection in self._outboxes.values():
             pipeline: list[Doc] = [
                 {"$match": {"outboxPending": {"$gt": 0}}},
+                # As `pending_events` reads them: so the outbox's partial index serves.
+                {"$sort": {"outboxSince": ASCENDING}},
                 {
                     "$group": {
                         "_id": None,

@@ -95,7 +95,9 @@ class Broker:
             declared = await channel.declare_queue(queue, passive=True)
             return int(declared.declaration_result.message_count or 0)
         finally:
-            if not channel.is_closed:
+            # Closed for good whatever happened: a robust channel the broker closed (a
+            # queue not there) reopens itself, and would stay open.
+            with contextlib.suppress(Exception):
                 await channel.close()
 
     async def declare_topology(self, *, max_deliveries: int) -> None:
