@@ -41,8 +41,9 @@ class Consumer(ABC):
         self._retry = retry
         self._subscription: Subscription | None = None
         self._in_flight: set[asyncio.Task[Any]] = set()
-        for series in (IN_FLIGHT, REDELIVERED):
-            series.labels(queue)  # served at 0 until the first
+        # This queue's series, served at 0 until the first delivery.
+        self._handling = IN_FLIGHT.labels(queue)
+        self._redelivered = REDELIVERED.labels(queue)
 
     @abstractmethod
     async def handle(self, delivery: Delivery) -> None:
@@ -87,6 +88,6 @@ class Consumer(ABC):
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
         if delivery.deliveries:
-            REDELIVERED.labels(self._queue).inc()
-        with IN_FLIGHT.labels(self._queue).track_inprogress():
+            self._redelivered.inc()
+        with self._handling.track_inprogress():
             await self.handle(delivery)

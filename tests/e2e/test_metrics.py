@@ -4,9 +4,6 @@ queues), HTTP requests by route and status, and lockouts, each with plausible va
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -16,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from shared import topology
 from tests.conftest import running
 from tests.support.api import Api
+from tests.support.wait import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -35,16 +33,6 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
     """The sample of `name` with these labels (among others), summed over the rest."""
     found = [v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= ls]
     return sum(found) if found else None
-
-
-async def eventually(url: str, holds: Callable[[Samples], bool], what: str) -> Samples:
-    deadline = time.monotonic() + 60
-    while True:
-        samples = await scrape(url)
-        if holds(samples):
-            return samples
-        assert time.monotonic() < deadline, f"{what}: never seen"
-        await asyncio.sleep(0.2)
 
 
 async def test_every_service_serves_its_metrics_after_a_run_of_redemptions(
@@ -94,7 +82,12 @@ async def test_every_service_serves_its_metrics_after_a_run_of_redemptions(
             relayed = value(samples, "redemption_events_relayed_total", routing_key="code.redeemed")
             return relayed == 2 and value(samples, "redemption_outbox_events") == 0
 
-        back = await eventually(results.url, drained, "the outbox relayed and sampled empty")
+        back = await eventually(
+            lambda: scrape(results.url),
+            until=drained,
+            timeout_s=60,
+            what="the outbox relayed and sampled empty",
+        )
         to_event = value(
             back, "redemption_accepted_to_event_seconds_count", routing_key="code.redeemed"
         )
