@@ -7,6 +7,14 @@ EVENTS_EXCHANGE = "redemption.events"
 FULFILLMENT_EXCHANGE = "redemption.fulfillment"
 DEAD_LETTER_EXCHANGE = "redemption.dead-letter"
 DEAD_LETTER_QUEUE = "redemption.dead-letter"
+# A stream beside the dead-letter queue, bound to the same exchange: a log of the dead
+# letters that operators read without taking anything off the queue.
+DEAD_LETTER_LOG = "redemption.dead-letter.log"
+DEAD_LETTER_LOG_MAX_AGE = "7D"
+DEAD_LETTER_LOG_MAX_BYTES = 100_000_000
+# A reader's marker, published straight to the log (never through the dead-letter
+# exchange) before it reads, so that it knows where the log ended: a uuid of its own.
+DEAD_LETTER_LOG_MARKER_HEADER = "x-redemption-log-marker"
 WORK_EXCHANGE = "redemption.work"
 
 REDEEM_ROUTING_KEY = "redeem"

@@ -4,7 +4,8 @@ It keeps what is published, hands a consumer the deliveries a test gives it, and
 records how each delivery was settled. A delayed retry is kept as `Delayed` until the
 test delivers it, as a delay queue would after its TTL; a release goes back to `ready`.
 A publish to an exchange the test `refuse`s is not confirmed, as when the broker fails;
-with `acks_fail`, neither is an ack.
+with `acks_fail`, neither is an ack. Its `dead_letter_log` reads back what was
+dead-lettered, as the broker's dead-letter log does.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from shared import topology
+from shared.adapters.rabbitmq.deadletters import Newest, dead_letter
 from shared.adapters.rabbitmq.delivery import copy_headers
+from shared.clock import Clock, utcnow
 from shared.domain.reasons import DomainError
 from shared.ports import Broker, Delivery, Handler
+from shared.ports.broker import DeadLetter, DeadLetterLog
 
 DEFAULT_ROUTING_KEYS = {
     topology.WORK_QUEUE: topology.REDEEM_ROUTING_KEY,
@@ -38,6 +43,7 @@ class Message:
     reply_to: str | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
     deliveries: int = 0
+    published_at: datetime | None = field(default=None, compare=False)
 
     @property
     def reason(self) -> str:
@@ -163,8 +169,36 @@ class FakeSubscription:
         self._broker.consumers.pop(self._queue, None)
 
 
+class FakeDeadLetterLog:
+    """The port's `DeadLetterLog` over the dead letters `broker` was given, read as the
+    broker's dead-letter log reads them. Beside the broker rather than on it: the unit
+    tests' `FakeBroker.dead_letters()` already lists them as published."""
+
+    def __init__(self, broker: FakeBroker) -> None:
+        self._broker = broker
+
+    async def dead_letters(self, since: datetime, limit: int) -> list[DeadLetter]:
+        wanted, now = Newest(since, limit), self._broker.clock()
+        for message in self._broker.dead_letters():
+            stamped = message.published_at
+            wanted.add(
+                dead_letter(
+                    routing_key=message.routing_key,
+                    headers=message.headers,
+                    body=message.body,
+                    message_id=message.message_id,
+                    # AMQP's timestamp, to the second
+                    timestamp=stamped.replace(microsecond=0) if stamped else None,
+                    read_at=now,
+                )
+            )
+        return wanted.newest_first()
+
+
 class FakeBroker:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = utcnow) -> None:
+        self.clock = clock
+        self.dead_letter_log = FakeDeadLetterLog(self)
         self.published: list[Message] = []
         self.delayed: list[Delayed] = []
         self.ready: list[tuple[str, Message]] = []  # released, back on their queues
@@ -196,7 +230,14 @@ class FakeBroker:
         if exchange in self.refused:
             raise TimeoutError(f"the broker did not confirm a publish to {exchange!r}")
         message = Message(
-            exchange, routing_key, body, message_id, correlation_id, reply_to, dict(headers or {})
+            exchange,
+            routing_key,
+            body,
+            message_id,
+            correlation_id,
+            reply_to,
+            dict(headers or {}),
+            published_at=self.clock(),
         )
         self.published.append(message)
 
@@ -258,5 +299,7 @@ class FakeBroker:
         return [d for d in self.deliveries if not d.settlements]
 
 
-def _typecheck(broker: FakeBroker, delivery: FakeDelivery) -> tuple[Broker, Delivery]:
-    return broker, delivery  # mypy keeps the fakes in step with the port
+def _typecheck(
+    broker: FakeBroker, delivery: FakeDelivery
+) -> tuple[Broker, Delivery, DeadLetterLog]:
+    return broker, delivery, broker.dead_letter_log  # mypy keeps the fakes in step with the port

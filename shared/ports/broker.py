@@ -1,8 +1,11 @@
-"""The broker port: confirmed publishing, and deliveries that a consumer settles once."""
+"""The broker port: confirmed publishing, deliveries that a consumer settles once, and
+the dead letters read back without taking them off their queue."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from shared.domain.reasons import DomainError
@@ -100,3 +103,38 @@ class Broker(Publisher, Protocol):
 
     async def queue_depth(self, queue: str) -> int:
         """How many messages wait in `queue`, ready to be delivered."""
+
+
+# How much of a dead letter's body a reader is shown.
+DEAD_LETTER_BODY_SHOWN = 2_000
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A dead-lettered message as an operator sees it."""
+
+    at: datetime
+    """When it was dead-lettered (UTC, to the second, as AMQP keeps time): the time the
+    service stamped on it, or the broker's when the broker dead-lettered it, else when
+    it was read."""
+    routing_key: str
+    """The routing key it was first published with."""
+    reason_code: int | None
+    """The service's reason code (`x-redemption-reason-code`); None when the broker
+    dead-lettered it."""
+    reason: str | None
+    """Why: the service's "<reasonCode> <reasonName>: <message>", or what the broker
+    says (`delivery_limit`, `rejected`, `expired`, ...) when it dead-lettered it."""
+    message_id: str | None
+    body: bytes
+    """The first `DEAD_LETTER_BODY_SHOWN` bytes of its body."""
+    size: int
+    """Its whole body's length in bytes."""
+
+
+class DeadLetterLog(Protocol):
+    """The dead letters, read without taking them off the dead-letter queue."""
+
+    async def dead_letters(self, since: datetime, limit: int) -> list[DeadLetter]:
+        """The newest `limit` dead letters recorded at or after `since` (timezone-aware,
+        counted from its whole second), newest first."""

@@ -1,11 +1,12 @@
 """The broker port on aio-pika: one connection, a confirming channel to publish on and
-one to consume from."""
+one to consume from; the dead-letter log read on a channel of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import aio_pika
@@ -20,9 +21,12 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import PublishError
 
+from shared import topology
+from shared.adapters.rabbitmq.deadletters import Newest, read_log
 from shared.adapters.rabbitmq.declare import declare
 from shared.adapters.rabbitmq.delivery import RabbitDelivery
-from shared.ports.broker import Handler, Unroutable
+from shared.clock import Clock, utcnow
+from shared.ports.broker import DeadLetter, Handler, Unroutable
 
 log = structlog.get_logger()
 
@@ -45,6 +49,8 @@ class Broker:
         *,
         publish_timeout_s: float,
         prefetch: int = 32,
+        dead_letters_timeout_s: float = 10.0,
+        clock: Clock = utcnow,
     ) -> None:
         self.connection = connection
         self._publishing = publishing
@@ -55,6 +61,8 @@ class Broker:
         self._publish_timeout_s = publish_timeout_s
         self._exchanges: dict[str, AbstractExchange] = {"": publishing.default_exchange}
         self._watchdog: asyncio.Task[None] | None = None
+        self.dead_letters_timeout_s = dead_letters_timeout_s
+        self._clock = clock
 
     @classmethod
     async def connect(
@@ -99,6 +107,37 @@ class Broker:
             # queue not there) reopens itself, and would stay open.
             with contextlib.suppress(Exception):
                 await channel.close()
+
+    async def dead_letters(self, since: datetime, limit: int) -> list[DeadLetter]:
+        """The newest `limit` dead letters at or after `since`, newest first, read off the
+        dead-letter log (the queue keeps every message) up to a marker published first.
+
+        On a channel of its own, closed after whatever happens; bounded as a whole by
+        `dead_letters_timeout_s`, past which it raises TimeoutError.
+        """
+        wanted = Newest(since, limit)
+        channel = await self.connection.channel()
+        bound = asyncio.timeout(self.dead_letters_timeout_s)
+        try:
+            async with bound:
+                return await read_log(channel, wanted, self._mark_log, now=self._clock())
+        except TimeoutError as exc:
+            if not bound.expired():
+                raise  # the marker's publish not confirmed: its own error says so
+            raise TimeoutError(
+                f"the dead-letter log {topology.DEAD_LETTER_LOG!r} was not read to its end "
+                f"within {self.dead_letters_timeout_s} s (its marker did not come back: is "
+                "the broker slow, or its clock more than a minute behind?)"
+            ) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+    async def _mark_log(self, marker: str) -> None:
+        """A marker straight to the log, by the default exchange: the dead-letter queue
+        never sees it."""
+        headers = {topology.DEAD_LETTER_LOG_MARKER_HEADER: marker}
+        await self.publish("", topology.DEAD_LETTER_LOG, b"", headers=headers)
 
     async def declare_topology(self, *, max_deliveries: int) -> None:
         """Declare every exchange, queue and binding, the delay queues too; idempotent.
@@ -153,7 +192,8 @@ class Broker:
         reply_to: str | None = None,
         headers: Mapping[str, Any] | None = None,
     ) -> None:
-        """Publish persistently and wait for the broker's confirm.
+        """Publish persistently, stamped with the time (the `timestamp` property, which
+        tells when a dead letter was dead-lettered), and wait for the broker's confirm.
 
         Raises `Unroutable` when a mandatory message reaches no queue, ConnectionError
         while the broker is away, and TimeoutError or DeliveryError when the broker
@@ -167,6 +207,7 @@ class Broker:
             correlation_id=correlation_id,
             reply_to=reply_to,
             headers=dict(headers or {}),
+            timestamp=self._clock(),
         )
         # Bounded as a whole, as a robust channel waits for its connection to come back
         # before it sends: `publish_timeout_s` for a closed channel to come back (see

@@ -1,5 +1,6 @@
 """The topology, declared idempotently at start: exchanges, the consumed quorum queues,
-the dead-letter queue, and the delay queues with the retry exchange behind them."""
+the dead-letter queue and the stream that logs its messages, and the delay queues with
+the retry exchange behind them."""
 
 from __future__ import annotations
 
@@ -49,6 +50,18 @@ def delay_queue_arguments(delay_ms: int) -> dict[str, Any]:
     }
 
 
+def dead_letter_log_arguments() -> dict[str, Any]:
+    """A stream keeping a week of dead letters, at most about 100 MB of them."""
+    return {
+        "x-queue-type": "stream",
+        "x-max-age": topology.DEAD_LETTER_LOG_MAX_AGE,
+        "x-max-length-bytes": topology.DEAD_LETTER_LOG_MAX_BYTES,
+        # Retention drops whole segments: ten of them, not one of the default 500 MB
+        # that would outgrow the limit before any of it could go.
+        "x-stream-max-segment-size-bytes": topology.DEAD_LETTER_LOG_MAX_BYTES // 10,
+    }
+
+
 async def declare(channel: AbstractChannel, *, max_deliveries: int) -> None:
     """Declare every exchange, queue and binding."""
     await channel.declare_exchange(
@@ -58,6 +71,10 @@ async def declare(channel: AbstractChannel, *, max_deliveries: int) -> None:
         topology.DEAD_LETTER_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
     )
     await dead.bind(topology.DEAD_LETTER_EXCHANGE, routing_key="#")
+    log = await channel.declare_queue(
+        topology.DEAD_LETTER_LOG, durable=True, arguments=dead_letter_log_arguments()
+    )
+    await log.bind(topology.DEAD_LETTER_EXCHANGE, routing_key="#")
     for name, kind in _KINDS:
         await channel.declare_exchange(name, kind, durable=True)
     args = quorum_queue_arguments(max_deliveries)
