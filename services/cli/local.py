@@ -14,6 +14,7 @@ from shared.runtime.startup import StartupError, generated_secret
 ADMIN_KEY_FILE = "admin-key"
 PARTNER_KEY_FILE = "partner-key"  # the demo partner's fulfillment key
 CONTEXT_SECRET_FILE = "context-secret"
+CONSOLE_SECRET_FILE = "console-secret"
 WEBHOOK_SECRET_FILE = "webhook-secret"
 SYSTEM_FILE = "system.json"
 

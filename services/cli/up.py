@@ -182,6 +182,9 @@ def children(settings: Settings, workers: int, api_keys: str, logs: Path) -> lis
         or local.secret(settings.data_dir, startup.REDEMPTION_ID_SECRET_FILE),
         REDEEM_CONTEXT_SECRET=settings.context_secret
         or local.secret(settings.data_dir, local.CONTEXT_SECRET_FILE),
+        # Console sessions outlive an intake restarted by `up`.
+        REDEEM_CONSOLE_SECRET=settings.console_secret
+        or local.secret(settings.data_dir, local.CONSOLE_SECRET_FILE),
         # A key for every handler, unless the operator gave each its own.
         REDEEM_WEBHOOK_SECRETS=settings.webhook_secrets
         or f"*=local:{local.secret(settings.data_dir, local.WEBHOOK_SECRET_FILE)}",

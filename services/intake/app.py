@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-from services.intake import errors
+from services.intake import console, errors
 from services.intake.auth import CredentialsFirst
 from services.intake.bootstrap import bootstrap
 from services.intake.routes import (
@@ -45,6 +45,7 @@ def create_app(settings: Settings, connect: Connect, clock: Clock = utcnow) -> F
             await intake.replies.start()
             await intake.commands.start()
             app.state.intake = intake
+            app.state.dead_letters = adapters.broker
             checks = [("store", adapters.store.ping), ("broker", adapters.broker.ping)]
             app.include_router(ops_router(checks))
             yield
@@ -61,11 +62,17 @@ def create_app(settings: Settings, connect: Connect, clock: Clock = utcnow) -> F
         app.add_middleware(braincloud.FrontDoorCors, origins=origins)
     app.add_middleware(
         errors.BodyLimit,
-        streamed={("POST", bulk.IMPORT_PATH): settings.max_import_bytes, **braincloud.STREAMED},
+        streamed={
+            ("POST", bulk.IMPORT_PATH): settings.max_import_bytes,
+            ("POST", console.IMPORT_PATH): settings.max_import_bytes,
+            ("POST", console.IMPORT_FORM_PATH): settings.max_import_bytes,
+            **braincloud.STREAMED,
+        },
     )
     app.add_middleware(HttpMetrics)
     if tracing.recording():  # a server span a request, continuing the context it came with
         app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"])
     for area in ROUTERS:
         app.include_router(area.router)
+    console.install(app, settings)
     return app

@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     context_secret: str | None = Field(
         None, description="signs paging contexts; the same on every intake (random if unset)"
     )
+    console_secret: str | None = Field(
+        None,
+        description="signs the web console's sessions; the same on every intake (random if"
+        " unset: sessions then end when the intake restarts, and hold on that intake only)",
+    )
+    console_session_s: float = Field(
+        8 * 3600.0, gt=0, le=7 * 86400, description="how long a console session lasts"
+    )
     code_secret: str | None = Field(
         None,
         description="keys the hashed codes of campaigns with hashCodes (HMAC-SHA256); the same"
