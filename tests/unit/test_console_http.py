@@ -306,3 +306,28 @@ async def test_dead_letters_show_their_reasons_and_mask_the_codes_they_carry(
         http._transport.app.state.dead_letters = Log(None)  # type: ignore[attr-defined]
         down = await http.get("/console/dead-letters")
         assert down.status_code == 503 and "the broker is gone" in down.text
+
+
+async def test_an_import_from_a_plain_form_reports_its_rejected_lines(
+    client: httpx.AsyncClient, store: FakeStore
+) -> None:
+    await sign_in(client)
+    token = await csrf_of(client)
+    await client.post("/console/campaigns", data={"csrf": token, "codeType": "gems"})
+    upload = b"scanCode\nGEM-0001\nGEM-0002\nbad code!\n"
+    answer = await client.post(
+        "/console/campaigns/gems/import-form",
+        data={"csrf": token},
+        files={"file": ("codes.csv", upload, "text/csv")},
+    )
+    assert answer.status_code == 200, answer.text
+    assert "3 lines read: 2 added, 0 already there, 1 rejected." in answer.text
+    assert "<td>4</td><td>40569</td>" in answer.text
+    assert sorted(key for (_, key) in store.codes) == ["GEM0001", "GEM0002"]
+    scripted = await client.post(
+        "/console/campaigns/gems/import",
+        content=b"scanCode\nGEM-0003\n",
+        headers={"X-CSRF-Token": token, "Content-Type": "text/csv"},
+    )
+    assert scripted.status_code == 200 and "1 added" in scripted.text
+    assert len(store.codes) == 3

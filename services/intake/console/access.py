@@ -3,6 +3,7 @@ session, the intake's services, and a form whose CSRF token is checked."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -43,12 +44,15 @@ async def intake_of(request: Request) -> Intake:
     return intake
 
 
-async def posted(request: Request, session: Annotated[Session, Depends(session_of)]) -> FormData:
-    """A posted form, refused (CsrfRefused) unless it carries its session's token."""
-    form = await request.form()
-    token = form.get(CSRF_FIELD)
-    check_csrf(session, token if isinstance(token, str) else None)
-    return form
+async def posted(
+    request: Request, session: Annotated[Session, Depends(session_of)]
+) -> AsyncIterator[FormData]:
+    """A posted form, refused (CsrfRefused) unless it carries its session's token; the
+    files it brought are closed after the request."""
+    async with request.form() as form:
+        token = form.get(CSRF_FIELD)
+        check_csrf(session, token if isinstance(token, str) else None)
+        yield form
 
 
 async def scripted(request: Request, session: Annotated[Session, Depends(session_of)]) -> Session:
@@ -81,8 +85,8 @@ async def sign_in_page(request: Request) -> Response:
 @router.post("/login")
 async def sign_in(request: Request) -> Response:
     sessions = sessions_of(request)
-    form = await request.form()
-    token, key = form.get(CSRF_FIELD), form.get("key")
+    async with request.form() as form:
+        token, key = form.get(CSRF_FIELD), form.get("key")
     sessions.check_sign_in(request, token if isinstance(token, str) else "")
     response = _redirect("/console/campaigns")
     try:
