@@ -106,7 +106,7 @@ class Broker(Publisher, Protocol):
 
 
 # How much of a dead letter's body a reader is shown.
-DEAD_LETTER_BODY_SHOWN = 2_000
+DEAD_LETTER_BODY_SHOWN = 64 * 1024
 
 
 @dataclass(frozen=True)

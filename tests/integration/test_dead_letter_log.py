@@ -17,7 +17,7 @@ from shared.adapters.rabbitmq.declare import dead_letter_log_arguments
 from shared.clock import utcnow
 from shared.domain.reasons import DomainError, ReasonCode
 from shared.ports import Delivery
-from shared.ports.broker import DeadLetter
+from shared.ports.broker import DEAD_LETTER_BODY_SHOWN, DeadLetter
 from tests.fake_broker import FakeBroker, FakeDelivery, Message
 from tests.support.wait import eventually
 
@@ -125,14 +125,12 @@ async def test_since_leaves_older_dead_letters_out(broker: Broker) -> None:
     assert await broker.dead_letters(utcnow() + timedelta(hours=1), 10) == []
 
 
-async def test_only_the_first_2000_bytes_of_a_body_are_shown_with_its_size(
-    broker: Broker,
-) -> None:
-    await dead_letter(broker, "m0", body=b"x" * 5_000)
+async def test_only_the_first_64_kib_of_a_body_are_kept_with_its_size(broker: Broker) -> None:
+    await dead_letter(broker, "m0", body=b"x" * (DEAD_LETTER_BODY_SHOWN + 5))
 
     [letter] = await broker.dead_letters(LONG_AGO, 10)
 
-    assert (letter.body, letter.size) == (b"x" * 2_000, 5_000)
+    assert (letter.body, letter.size) == (b"x" * DEAD_LETTER_BODY_SHOWN, DEAD_LETTER_BODY_SHOWN + 5)
 
 
 async def test_a_message_the_broker_dead_lettered_says_so(broker: Broker) -> None:

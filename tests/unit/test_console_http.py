@@ -4,6 +4,7 @@ refusals that change nothing. The journeys in a real browser are tests/browser."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -103,11 +104,7 @@ def console_routes(method: str) -> list[str]:
 
 
 POSTS = [path for path in console_routes("POST") if path != "/console/login"]
-PAGES = [
-    path
-    for path in console_routes("GET")
-    if path != "/console/login" and not path.endswith((".csv",))
-]
+PAGES = [path for path in console_routes("GET") if path != "/console/login"]
 
 
 def concrete(path: str) -> str:
@@ -122,14 +119,15 @@ async def test_every_form_is_refused_without_its_sessions_token(
     await client.post(
         "/console/campaigns", data={"csrf": await csrf_of(client), "codeType": "gems"}
     )
-    before = dict(store.campaigns)
+    before = (dict(store.campaigns), dict(store.codes), dict(store.jobs))
     for token in (None, "forged"):
         data = {"codeType": "other", "version": "1", "quantity": "5", "scope": "user:u"}
         if token is not None:
             data["csrf"] = token
         answer = await client.post(concrete(path), data=data)
         assert answer.status_code == 403, (path, answer.text)
-    assert store.campaigns == before
+        assert "did not carry its session's token" in answer.text
+    assert (dict(store.campaigns), dict(store.codes), dict(store.jobs)) == before
     assert (await client.get("/console/campaigns")).status_code == 200  # still signed in
 
 
@@ -196,12 +194,26 @@ async def test_a_key_limited_to_campaigns_sees_only_those(client: httpx.AsyncCli
     for name in ("gems", "coins"):
         created = await client.post("/console/campaigns", data={"csrf": token, "codeType": name})
         assert created.status_code == 303
+    made = await client.post(
+        "/console/campaigns/coins/generate", data={"csrf": token, "quantity": "5"}
+    )
+    job = made.headers["location"].removeprefix("/console/jobs/")
     client.cookies.clear()
     await sign_in(client, "gems-key")
     listed = await client.get("/console/campaigns")
     assert ">gems<" in listed.text and ">coins<" not in listed.text
-    refused = await client.get("/console/campaigns/coins")
-    assert refused.status_code == 403 and "90403" in refused.text
+    for path in (
+        "/console/campaigns/coins",
+        "/console/campaigns/coins/code?scanCode=X",
+        "/console/campaigns/coins/export.csv",
+        f"/console/jobs/{job}",
+        f"/console/jobs/{job}.json",
+        f"/console/jobs/{job}/codes.csv",
+        "/console/redemptions?codeType=coins",
+        "/console/dead-letters",
+    ):
+        refused = await client.get(path)
+        assert refused.status_code == 403 and "90403" in refused.text, path
     token = await csrf_of(client)
     made = await client.post("/console/campaigns", data={"csrf": token, "codeType": "gold"})
     assert made.status_code == 403 and "90403" in made.text
@@ -290,13 +302,21 @@ async def test_dead_letters_show_their_reasons_and_mask_the_codes_they_carry(
         body=job,
         size=len(job),
     )
+    raw = b'\x00{"scanCode": "SECRET-CODE-5555"'  # not JSON: shown as nothing but its size
+    cut = json.dumps({"scanCode": "SECRET-CODE-7777", "pad": "x" * 100}).encode()
+    others = [
+        dataclasses.replace(letter, body=raw, size=len(raw)),
+        dataclasses.replace(letter, body=cut[:40], size=len(cut)),  # kept cut short
+    ]
     async with intake_client(store, RecordingBroker(), SETTINGS) as (http, _):
-        log = Log([letter])
+        log = Log([letter, *others])
         http._transport.app.state.dead_letters = log  # type: ignore[attr-defined]
         await sign_in(http)
         page = await http.get("/console/dead-letters?since=1h")
         assert "40660 INVALID_PARAMETER_VALUE: requestId: Field required" in page.text
         assert "SECRET-CODE-9876" not in page.text and "9876" in page.text
+        assert "5555" not in page.text and "7777" not in page.text
+        assert f"({len(raw)} bytes that are not whole JSON: not shown" in page.text
         since, limit = log.asked[0]
         assert timedelta(minutes=59) < datetime.now(UTC) - since < timedelta(minutes=61)
         assert limit >= 1
@@ -331,3 +351,25 @@ async def test_an_import_from_a_plain_form_reports_its_rejected_lines(
     )
     assert scripted.status_code == 200 and "1 added" in scripted.text
     assert len(store.codes) == 3
+
+
+async def test_an_edit_keeps_what_the_form_could_not_show_and_says_no_as_no(
+    client: httpx.AsyncClient, store: FakeStore
+) -> None:
+    await sign_in(client)
+    token = await csrf_of(client)
+    form = {"csrf": token, "codeType": "gems", "uniformRefusals": "false"}
+    await client.post("/console/campaigns", data=form)
+    assert store.campaigns["gems"].uniform_refusals is False
+    end = datetime(2031, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)  # seconds a form does not show
+    store.campaigns["gems"] = dataclasses.replace(store.campaigns["gems"], valid_end=end)
+    page = await client.get("/console/campaigns/gems")
+    shown = dict(re.findall(r'name="([A-Za-z-]+)"[^>]*value="([^"]*)"', page.text))
+    assert shown["validEnd"] == shown["validEnd-shown"] == "2031-05-06T07:08"
+    edit = {**shown, "csrf": token, "description": "only this"}
+    assert (await client.post("/console/campaigns/gems/edit", data=edit)).status_code == 303
+    assert store.campaigns["gems"].valid_end == end
+    assert store.campaigns["gems"].description == "only this"
+    moved = {**edit, "version": "2", "validEnd": "2031-05-06T09:00"}
+    assert (await client.post("/console/campaigns/gems/edit", data=moved)).status_code == 303
+    assert store.campaigns["gems"].valid_end == datetime(2031, 5, 6, 9, 0, tzinfo=UTC)

@@ -43,6 +43,7 @@ OWN = {
     "api_keys": "my-admin-key=admin",
     "redemption_id_secret": "my-redemption-id-secret-of-32-characters",
     "context_secret": "my-context-secret",
+    "console_secret": "my-console-secret",
     "code_secret": "my-code-secret-of-32-characters-or-more",
     "webhook_secrets": "partner=k1:my-webhook-secret-of-its-own",
 }
@@ -66,6 +67,7 @@ def test_every_key_and_secret_docker_compose_defaults_to_is_known_as_a_developme
         ({"api_keys": "mine=admin;dev-redeem-key=redeem"}, "REDEEM_API_KEYS"),
         ({"api_keys": f"{digest_of('dev-admin-key')}=admin"}, "REDEEM_API_KEYS"),
         ({"context_secret": "change-me-in-production"}, "REDEEM_CONTEXT_SECRET"),
+        ({"console_secret": "change-me-in-production"}, "REDEEM_CONSOLE_SECRET"),
         ({"redemption_id_secret": "change-me-in-production"}, "REDEEM_REDEMPTION_ID_SECRET"),
     ],
 )

@@ -17,6 +17,7 @@ DECIDED = {
     "environment",
     "redemption_id_secret",
     "context_secret",
+    "console_secret",
     "webhook_secrets",
     "webhook_allowed_networks",
     "log_format",

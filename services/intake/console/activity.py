@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import structlog
 from fastapi import APIRouter, Query, Request
@@ -90,13 +91,20 @@ async def clear_lockout(
         await intake.budget.clear(scope, session.grant)
     except DomainError as refused:
         return page(request, "lockouts.html", {"items": []}, error=refused)
-    return RedirectResponse(f"/console/lockouts?cleared={scope}", status_code=303, headers=HEADERS)
+    to = f"/console/lockouts?{urlencode({'cleared': scope})}"
+    return RedirectResponse(to, status_code=303, headers=HEADERS)
 
 
 @router.get("/dead-letters")
-async def dead_letters(request: Request, _: SessionDep, since: str = "24h") -> Response:
+async def dead_letters(request: Request, session: SessionDep, since: str = "24h") -> Response:
     """The messages dead-lettered lately, newest first, with the reason each was set aside
-    (read from the dead-letter log: the dead-letter queue keeps every one of them)."""
+    (read from the dead-letter log: the dead-letter queue keeps every one of them). Only
+    for a key that reaches every campaign: a dead letter may be any campaign's."""
+    if session.grant.campaigns is not None:
+        refused = DomainError(
+            ReasonCode.FORBIDDEN, "dead letters may be any campaign's: this key is limited"
+        )
+        return page(request, "dead_letters.html", {"items": [], "since": since}, error=refused)
     window = SINCE.get(since)
     if window is None:
         refused = DomainError(ReasonCode.INVALID_PARAMETER_VALUE, f"since: one of {list(SINCE)}")

@@ -102,10 +102,7 @@ async def create_campaign(
 async def campaign(
     request: Request, codeType: CodeType, intake: IntakeDep, saved: str | None = None
 ) -> Response:
-    try:
-        return await _campaign_page(request, intake, codeType, saved=saved)
-    except DomainError as refused:
-        return page(request, "missing.html", {"what": f"campaign {codeType}"}, error=refused)
+    return await _campaign_page(request, intake, codeType, saved=saved)
 
 
 @router.post("/campaigns/{codeType}/edit")
@@ -236,7 +233,10 @@ async def _campaign_page(
     saved: str | None = None,
     error: DomainError | None = None,
 ) -> Response:
-    found, counts = await intake.admin.inventory(code_type)
+    try:
+        found, counts = await intake.admin.inventory(code_type)
+    except DomainError as missing:  # no such campaign (now): said so, as a page
+        return page(request, "missing.html", {"what": f"campaign {code_type}"}, error=missing)
     inventory = Inventory.of(found, counts)
     context = {
         "campaign": CampaignOut.of(found),

@@ -19,6 +19,7 @@ from shared.domain.reasons import DomainError, ReasonCode
 Kind = Literal["text", "int", "float", "check", "instant", "tristate"]
 B = TypeVar("B", bound=BaseModel)
 INSTANT_FORMAT = "%Y-%m-%dT%H:%M"  # an <input type="datetime-local">'s value, read as UTC
+SHOWN = "-shown"  # beside an instant an edit shows: the value it showed
 
 CAMPAIGN_FIELDS: dict[str, Kind] = {
     "codeType": "text",
@@ -58,16 +59,25 @@ _LABELS = {"async": "asynchronous", "codeType": "campaign name"}
 def read(model: type[B], form: Mapping[str, Any], fields: Mapping[str, Kind], **fixed: Any) -> B:
     """`model` from the fields of `form` that `fields` names (blank ones left out, so that
     the model's defaults hold), and `fixed` as given."""
-    body = {name: _value(form, name, kind) for name, kind in fields.items()}
-    body = {name: value for name, value in body.items() if value != "" and value is not False}
+    body = {
+        name: value
+        for name, kind in fields.items()
+        if (value := _value(form, name, kind)) != "" and not (kind == "check" and not value)
+    }
     return _validated(model, {**body, **fixed})
 
 
 def read_all(
     model: type[B], form: Mapping[str, Any], fields: Mapping[str, Kind], **fixed: Any
 ) -> B:
-    """As `read`, but a blank field is sent as null: an edit of every field shown."""
-    body = {name: _value(form, name, kind) for name, kind in fields.items() if name in form}
+    """As `read`, but a blank field is sent as null: an edit of every field shown. An
+    instant the operator left as the form showed it (`<name>-shown`, to the minute) is
+    not sent, so that its seconds stay as they were."""
+    body = {
+        name: _value(form, name, kind)
+        for name, kind in fields.items()
+        if name in form and not (kind == "instant" and form.get(name) == form.get(name + SHOWN))
+    }
     return _validated(model, {**{k: v if v != "" else None for k, v in body.items()}, **fixed})
 
 

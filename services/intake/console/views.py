@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -18,6 +19,7 @@ from services.intake.refusals import http_status
 from shared.domain.codekeys import masked
 from shared.domain.reasons import DomainError
 from shared.domain.states import CodeState
+from shared.ports.broker import DeadLetter
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -51,14 +53,21 @@ def when(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def excerpt(body: bytes) -> str:
-    """A dead letter's body as the console shows it: JSON indented, every `scanCode` in it
-    masked (a job carries its code in plain), anything else as text."""
+SHOWN_CHARACTERS = 2_000
+
+
+def excerpt(letter: DeadLetter) -> str:
+    """A dead letter's body as the console shows it: JSON, indented, every `scanCode` in it
+    masked (a job carries its code in plain), its first 2,000 characters. A body that is
+    not whole JSON is not shown: it may hold a code where no field names it."""
     try:
-        document = json.loads(body)
+        if letter.size > len(letter.body):
+            raise ValueError("cut short")
+        document = json.loads(letter.body)
     except ValueError:
-        return body.decode("utf-8", errors="replace")
-    return json.dumps(_masked(document), indent=2, ensure_ascii=False)
+        return f"({letter.size} bytes that are not whole JSON: not shown, as they may hold a code)"
+    shown = json.dumps(_masked(document), indent=2, ensure_ascii=False)
+    return shown if len(shown) <= SHOWN_CHARACTERS else shown[:SHOWN_CHARACTERS] + " …"
 
 
 def _masked(value: Any) -> Any:
@@ -72,7 +81,13 @@ def _masked(value: Any) -> Any:
     return value
 
 
+def segment(value: str) -> str:
+    """A value as one segment of a URL's path: every reserved character escaped."""
+    return quote(value, safe="")
+
+
 templates.env.filters["when"] = when
+templates.env.filters["segment"] = segment
 templates.env.globals["excerpt"] = excerpt
 
 

@@ -116,10 +116,11 @@ class Broker:
         `dead_letters_timeout_s`, past which it raises TimeoutError.
         """
         wanted = Newest(since, limit)
-        channel = await self.connection.channel()
+        channel: AbstractChannel | None = None
         bound = asyncio.timeout(self.dead_letters_timeout_s)
         try:
-            async with bound:
+            async with bound:  # opening the channel too: a blocked broker is waited on here
+                channel = await self.connection.channel()
                 return await read_log(channel, wanted, self._mark_log, now=self._clock())
         except TimeoutError as exc:
             if not bound.expired():
@@ -130,8 +131,9 @@ class Broker:
                 "the broker slow, or its clock more than a minute behind?)"
             ) from exc
         finally:
-            with contextlib.suppress(Exception):
-                await channel.close()
+            if channel is not None:
+                with contextlib.suppress(Exception):
+                    await channel.close()
 
     async def _mark_log(self, marker: str) -> None:
         """A marker straight to the log, by the default exchange: the dead-letter queue

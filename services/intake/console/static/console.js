@@ -61,8 +61,15 @@ function importWithProgress(form) {
     request.addEventListener("load", () => {
       bar.value = 100;
       percent.textContent = "Done";
-      // Rendered and escaped by the intake, as the page itself is.
-      report.innerHTML = request.status === 401 ? '<div class="alert" role="alert">Your session ended: sign in again.</div>' : request.responseText;
+      const html = (request.getResponseHeader("Content-Type") || "").startsWith("text/html");
+      if (request.status === 401) {
+        report.innerHTML = '<div class="alert" role="alert">Your session ended: sign in again.</div>';
+      } else if (html) {
+        report.innerHTML = request.responseText;  // rendered and escaped by the intake, as the page is
+      } else {
+        report.innerHTML = '<div class="alert" role="alert"></div>';
+        report.firstChild.textContent = "The import was refused: " + request.responseText;
+      }
     });
     request.addEventListener("error", () => {
       percent.textContent = "The upload failed: the connection was lost.";
