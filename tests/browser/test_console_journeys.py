@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.async_api import Page, expect
@@ -18,6 +19,7 @@ from playwright.async_api import Page, expect
 from shared import topology
 from shared.adapters.rabbitmq import Broker
 from shared.clock import utcnow
+from tests.browser.axe import violations
 from tests.browser.conftest import at, sign_in
 from tests.browser.shots import snap
 from tests.support.api import Api
@@ -249,22 +251,40 @@ async def test_dead_letters_show_why_each_was_set_aside(
     await snap(page, "dead-letters")
 
 
-async def test_every_page_is_labelled_and_reached_by_keyboard(page: Page, api: Api) -> None:
+async def test_every_page_passes_the_accessibility_checks_and_is_reached_by_keyboard(
+    page: Page, api: Api
+) -> None:
     await api.campaign("keys")
+    await api.code("keys", "KEYS-0001")
+    assert (await api.redeem("kim", "KEYS-0001", codeType="keys")).status_code == 200
+    assert (await api.redeem("kim", "KEYS-0404", codeType="keys")).status_code == 404
     await sign_in(page)
-    for path in (
+    await page.get_by_role("link", name="Campaigns").click()  # a job to show as well
+    await page.goto("/console/campaigns/keys")
+    await page.get_by_label("How many").fill("10")
+    await page.get_by_role("button", name="Generate").click()
+    await page.wait_for_url(lambda url: "/console/jobs/" in url)
+    await expect(page.get_by_role("status")).to_contain_text("Completed")
+    pages = [
+        urlsplit(page.url).path,
         "/console/campaigns",
         "/console/campaigns/new",
         "/console/campaigns/keys",
-        "/console/campaigns/keys/code",
+        "/console/campaigns/keys/code?scanCode=keys-0001",
         "/console/redemptions",
-        "/console/users",
+        "/console/users?userId=kim",
         "/console/lockouts",
         "/console/dead-letters",
-    ):
+    ]
+    for path in pages:
         await page.goto(path)
         await labelled(page)
-    await page.goto("/console/campaigns")
+        assert await violations(page) == [], path
+    await page.context.clear_cookies()
+    await page.goto("/console/login")
+    assert await violations(page) == [], "/console/login"
+
+    await sign_in(page)
     await page.keyboard.press("Tab")
     await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     await page.keyboard.press("Enter")
