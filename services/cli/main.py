@@ -78,6 +78,7 @@ def up(
     console.print(
         Panel.fit(
             f"[bold]{url}[/]  (OpenAPI: {url}/docs)\nadmin key: [bold]{key}[/]\n"
+            f"console: {url}/console (sign in with the admin key)\n"
             f"store: {store}\nlogs: {logs}\n{workers} worker(s); Ctrl-C stops everything",
             title="redemption codes are up",
         )
