@@ -373,3 +373,20 @@ async def test_an_edit_keeps_what_the_form_could_not_show_and_says_no_as_no(
     moved = {**edit, "version": "2", "validEnd": "2031-05-06T09:00"}
     assert (await client.post("/console/campaigns/gems/edit", data=moved)).status_code == 303
     assert store.campaigns["gems"].valid_end == datetime(2031, 5, 6, 9, 0, tzinfo=UTC)
+
+
+async def test_a_file_over_the_import_limit_is_refused_as_a_page(store: FakeStore) -> None:
+    small = SETTINGS.model_copy(update={"max_import_bytes": 1_000})
+    async with intake_client(store, RecordingBroker(), small) as (http, _):
+        await sign_in(http)
+        token = await csrf_of(http)
+        await http.post("/console/campaigns", data={"csrf": token, "codeType": "gems"})
+        upload = b"scanCode\n" + b"".join(b"GEM-%06d\n" % n for n in range(200))
+        answer = await http.post(
+            "/console/campaigns/gems/import-form",
+            data={"csrf": token},
+            files={"file": ("codes.csv", upload, "text/csv")},
+        )
+        assert answer.status_code == 422 and answer.headers["content-type"].startswith("text/html")
+        assert "40660" in answer.text and 'role="alert"' in answer.text
+        assert store.codes == {}

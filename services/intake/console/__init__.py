@@ -26,6 +26,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.state.console = Sessions(settings.api_keys_parsed(), secret, settings.console_session_s)
     app.add_exception_handler(SignedOut, access.signed_out)  # type: ignore[arg-type]
     app.add_exception_handler(CsrfRefused, access.csrf_refused)  # type: ignore[arg-type]
+    app.add_exception_handler(access.FormRefused, access.form_refused)  # type: ignore[arg-type]
     for area in (access, campaigns, activity):
         app.include_router(area.router)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")

@@ -48,11 +48,18 @@ async def posted(
     request: Request, session: Annotated[Session, Depends(session_of)]
 ) -> AsyncIterator[FormData]:
     """A posted form, refused (CsrfRefused) unless it carries its session's token; the
-    files it brought are closed after the request."""
-    async with request.form() as form:
+    files it brought are closed after the request. One that cannot be read (over its
+    size limit, say) is refused as a page (FormRefused)."""
+    try:
+        form = await request.form()
+    except DomainError as refused:
+        raise FormRefused(refused) from None
+    try:
         token = form.get(CSRF_FIELD)
         check_csrf(session, token if isinstance(token, str) else None)
         yield form
+    finally:
+        await form.close()
 
 
 async def scripted(request: Request, session: Annotated[Session, Depends(session_of)]) -> Session:
@@ -127,3 +134,15 @@ def signed_out(request: Request, _: SignedOut) -> Response:
 
 def csrf_refused(request: Request, _: CsrfRefused) -> Response:
     return page(request, "refused.html", status=403)
+
+
+class FormRefused(Exception):
+    """A posted form that could not be read, and why."""
+
+    def __init__(self, error: DomainError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def form_refused(request: Request, refused: FormRefused) -> Response:
+    return page(request, "form_refused.html", error=refused.error)
