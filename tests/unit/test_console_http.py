@@ -51,6 +51,15 @@ async def sign_in(http: httpx.AsyncClient, key: str = "admin-key") -> httpx.Resp
     return await http.post("/console/login", data={"csrf": token.group(1), "key": key})
 
 
+async def with_gems(http: httpx.AsyncClient) -> str:
+    """Signed in as the admin, with a campaign `gems`: the session's CSRF token."""
+    await sign_in(http)
+    token = await csrf_of(http)
+    made = await http.post("/console/campaigns", data={"csrf": token, "codeType": "gems"})
+    assert made.status_code == 303, made.text
+    return token
+
+
 async def csrf_of(http: httpx.AsyncClient, path: str = "/console/campaigns") -> str:
     page = await http.get(path)
     token = CSRF.search(page.text)
@@ -115,10 +124,7 @@ def concrete(path: str) -> str:
 async def test_every_form_is_refused_without_its_sessions_token(
     client: httpx.AsyncClient, store: FakeStore, path: str
 ) -> None:
-    await sign_in(client)
-    await client.post(
-        "/console/campaigns", data={"csrf": await csrf_of(client), "codeType": "gems"}
-    )
+    await with_gems(client)
     before = (dict(store.campaigns), dict(store.codes), dict(store.jobs))
     for token in (None, "forged"):
         data = {"codeType": "other", "version": "1", "quantity": "5", "scope": "user:u"}
@@ -238,9 +244,7 @@ async def test_a_refused_form_says_why_and_changes_nothing(
 async def test_an_edit_from_a_stale_page_is_refused_and_shows_the_campaign_as_it_is(
     client: httpx.AsyncClient, store: FakeStore
 ) -> None:
-    await sign_in(client)
-    token = await csrf_of(client)
-    await client.post("/console/campaigns", data={"csrf": token, "codeType": "gems"})
+    token = await with_gems(client)
     edit = {"csrf": token, "version": "1", "description": "first", "maxRetries": "0"}
     edit["timeout"] = "30"
     assert (await client.post("/console/campaigns/gems/edit", data=edit)).status_code == 303
@@ -331,9 +335,7 @@ async def test_dead_letters_show_their_reasons_and_mask_the_codes_they_carry(
 async def test_an_import_from_a_plain_form_reports_its_rejected_lines(
     client: httpx.AsyncClient, store: FakeStore
 ) -> None:
-    await sign_in(client)
-    token = await csrf_of(client)
-    await client.post("/console/campaigns", data={"csrf": token, "codeType": "gems"})
+    token = await with_gems(client)
     upload = b"scanCode\nGEM-0001\nGEM-0002\nbad code!\n"
     answer = await client.post(
         "/console/campaigns/gems/import-form",
@@ -378,9 +380,7 @@ async def test_an_edit_keeps_what_the_form_could_not_show_and_says_no_as_no(
 async def test_a_file_over_the_import_limit_is_refused_as_a_page(store: FakeStore) -> None:
     small = SETTINGS.model_copy(update={"max_import_bytes": 1_000})
     async with intake_client(store, RecordingBroker(), small) as (http, _):
-        await sign_in(http)
-        token = await csrf_of(http)
-        await http.post("/console/campaigns", data={"csrf": token, "codeType": "gems"})
+        token = await with_gems(http)
         upload = b"scanCode\n" + b"".join(b"GEM-%06d\n" % n for n in range(200))
         answer = await http.post(
             "/console/campaigns/gems/import-form",
