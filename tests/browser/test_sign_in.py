@@ -92,6 +92,7 @@ async def test_signing_out_ends_the_session(page: Page) -> None:
     await sign_in(page)
     async with page.expect_navigation():
         await page.get_by_role("button", name="Sign out").click()
+    assert await session_cookie(page) is None, await page.context.cookies()
     await page.goto("/console/campaigns")
     await page.wait_for_url(at("/console/login"))
     await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
